@@ -1,0 +1,144 @@
+//! Real `kubectl` runs and how their results are classified.
+
+use crate::scenario::action::{Action, Scope};
+use crate::tools;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// What the API server decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// 403: authenticated, RBAC said no.
+    Forbidden,
+    /// 401: the token was rejected.
+    Unauthorized,
+    /// Something else went wrong (the message says what).
+    Error(String),
+}
+
+impl Verdict {
+    pub fn label(&self) -> &str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Forbidden => "Forbidden (403)",
+            Verdict::Unauthorized => "Unauthorized (401)",
+            Verdict::Error(_) => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KubectlRun {
+    pub command: String,
+    pub verdict: Verdict,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Classify a kubectl result by exit status and the stable parts of its error text.
+pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
+    if success {
+        return Verdict::Allowed;
+    }
+    if stderr.contains("You must be logged in to the server") || stderr.contains("Unauthorized") {
+        return Verdict::Unauthorized;
+    }
+    if stderr.contains("(Forbidden)") || stderr.contains("is forbidden") {
+        return Verdict::Forbidden;
+    }
+    // `auth can-i` says "no" on stdout with exit 1.
+    if stdout.trim_start().starts_with("no") {
+        return Verdict::Forbidden;
+    }
+    // Authorization passed, the object just is not there: the verb was allowed.
+    if stderr.contains("(NotFound)") {
+        return Verdict::Allowed;
+    }
+    Verdict::Error(stderr.trim().lines().last().unwrap_or("kubectl failed").to_string())
+}
+
+pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
+    let kubectl = tools::KUBECTL.require()?;
+    let out = tokio::process::Command::new(&kubectl)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["--request-timeout=10s"])
+        .args(args)
+        .output()
+        .await
+        .context("running kubectl")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok(KubectlRun {
+        command: format!("kubectl {}", args.join(" ")),
+        verdict: classify(out.status.success(), &stdout, &stderr),
+        stdout,
+        stderr,
+    })
+}
+
+/// kubectl arguments that perform `action` for real (mutations as server-side dry runs),
+/// or `auth can-i` for verbs kubectl cannot perform directly.
+pub fn args_for(action: &Action) -> Vec<String> {
+    let mut args: Vec<String> = match action.verb.as_str() {
+        "list" => vec!["get".into(), action.resource.clone(), "-o".into(), "name".into()],
+        "get" => {
+            let mut a = vec!["get".into(), action.resource.clone()];
+            a.extend(action.name.clone());
+            a.extend(["-o".into(), "name".into()]);
+            a
+        }
+        "delete" => {
+            let mut a = vec!["delete".into(), action.resource.clone()];
+            a.extend(action.name.clone());
+            a.extend(["--dry-run=server".into(), "--wait=false".into()]);
+            a
+        }
+        "create" if matches!(action.resource.as_str(), "namespace" | "namespaces" | "ns") => {
+            vec!["create".into(), "namespace".into(), action.name.clone().unwrap_or_else(|| "lab-dry-run".into()), "--dry-run=server".into()]
+        }
+        _ => {
+            let mut a = vec!["auth".into(), "can-i".into(), action.verb.clone(), action.resource.clone()];
+            a.extend(action.name.clone());
+            a
+        }
+    };
+    match &action.scope {
+        Scope::Default => {}
+        Scope::Namespace(ns) => args.extend(["-n".into(), ns.clone()]),
+        Scope::AllNamespaces => args.push("-A".into()),
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_kubectl_messages() {
+        // Texts from k8s-authn-facts.md §3.3 and verified-by-running.md.
+        assert_eq!(classify(false, "", "error: You must be logged in to the server (Unauthorized)\n"), Verdict::Unauthorized);
+        assert_eq!(
+            classify(false, "", "error: You must be logged in to the server (the server has asked for the client to provide credentials)"),
+            Verdict::Unauthorized
+        );
+        assert_eq!(
+            classify(false, "", r#"Error from server (Forbidden): namespaces "t1" is forbidden: User "alice@localhost" cannot delete resource "namespaces""#),
+            Verdict::Forbidden
+        );
+        assert_eq!(classify(false, "no\n", ""), Verdict::Forbidden);
+        assert_eq!(classify(true, "pod/x\n", ""), Verdict::Allowed);
+        assert!(matches!(classify(false, "", "error: connection refused"), Verdict::Error(_)));
+    }
+
+    #[test]
+    fn mutations_are_dry_runs() {
+        let a = args_for(&Action::parse("delete namespace scratch").unwrap());
+        assert_eq!(a, ["delete", "namespace", "scratch", "--dry-run=server", "--wait=false"]);
+        let l = args_for(&Action::parse("list pods -A").unwrap());
+        assert_eq!(l, ["get", "pods", "-o", "name", "-A"]);
+        let w = args_for(&Action::parse("watch secrets -n default").unwrap());
+        assert_eq!(w, ["auth", "can-i", "watch", "secrets", "-n", "default"]);
+    }
+}

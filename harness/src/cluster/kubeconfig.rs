@@ -1,0 +1,45 @@
+//! kubeconfig files for the admin (client certificate) and for people (bearer id_token or
+//! the exec credential plugin).
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::path::Path;
+
+pub enum UserAuth<'a> {
+    ClientCert { cert: &'a Path, key: &'a Path },
+    Token(&'a str),
+    /// `client.authentication.k8s.io/v1` exec plugin: command and args.
+    Exec { command: &'a str, args: Vec<String> },
+}
+
+/// Write a one-context kubeconfig (mode 0600: it may hold a token).
+pub fn write(path: &Path, server: &str, ca_file: &Path, user: &str, auth: UserAuth<'_>) -> Result<()> {
+    let user_obj = match auth {
+        UserAuth::ClientCert { cert, key } => json!({
+            "client-certificate": cert.to_string_lossy(), "client-key": key.to_string_lossy() }),
+        UserAuth::Token(t) => json!({ "token": t }),
+        UserAuth::Exec { command, args } => json!({ "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": command, "args": args, "interactiveMode": "Never",
+            "provideClusterInfo": false }}),
+    };
+    let doc = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "lab", "cluster": {"server": server, "certificate-authority": ca_file.to_string_lossy()}}],
+        "users": [{"name": user, "user": user_obj}],
+        "contexts": [{"name": user, "context": {"cluster": "lab", "user": user}}],
+        "current-context": user,
+    });
+    let text = serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("kubeconfig yaml: {e}"))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}

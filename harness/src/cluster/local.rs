@@ -1,0 +1,260 @@
+//! Local control plane: etcd + kube-apiserver + kube-controller-manager as processes.
+//!
+//! Changing authentication restarts kube-apiserver (1–3 s to `/readyz` here; a structured
+//! config reload takes ~10 s to show). kube-controller-manager runs only until the
+//! `view`/`edit`/`admin` roles are aggregated: the rules then live in etcd, and an API server
+//! with no watch clients stops in milliseconds instead of its 60 s graceful drain.
+
+use super::kubeconfig::{self, UserAuth};
+use super::{AuthSetup, ClusterBackend, LogMark};
+use crate::pki::LabPki;
+use crate::process::{ManagedProcess, free_port, tail};
+use crate::tools;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct LocalControlPlane {
+    dir: PathBuf,
+    pki: LabPki,
+    etcd: Option<ManagedProcess>,
+    apiserver: Option<ManagedProcess>,
+    kcm: Option<ManagedProcess>,
+    apiserver_bin: PathBuf,
+    kcm_bin: PathBuf,
+    etcd_url: String,
+    port: u16,
+    url: String,
+    admin_kubeconfig: PathBuf,
+    http: reqwest::Client,
+    starts: u32,
+    current: Option<AuthSetup>,
+    roles_aggregated: bool,
+    /// Seconds each API server start took to `/readyz`.
+    pub ready_times: Vec<Duration>,
+}
+
+impl LocalControlPlane {
+    /// Start etcd; the API server starts at the first [`ClusterBackend::configure_auth`].
+    pub async fn start(dir: &Path, pki: &LabPki) -> Result<LocalControlPlane> {
+        let etcd_bin = tools::ETCD.require()?;
+        let apiserver_bin = tools::KUBE_APISERVER.require()?;
+        let kcm_bin = tools::KUBE_CONTROLLER_MANAGER.require()?;
+        std::fs::create_dir_all(dir.join("apiserver"))?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let args: Vec<String> = vec![
+            format!("--data-dir={}", dir.join("etcd").display()),
+            "--name=lab".into(),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=lab={peer}"),
+            "--log-level=warn".into(),
+        ];
+        let etcd = ManagedProcess::spawn("etcd", &etcd_bin, &args, None, &[], &dir.join("etcd.log"))?;
+        let port = free_port()?;
+        let url = format!("https://127.0.0.1:{port}");
+        let admin_kubeconfig = dir.join("admin.kubeconfig");
+        kubeconfig::write(
+            &admin_kubeconfig,
+            &url,
+            &pki.ca_cert,
+            "lab-admin",
+            UserAuth::ClientCert { cert: &pki.admin_cert, key: &pki.admin_key },
+        )?;
+        let identity = reqwest::Identity::from_pem(
+            format!("{}{}", std::fs::read_to_string(&pki.admin_cert)?, std::fs::read_to_string(&pki.admin_key)?).as_bytes(),
+        )
+        .context("loading the admin client certificate")?;
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
+            .identity(identity)
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(LocalControlPlane {
+            dir: dir.to_path_buf(),
+            pki: pki.clone(),
+            etcd: Some(etcd),
+            apiserver: None,
+            kcm: None,
+            apiserver_bin,
+            kcm_bin,
+            etcd_url,
+            port,
+            url,
+            admin_kubeconfig,
+            http,
+            starts: 0,
+            current: None,
+            roles_aggregated: false,
+            ready_times: Vec::new(),
+        })
+    }
+
+    fn apiserver_log(&self) -> PathBuf {
+        self.dir.join(format!("kube-apiserver-{}.log", self.starts))
+    }
+
+    fn apiserver_args(&self, auth: &AuthSetup) -> Result<Vec<String>> {
+        let p = &self.pki;
+        let mut args = vec![
+            format!("--etcd-servers={}", self.etcd_url),
+            format!("--cert-dir={}", self.dir.join("apiserver").display()),
+            format!("--secure-port={}", self.port),
+            "--bind-address=127.0.0.1".into(),
+            format!("--tls-cert-file={}", p.apiserver_cert.display()),
+            format!("--tls-private-key-file={}", p.apiserver_key.display()),
+            format!("--client-ca-file={}", p.ca_cert.display()),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", p.sa_key.display()),
+            format!("--service-account-signing-key-file={}", p.sa_key.display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--enable-priority-and-fairness=false".into(),
+        ];
+        match auth {
+            AuthSetup::Structured { config_yaml } => {
+                let file = self.dir.join("apiserver").join("authentication-config.yaml");
+                std::fs::write(&file, config_yaml)?;
+                args.push(format!("--authentication-config={}", file.display()));
+            }
+            AuthSetup::Flags(flags) => args.extend(flags.iter().cloned()),
+        }
+        Ok(args)
+    }
+
+    async fn ready(&self) -> bool {
+        match self.http.get(format!("{}/readyz", self.url)).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    async fn start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
+        self.starts += 1;
+        let args = self.apiserver_args(auth)?;
+        let log = self.apiserver_log();
+        let mut proc = ManagedProcess::spawn("kube-apiserver", &self.apiserver_bin, &args, None, &[], &log)?;
+        let start = Instant::now();
+        loop {
+            proc.ensure_running().map_err(|e| {
+                let hint = if std::fs::read_to_string(&log).unwrap_or_default().contains("authentication") {
+                    "\n  help: the API server rejected the authentication settings; run `cargo xtask render <scenario>` to see them"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("{e}{hint}")
+            })?;
+            if self.ready().await {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("kube-apiserver not ready after 60 s; log tail:\n{}", tail(&log, 20));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.ready_times.push(start.elapsed());
+        self.apiserver = Some(proc);
+        Ok(())
+    }
+
+    /// Is the built-in `view` role aggregated (has rules)?
+    async fn view_has_rules(&self) -> bool {
+        let url = format!("{}/apis/rbac.authorization.k8s.io/v1/clusterroles/view", self.url);
+        let Ok(r) = self.http.get(url).send().await else { return false };
+        let Ok(v) = r.json::<serde_json::Value>().await else { return false };
+        v["rules"].as_array().is_some_and(|r| !r.is_empty())
+    }
+
+    async fn ensure_roles_aggregated(&mut self) -> Result<()> {
+        if self.view_has_rules().await {
+            self.roles_aggregated = true;
+            return Ok(());
+        }
+        let args = vec![
+            format!("--kubeconfig={}", self.admin_kubeconfig.display()),
+            "--controllers=clusterrole-aggregation".into(),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+        ];
+        let log = self.dir.join("kube-controller-manager.log");
+        let mut kcm = ManagedProcess::spawn("kube-controller-manager", &self.kcm_bin, &args, None, &[], &log)?;
+        let start = Instant::now();
+        while !self.view_has_rules().await {
+            kcm.ensure_running()?;
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("the view/edit/admin roles were not aggregated within 60 s; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Stop it: it holds watches that make the next API server stop take 60 s.
+        kcm.stop(Duration::from_secs(5)).await;
+        self.kcm = None;
+        self.roles_aggregated = true;
+        Ok(())
+    }
+}
+
+impl ClusterBackend for LocalControlPlane {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    fn server_url(&self) -> &str {
+        &self.url
+    }
+    fn admin_kubeconfig(&self) -> &Path {
+        &self.admin_kubeconfig
+    }
+    fn ca_path_for_apiserver(&self) -> String {
+        self.pki.ca_cert.to_string_lossy().into_owned()
+    }
+
+    async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()> {
+        if self.current.as_ref() == Some(auth) && self.apiserver.is_some() {
+            return Ok(());
+        }
+        if let Some(mut old) = self.apiserver.take() {
+            // No watch clients are connected (kube-controller-manager is stopped), so this is quick.
+            old.stop(Duration::from_secs(2)).await;
+        }
+        self.start_apiserver(auth).await?;
+        self.current = Some(auth.clone());
+        self.ensure_roles_aggregated().await
+    }
+
+    fn log_mark(&self) -> LogMark {
+        let file = self.apiserver_log();
+        let offset = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        LogMark { file, offset }
+    }
+
+    fn collect_logs(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let p = entry?.path();
+            if p.extension().is_some_and(|e| e == "log")
+                && let Some(name) = p.file_name()
+            {
+                std::fs::copy(&p, dir.join(name))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(mut k) = self.kcm.take() {
+            k.stop(Duration::from_secs(2)).await;
+        }
+        if let Some(mut a) = self.apiserver.take() {
+            a.stop(Duration::from_secs(2)).await;
+        }
+        if let Some(mut e) = self.etcd.take() {
+            e.stop(Duration::from_secs(2)).await;
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Kubernetes API server backends. Everything but start/stop/reconfigure is shared.
+
+pub mod kubeconfig;
+pub mod local;
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// How the API server should authenticate OIDC tokens for one scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSetup {
+    /// `--authentication-config=<file>` with this content.
+    Structured { config_yaml: String },
+    /// Legacy `--oidc-*` flags (already rendered, with `--`).
+    Flags(Vec<String>),
+}
+
+/// A position in the API server's log, to collect the lines one check caused.
+#[derive(Debug, Clone)]
+pub struct LogMark {
+    pub file: PathBuf,
+    pub offset: u64,
+}
+
+impl LogMark {
+    /// Lines written since this mark.
+    pub fn lines_since(&self) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut out = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.file)
+            && f.seek(SeekFrom::Start(self.offset)).is_ok()
+        {
+            let _ = f.read_to_string(&mut out);
+        }
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+/// A running API server we can point kubectl at and reconfigure between scenarios.
+#[allow(async_fn_in_trait)]
+pub trait ClusterBackend {
+    fn name(&self) -> &'static str;
+    /// `https://…` URL of the API server as kubectl on this host reaches it.
+    fn server_url(&self) -> &str;
+    /// A kubeconfig with cluster-admin (client certificate, O=system:masters).
+    fn admin_kubeconfig(&self) -> &Path;
+    /// Where the API server reads the Kanidm CA for `--oidc-ca-file`.
+    fn ca_path_for_apiserver(&self) -> String;
+    /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
+    async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;
+    /// Current end of the API server log.
+    fn log_mark(&self) -> LogMark;
+    /// Copy every component log into `dir` (artifacts).
+    fn collect_logs(&self, dir: &Path) -> Result<()>;
+    /// Stop everything; idempotent.
+    async fn shutdown(&mut self);
+}

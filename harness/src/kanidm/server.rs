@@ -1,0 +1,161 @@
+//! A real kanidmd as a local process: config, start, readiness, admin recovery, stop.
+
+use crate::pki::LabPki;
+use crate::process::{ManagedProcess, free_port, tail};
+use crate::render::kanidm_config::{KanidmServerConfig, render};
+use crate::tools;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The kanidm_client crate version we link; servers of another version need `KANIDM_DEV_YOLO`.
+pub const CLIENT_VERSION: &str = "1.10.4";
+
+/// Where and how a Kanidm server is reached.
+#[derive(Debug, Clone)]
+pub struct KanidmEndpoint {
+    pub domain: String,
+    pub origin: String,
+    pub ca_file: PathBuf,
+}
+
+impl KanidmEndpoint {
+    pub fn issuer(&self, client: &str) -> String {
+        format!("{}/oauth2/openid/{client}", self.origin)
+    }
+}
+
+#[derive(Debug)]
+pub struct LocalKanidm {
+    pub endpoint: KanidmEndpoint,
+    pub config_path: PathBuf,
+    pub log: PathBuf,
+    binary: PathBuf,
+    process: ManagedProcess,
+    pub version: Option<String>,
+}
+
+/// A reqwest client that trusts only the lab CA.
+pub fn lab_http_client(ca_pem: &str) -> Result<reqwest::Client> {
+    let cert = reqwest::Certificate::from_pem(ca_pem.as_bytes()).context("parsing the lab CA")?;
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTPS client for the lab")
+}
+
+impl LocalKanidm {
+    /// Start kanidmd with a fresh database under `dir` and wait until `/status` is true.
+    pub async fn start(dir: &Path, pki: &LabPki, http: &reqwest::Client) -> Result<LocalKanidm> {
+        let binary = tools::KANIDMD.require()?;
+        let run_dir = dir.join("run");
+        std::fs::create_dir_all(&run_dir)?;
+        // A `developer`-profile kanidmd looks for its web UI at ../core/static relative to
+        // its working directory; KANIDM_UI_DIR points at that folder (server/core/static).
+        if let Some(ui) = std::env::var_os("KANIDM_UI_DIR").filter(|v| !v.is_empty()) {
+            let core = dir.join("core");
+            std::fs::create_dir_all(&core)?;
+            let link = core.join("static");
+            if !link.exists() {
+                std::os::unix::fs::symlink(&ui, &link).context("linking the Kanidm UI folder")?;
+            }
+        }
+        let port = free_port()?;
+        let origin = format!("https://localhost:{port}");
+        let config_path = dir.join("server.toml");
+        let bind = format!("127.0.0.1:{port}");
+        let cfg = KanidmServerConfig {
+            bind_address: &bind,
+            domain: "localhost",
+            origin: &origin,
+            db_path: &dir.join("kanidm.db"),
+            tls_chain: &pki.kanidm_chain,
+            tls_key: &pki.kanidm_key,
+            admin_socket: &dir.join("admin.sock"),
+        };
+        std::fs::write(&config_path, render(&cfg))?;
+        let log = dir.join("kanidmd.log");
+        let args = vec!["server".to_string(), "-c".into(), config_path.to_string_lossy().into_owned()];
+        let mut process = ManagedProcess::spawn("kanidmd", &binary, &args, Some(&run_dir), &[], &log)?;
+        let status_url = format!("{origin}/status");
+        let mut ready = false;
+        for _ in 0..300 {
+            if let Err(e) = process.ensure_running() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("UI package path") || text.contains("integrity hash") {
+                    bail!(
+                        "{e}\n  help: this kanidmd was built with the `developer` profile and cannot find its web UI; \
+                         set KANIDM_UI_DIR to the `server/core/static` folder of the same kanidm checkout"
+                    );
+                }
+                return Err(e);
+            }
+            if let Ok(r) = http.get(&status_url).send().await
+                && r.status().is_success()
+                && r.text().await.is_ok_and(|t| t.trim() == "true")
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !ready {
+            bail!("kanidmd did not answer {status_url} within 15 s; log tail:\n{}", tail(&log, 15));
+        }
+        let endpoint = KanidmEndpoint { domain: "localhost".into(), origin, ca_file: pki.ca_cert.clone() };
+        let version = server_version(http, &endpoint.origin).await;
+        Ok(LocalKanidm { endpoint, config_path, log, binary, process, version })
+    }
+
+    /// `kanidmd scripting recover-account <name>`: a fresh password for an admin account.
+    pub async fn recover_account(&self, name: &str) -> Result<String> {
+        let mut last = String::new();
+        // The admin socket is bound after the HTTPS listener: retry briefly.
+        for _ in 0..100 {
+            let out = tokio::process::Command::new(&self.binary)
+                .args(["scripting", "recover-account", name, "-c"])
+                .arg(&self.config_path)
+                .output()
+                .await
+                .context("running kanidmd scripting recover-account")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for line in stdout.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if v["status"] == "ok"
+                        && let Some(pw) = v["output"].as_str()
+                    {
+                        return Ok(pw.to_string());
+                    }
+                    last = format!("{} {}", v["reason"], v["message"]);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("kanidmd scripting recover-account {name} kept failing: {last}")
+    }
+
+    pub async fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5)).await;
+    }
+}
+
+/// The server's version from the `X-KANIDM-VERSION` header of an API response.
+pub async fn server_version(http: &reqwest::Client, origin: &str) -> Option<String> {
+    let r = http.get(format!("{origin}/v1/auth/valid")).send().await.ok()?;
+    r.headers().get("x-kanidm-version")?.to_str().ok().map(str::to_string)
+}
+
+/// Refuse early, with a clear message, where kanidm_client would exit the process.
+pub fn check_version(found: Option<&str>) -> Result<()> {
+    match found {
+        Some(v) if v == CLIENT_VERSION => Ok(()),
+        _ if std::env::var_os("KANIDM_DEV_YOLO").is_some() => Ok(()),
+        Some(v) => bail!(
+            "kanidmd is version {v}, but this harness speaks kanidm_client {CLIENT_VERSION}, which exits the process \
+             on a version mismatch in debug builds\n  help: use kanidmd {CLIENT_VERSION}, or set KANIDM_DEV_YOLO=1 to try anyway (version matrix runs)"
+        ),
+        None => bail!("kanidmd did not report its version (no X-KANIDM-VERSION header); is this really kanidmd?"),
+    }
+}

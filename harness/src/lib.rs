@@ -1,0 +1,25 @@
+//! kanidm-k8s-lab: an end-to-end harness for Kubernetes OIDC authentication with Kanidm.
+//!
+//! The data flow, one module per step: [`scenario`] → [`pki`] → [`kanidm`] → [`cluster`] →
+//! [`login`] → [`check`] → [`report`]. [`render`] holds the pure renderers; [`run`] ties the
+//! steps together. See ARCHITECTURE.md.
+
+pub mod check;
+pub mod cluster;
+pub mod kanidm;
+pub mod login;
+pub mod pki;
+pub mod process;
+pub mod progress;
+pub mod rbac_apply;
+pub mod render;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod timings;
+pub mod tools;
+
+/// Install the one rustls crypto provider (aws-lc-rs) this workspace uses. Idempotent.
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

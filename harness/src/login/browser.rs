@@ -1,0 +1,189 @@
+//! Headless Chromium driven through chromedriver (WebDriver) — Kanidm's real login pages.
+//!
+//! chromedriver starts once per run; each person gets a fresh browser profile. The browser
+//! trusts exactly Kanidm's serving key (`--ignore-certificate-errors-spki-list`), nothing else.
+
+use crate::process::{ManagedProcess, free_port, tail};
+use crate::tools;
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Browser {
+    driver: ManagedProcess,
+    url: String,
+    profiles: PathBuf,
+    chromium: PathBuf,
+    counter: std::sync::atomic::AtomicU32,
+}
+
+impl Browser {
+    pub async fn start(dir: &Path) -> Result<Browser> {
+        let driver_bin = tools::CHROMEDRIVER.require()?;
+        let chromium = tools::CHROMIUM.require()?;
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let args = vec![format!("--port={port}"), "--allowed-ips=127.0.0.1".into()];
+        let mut driver = ManagedProcess::spawn("chromedriver", &driver_bin, &args, None, &[], &dir.join("chromedriver.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            driver.ensure_running()?;
+            if let Ok(r) = http.get(format!("{url}/status")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                bail!("chromedriver did not answer within 15 s:\n{}", tail(&dir.join("chromedriver.log"), 10));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(Browser { driver, url, profiles: dir.join("profiles"), chromium, counter: Default::default() })
+    }
+
+    /// A fresh browser session with its own profile, trusting only `spki_pin`.
+    pub async fn session(&self, label: &str, spki_pin: &str, host_rules: Option<&str>) -> Result<Client> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let profile = self.profiles.join(format!("{label}-{n}"));
+        std::fs::create_dir_all(&profile)?;
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-quic".into(),
+            "--window-size=1024,900".into(),
+            format!("--user-data-dir={}", profile.display()),
+            format!("--ignore-certificate-errors-spki-list={spki_pin}"),
+        ];
+        if let Some(rules) = host_rules {
+            args.push(format!("--host-resolver-rules={rules}"));
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": self.chromium.to_string_lossy(), "args": args}),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
+        Ok(client)
+    }
+
+    pub async fn stop(&mut self) {
+        self.driver.stop(Duration::from_secs(2)).await;
+    }
+}
+
+/// The page the browser is on, as the login driver understands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    Redirected,
+    Username,
+    Totp,
+    Password,
+    MechChoose,
+    Passkey,
+    Consent,
+    AccessDenied,
+    LoginFailed(String),
+    Error(String),
+    Loading,
+    /// Chromium's own error page (TLS not trusted, connection refused…).
+    BrowserError(String),
+    Unknown(String),
+}
+
+const DETECT: &str = r#"
+const prefix = arguments[0];
+if (location.href.startsWith(prefix)) return 'redirected';
+if (document.readyState !== 'complete') return 'loading';
+const txt = document.body ? document.body.innerText : '';
+const neterr = txt.match(/(NET::ERR_[A-Z_]+|ERR_[A-Z_]{6,})/);
+if (neterr) return 'browser-error:' + neterr[1];
+const vis = id => { const e = document.getElementById(id); return !!(e && e.offsetParent !== null && !e.classList.contains('d-none') && e.type !== 'hidden'); };
+const heads = [...document.querySelectorAll('h1,h2,h3')].map(e => e.textContent.trim());
+if (heads.includes('Access Denied')) return 'access-denied';
+if (heads.includes('Login Failed')) { const r = document.body.innerText.match(/Reason:?\s*(.*)/); return 'login-failed:' + (r ? r[1] : ''); }
+if (heads.includes('Error')) { return 'error:' + document.body.innerText.replace(/\s+/g, ' ').slice(0, 200); }
+if (document.getElementById('cred-form')) return 'passkey';
+if (vis('totp')) return 'totp';
+if (vis('password')) return 'password';
+if (vis('username')) return 'username';
+if (document.querySelector('form[action="/ui/login/mech_choose"]')) return 'mech-choose';
+if ([...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Proceed')) return 'consent';
+return 'unknown:' + document.title;
+"#;
+
+pub async fn detect(client: &Client, redirect_prefix: &str) -> Result<Page> {
+    let v = client.execute(DETECT, vec![json!(redirect_prefix)]).await.map_err(|e| anyhow!("reading the page: {e}"))?;
+    let s = v.as_str().unwrap_or("unknown:").to_string();
+    Ok(match s.as_str() {
+        "redirected" => Page::Redirected,
+        "loading" => Page::Loading,
+        "username" => Page::Username,
+        "totp" => Page::Totp,
+        "password" => Page::Password,
+        "mech-choose" => Page::MechChoose,
+        "passkey" => Page::Passkey,
+        "consent" => Page::Consent,
+        "access-denied" => Page::AccessDenied,
+        other => match other.split_once(':') {
+            Some(("login-failed", r)) => Page::LoginFailed(r.to_string()),
+            Some(("error", r)) => Page::Error(r.to_string()),
+            Some(("browser-error", r)) => Page::BrowserError(r.to_string()),
+            _ => Page::Unknown(other.to_string()),
+        },
+    })
+}
+
+/// Type into an input and submit its form (by clicking the form's submit button).
+pub async fn fill_and_submit(client: &Client, input_id: &str, value: &str) -> Result<()> {
+    let input = client.find(Locator::Id(input_id)).await.with_context(|| format!("finding #{input_id}"))?;
+    input.clear().await.ok();
+    input.send_keys(value).await.with_context(|| format!("typing into #{input_id}"))?;
+    click_submit(client).await
+}
+
+pub async fn click_submit(client: &Client) -> Result<()> {
+    let button = client
+        .find(Locator::Css("form#login button[type=submit], form#login input[type=submit]"))
+        .await
+        .context("finding the submit button")?;
+    button.click().await.context("clicking submit")?;
+    Ok(())
+}
+
+pub async fn click_button_with_text(client: &Client, text: &str) -> Result<()> {
+    let buttons = client.find_all(Locator::Css("button")).await?;
+    for b in buttons {
+        if b.text().await.map(|t| t.trim() == text).unwrap_or(false) {
+            b.click().await.with_context(|| format!("clicking `{text}`"))?;
+            return Ok(());
+        }
+    }
+    bail!("no button `{text}` on the page")
+}
+
+/// Save screenshot, page HTML and URL trail into `dir`.
+pub async fn save_artifacts(client: &Client, dir: &Path, trail: &[String]) {
+    let _ = std::fs::create_dir_all(dir);
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(dir.join("screenshot.png"), png);
+    }
+    if let Ok(html) = client.source().await {
+        let _ = std::fs::write(dir.join("page.html"), html);
+    }
+    let _ = std::fs::write(dir.join("url-trail.txt"), trail.join("\n"));
+}

@@ -1,0 +1,211 @@
+//! One person's login, driven by page state (never by sleeps).
+
+use super::browser::{self, Browser, Page};
+use super::oidc::{self, RedirectListener, VerifiedToken};
+use crate::kanidm::PersonSecrets;
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::Client;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct Person<'a> {
+    pub name: &'a str,
+    pub secrets: &'a PersonSecrets,
+    pub passkey: bool,
+}
+
+/// What happened, as a scenario can expect it.
+#[derive(Debug, Clone)]
+pub enum LoginOutcomeActual {
+    Token(VerifiedToken),
+    /// Kanidm's "Access Denied" page (no scope-mapped group).
+    AccessDenied,
+    /// "Login Failed" with Kanidm's reason.
+    LoginFailed(String),
+    /// Kanidm's error page (bad client, redirect URI, lost cookies…).
+    Error(String),
+}
+
+impl LoginOutcomeActual {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Token(t) => format!("token ({})", t.alg),
+            Self::AccessDenied => "access denied".into(),
+            Self::LoginFailed(r) => format!("login failed: {r}"),
+            Self::Error(e) => format!("error page: {e}"),
+        }
+    }
+}
+
+pub struct LoginRequest<'a> {
+    pub issuer: &'a str,
+    /// Kanidm origin (for the credential reset page).
+    pub origin: &'a str,
+    pub client_id: &'a str,
+    pub scopes: &'a [String],
+    pub redirect_port: Option<u16>,
+    pub redirect_path: &'a str,
+    pub spki_pin: &'a str,
+    pub host_rules: Option<&'a str>,
+    /// Where screenshots/HTML go when the login fails unexpectedly.
+    pub artifacts: &'a Path,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub async fn login(browser: &Browser, http: &reqwest::Client, req: &LoginRequest<'_>, person: &Person<'_>) -> Result<LoginOutcomeActual> {
+    let disco = oidc::discover(http, req.issuer).await?;
+    let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
+    let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
+    let redirect_prefix = listener.redirect_uri();
+    let client = browser.session(person.name, req.spki_pin, req.host_rules).await?;
+    if person.passkey {
+        super::webauthn::add_virtual_authenticator(&client).await?;
+        if let Some(token) = &person.secrets.reset_token
+            && let Err(e) = super::webauthn::enrol_passkey(&client, req.origin, token).await
+        {
+            browser::save_artifacts(&client, &req.artifacts.join(format!("enrol-{}", person.name)), &[]).await;
+            let _ = client.close().await;
+            return Err(e.context(format!("enrolling a passkey for {}", person.name)));
+        }
+    }
+    let accept = tokio::spawn(async move { listener.accept(Duration::from_secs(60)).await });
+    let mut trail = Vec::new();
+    let result = drive(&client, &auth.url, &redirect_prefix, person, &mut trail).await;
+    let outcome = match result {
+        Ok(Some(outcome)) => {
+            if !matches!(outcome, LoginOutcomeActual::AccessDenied) {
+                browser::save_artifacts(&client, &req.artifacts.join(format!("login-{}", person.name)), &trail).await;
+            }
+            accept.abort();
+            outcome
+        }
+        Ok(None) => {
+            let (code, state) = accept.await.map_err(|e| anyhow!("redirect listener task: {e}"))??;
+            let token = oidc::exchange_and_verify(http, &disco, req.client_id, auth, &code, &state).await?;
+            LoginOutcomeActual::Token(token)
+        }
+        Err(e) => {
+            browser::save_artifacts(&client, &req.artifacts.join(format!("login-{}", person.name)), &trail).await;
+            accept.abort();
+            let _ = client.close().await;
+            return Err(e.context(format!(
+                "logging {} in through the Kanidm UI; screenshot and page HTML are in {}",
+                person.name,
+                req.artifacts.join(format!("login-{}", person.name)).display()
+            )));
+        }
+    };
+    let _ = client.close().await;
+    Ok(outcome)
+}
+
+/// Walk the pages until the redirect (Ok(None)) or a terminal Kanidm page (Ok(Some)).
+async fn drive(
+    client: &Client,
+    url: &url::Url,
+    redirect_prefix: &str,
+    person: &Person<'_>,
+    trail: &mut Vec<String>,
+) -> Result<Option<LoginOutcomeActual>> {
+    client.goto(url.as_str()).await.map_err(|e| anyhow!("opening the authorize URL: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut last_acted: Option<(Page, String)> = None;
+    loop {
+        if Instant::now() > deadline {
+            bail!("login did not finish within 45 s (last page: {:?})", last_acted.map(|p| p.0));
+        }
+        let here = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let page = match browser::detect(client, redirect_prefix).await {
+            Ok(p) => p,
+            // The page navigated while we looked: look again.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if trail.last() != Some(&here) {
+            trail.push(here.clone());
+        }
+        // Don't act twice on the same page: wait for it to change.
+        if let Some((p, u)) = &last_acted
+            && *p == page
+            && *u == here
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let acted = match &page {
+            Page::Redirected => return Ok(None),
+            Page::AccessDenied => return Ok(Some(LoginOutcomeActual::AccessDenied)),
+            Page::LoginFailed(r) => return Ok(Some(LoginOutcomeActual::LoginFailed(r.clone()))),
+            Page::Error(e) => return Ok(Some(LoginOutcomeActual::Error(e.clone()))),
+            Page::BrowserError(code) if code.contains("CERT") => {
+                bail!("Chromium did not trust the server's certificate ({code}); it trusts only the lab's pinned Kanidm key")
+            }
+            Page::BrowserError(code) => bail!("Chromium could not load the page ({code})"),
+            Page::Loading | Page::Unknown(_) | Page::Passkey => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                false
+            }
+            Page::Username => {
+                browser::fill_and_submit(client, "username", person.name).await?;
+                true
+            }
+            Page::Totp => {
+                let key = person.secrets.totp.as_ref().ok_or_else(|| anyhow!("Kanidm asks {} for a TOTP code, but none was enrolled", person.name))?;
+                let code = next_unused_code(key).await?;
+                browser::fill_and_submit(client, "totp", &format!("{code:0width$}", width = key.digits as usize)).await?;
+                true
+            }
+            Page::Password => {
+                if person.secrets.password.is_empty() {
+                    bail!("Kanidm asks {} for a password, but the scenario gives them none (passkey person?)", person.name);
+                }
+                browser::fill_and_submit(client, "password", &person.secrets.password).await?;
+                true
+            }
+            Page::MechChoose => {
+                let want = if person.passkey { "passkey" } else if person.secrets.totp.is_some() { "passwordmfa" } else { "password" };
+                let script = "const f=[...document.querySelectorAll('form[action=\"/ui/login/mech_choose\"]')].find(f=>f.querySelector('input[name=mech]').value===arguments[0]); if(!f) return false; f.querySelector('button').click(); return true;";
+                let ok = client.execute(script, vec![serde_json::json!(want)]).await.map_err(|e| anyhow!("choosing {want}: {e}"))?;
+                if ok != serde_json::json!(true) {
+                    bail!("Kanidm does not offer the `{want}` login mechanism to {}", person.name);
+                }
+                true
+            }
+            Page::Consent => {
+                browser::click_button_with_text(client, "Proceed").await.context("consent page")?;
+                true
+            }
+        };
+        if acted {
+            last_acted = Some((page, here));
+        }
+    }
+}
+
+/// A TOTP code for a time step that has not been used yet (Kanidm rejects reuse).
+async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<u32> {
+    loop {
+        let now = unix_now();
+        let (code, step) = key.code_at(now)?;
+        let fresh = {
+            let mut last = key.last_used_step.lock().map_err(|_| anyhow!("TOTP state poisoned"))?;
+            if step > *last {
+                *last = step;
+                true
+            } else {
+                false
+            }
+        };
+        if fresh {
+            return Ok(code);
+        }
+        let wait = key.step - now % key.step;
+        tracing::info!("TOTP code of this 30 s step already used; waiting {wait} s for the next one");
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}

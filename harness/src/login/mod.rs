@@ -1,0 +1,8 @@
+//! Headless login through Kanidm's real web UI, returning verified id_tokens.
+
+pub mod browser;
+pub mod flow;
+pub mod oidc;
+pub mod webauthn;
+
+pub use flow::{LoginOutcomeActual, Person, login};

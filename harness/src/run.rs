@@ -1,0 +1,611 @@
+//! The main job: scenarios → PKI → Kanidm → cluster → login → assert → report.
+
+use crate::check::cause::{Cause, auth_error_of};
+use crate::check::kubectl::{self, Verdict};
+use crate::check::CheckResult;
+use crate::cluster::{AuthSetup, ClusterBackend, kubeconfig};
+use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use crate::kanidm::{Provisioned, provision};
+use crate::login::browser::Browser;
+use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
+use crate::pki::{self, LabPki, ServingNames};
+use crate::progress::Progress;
+use crate::render::{self, K8sVersion, LabFacts};
+use crate::scenario::action::Action;
+use crate::scenario::model::{CredentialKind, LoginOutcome};
+use crate::scenario::placeholder::{self, Values};
+use crate::scenario::LoadedScenario;
+use crate::timings::Timings;
+use anyhow::{Context, Result, anyhow};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct RunOptions {
+    pub scenarios: Vec<LoadedScenario>,
+    pub k8s: K8sVersion,
+    pub artifacts: PathBuf,
+}
+
+pub struct RunReport {
+    pub results: Vec<CheckResult>,
+    pub timings: Timings,
+    pub artifacts: PathBuf,
+    pub versions: BTreeMap<String, String>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| !r.passed).count()
+    }
+}
+
+/// One running Kanidm with one scenario's state, reused by scenarios with the same state.
+struct KanidmLab {
+    server: LocalKanidm,
+    provisioned: Provisioned,
+    tokens: BTreeMap<String, LoginOutcomeActual>,
+}
+
+/// The Kanidm state and login settings of a scenario as text: equal text = reusable server and tokens.
+fn kanidm_fingerprint(s: &LoadedScenario) -> String {
+    let text = std::fs::read_to_string(&s.path).unwrap_or_default();
+    let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_default();
+    format!("{}|{}", v["kanidm"], v["login"])
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub pki: LabPki,
+    pub http: reqwest::Client,
+    pub browser: Browser,
+}
+
+impl Lab {
+    pub async fn new(dir: &Path) -> Result<Lab> {
+        std::fs::create_dir_all(dir)?;
+        let pki = pki::generate(&dir.join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&["localhost"]))?;
+        let http = lab_http_client(&pki.ca_pem)?;
+        let browser = Browser::start(&dir.join("browser")).await?;
+        Ok(Lab { dir: dir.to_path_buf(), pki, http, browser })
+    }
+}
+
+pub async fn run_local(opts: RunOptions, cluster: &mut impl ClusterBackend, lab: &Lab, progress: &Progress) -> Result<RunReport> {
+    let mut timings = Timings::default();
+    let mut results = Vec::new();
+    let mut kanidms: BTreeMap<String, KanidmLab> = BTreeMap::new();
+    let mut versions = BTreeMap::new();
+    for (i, s) in opts.scenarios.iter().enumerate() {
+        let t0 = Instant::now();
+        progress.scenario_start(i + 1, opts.scenarios.len(), &s.name);
+        let outcome = run_scenario(s, opts.k8s, cluster, lab, &mut kanidms, &mut timings, progress).await;
+        match outcome {
+            Ok(mut r) => results.append(&mut r),
+            Err(e) => results.push(CheckResult {
+                scenario: s.name.clone(),
+                person: "-".into(),
+                check: "setup".into(),
+                passed: false,
+                actual: "scenario could not run".into(),
+                detail: Some(format!("{e:#}")),
+                apiserver_line: None,
+                seconds: t0.elapsed().as_secs_f64(),
+            }),
+        }
+        timings.add(&format!("scenario {}", s.name), t0.elapsed());
+        progress.scenario_done(&s.name, results.iter().filter(|r| r.scenario == s.name && !r.passed).count(), t0.elapsed());
+    }
+    for (_, k) in kanidms.iter_mut() {
+        if let Some(v) = &k.server.version {
+            versions.insert("kanidmd".into(), v.clone());
+        }
+        let dest = opts.artifacts.join("logs");
+        let _ = std::fs::create_dir_all(&dest);
+        if let Some(parent) = k.server.log.parent().and_then(|p| p.file_name()) {
+            let _ = std::fs::copy(&k.server.log, dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())));
+        }
+        k.server.stop().await;
+    }
+    let _ = cluster.collect_logs(&opts.artifacts.join("logs"));
+    Ok(RunReport { results, timings, artifacts: opts.artifacts, versions })
+}
+
+async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, timings: &mut Timings, progress: &Progress) -> Result<KanidmLab> {
+    let t = Instant::now();
+    let dir = lab.dir.join(format!("kanidm-{n}"));
+    std::fs::create_dir_all(&dir)?;
+    let server = LocalKanidm::start(&dir, &lab.pki, &lab.http).await?;
+    check_version(server.version.as_deref())?;
+    timings.add("kanidm ready", t.elapsed());
+    progress.step(&format!("kanidmd {} ready at {}", server.version.clone().unwrap_or_default(), server.endpoint.origin));
+    let t = Instant::now();
+    let pw = server.recover_account("idm_admin").await?;
+    let kc = provision::admin_client(&server.endpoint, &pw).await?;
+    let provisioned = provision::apply(&kc, s, &lab.http, &server.endpoint).await?;
+    let problems = provision::verify(s, &provisioned, &server.endpoint);
+    if !problems.is_empty() {
+        anyhow::bail!("Kanidm state differs from the scenario:\n  {}", problems.join("\n  "));
+    }
+    timings.add("kanidm provisioning", t.elapsed());
+    progress.step("Kanidm provisioned and read back");
+    Ok(KanidmLab { server, provisioned, tokens: BTreeMap::new() })
+}
+
+fn facts_for(k: &KanidmLab, lab: &Lab, ca_path: String) -> LabFacts {
+    let ep = &k.server.endpoint;
+    let mut values = Values { domain: ep.domain.clone(), origin: ep.origin.clone(), ..Default::default() };
+    for name in k.provisioned.clients.keys() {
+        values.issuers.insert(name.clone(), ep.issuer(name));
+    }
+    values.uuids = k.provisioned.uuids.clone();
+    LabFacts { values, ca_pem: lab.pki.ca_pem.clone(), ca_path_for_apiserver: ca_path }
+}
+
+pub fn auth_setup(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result<AuthSetup> {
+    if let Some(yaml) = render::authn_config::render(s, facts, v)? {
+        return Ok(AuthSetup::Structured { config_yaml: yaml });
+    }
+    let flags = render::oidc_flags::render(s, facts)?.ok_or_else(|| anyhow!("scenario {} configures no API server authentication", s.name))?;
+    Ok(AuthSetup::Flags(flags))
+}
+
+async fn run_scenario(
+    s: &LoadedScenario,
+    v: K8sVersion,
+    cluster: &mut impl ClusterBackend,
+    lab: &Lab,
+    kanidms: &mut BTreeMap<String, KanidmLab>,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<Vec<CheckResult>> {
+    let fp = kanidm_fingerprint(s);
+    if !kanidms.contains_key(&fp) {
+        let n = kanidms.len() + 1;
+        let k = start_kanidm(s, lab, n, timings, progress).await?;
+        kanidms.insert(fp.clone(), k);
+    } else {
+        progress.step("reusing Kanidm (same state as an earlier scenario) and its tokens");
+    }
+    let k = kanidms.get_mut(&fp).ok_or_else(|| anyhow!("kanidm lab vanished"))?;
+    let facts = facts_for(k, lab, cluster.ca_path_for_apiserver());
+    let auth = auth_setup(s, &facts, v)?;
+    let scen_dir = lab.dir.join("scenarios").join(&s.name);
+    std::fs::create_dir_all(&scen_dir)?;
+    match &auth {
+        AuthSetup::Structured { config_yaml } => std::fs::write(scen_dir.join("authentication-config.yaml"), config_yaml)?,
+        AuthSetup::Flags(f) => std::fs::write(scen_dir.join("oidc-flags.txt"), f.join("\n"))?,
+    }
+
+    // The API server restart and the browser logins do not depend on each other: overlap them.
+    let people: Vec<String> = {
+        let mut p: Vec<String> = s.scenario.expect.iter().map(|e| e.person.value.clone()).collect();
+        p.dedup();
+        p
+    };
+    let t_cluster = Instant::now();
+    let login_fut = login_all(s, k, lab, &scen_dir, &people);
+    let (cluster_res, login_res) = tokio::join!(cluster.configure_auth(&auth), login_fut);
+    cluster_res.context("configuring the API server")?;
+    let login_times = login_res?;
+    timings.add("api server configured", t_cluster.elapsed());
+    for (p, d) in login_times {
+        timings.add(&format!("login {p}"), d);
+    }
+    progress.step("API server configured; logins done");
+
+    let t = Instant::now();
+    let admin = crate::rbac_apply::admin_client(cluster.admin_kubeconfig()).await?;
+    let objects = render::rbac::render(s, &facts)?;
+    crate::rbac_apply::replace(&admin, &objects).await?;
+    let mut namespaces = Vec::new();
+    for e in &s.scenario.expect {
+        for a in e.allowed.iter().chain(&e.forbidden) {
+            if let Ok(action) = Action::parse(&a.value) {
+                namespaces.extend(action.namespace_target().map(str::to_string));
+                if let crate::scenario::action::Scope::Namespace(ns) = &action.scope {
+                    namespaces.push(ns.clone());
+                }
+            }
+        }
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    crate::rbac_apply::ensure_namespaces(&admin, &namespaces).await?;
+    timings.add("rbac applied", t.elapsed());
+
+    let mut results = Vec::new();
+    let mut oidc_ready = false;
+    for e in &s.scenario.expect {
+        let person = e.person.value.as_str();
+        let outcome = k.tokens.get(person).cloned().ok_or_else(|| anyhow!("no login result for {person}"))?;
+        let t = Instant::now();
+        let mut push = |check: String, passed: bool, actual: String, detail: Option<String>, line: Option<String>| {
+            results.push(CheckResult {
+                scenario: s.name.clone(),
+                person: person.to_string(),
+                check,
+                passed,
+                actual,
+                detail,
+                apiserver_line: line,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        };
+        let token = match (&outcome, e.login) {
+            (LoginOutcomeActual::Token(tok), LoginOutcome::Ok) => {
+                push("login".into(), true, outcome.label(), None, None);
+                tok.clone()
+            }
+            (LoginOutcomeActual::AccessDenied, LoginOutcome::AccessDenied) => {
+                push("login".into(), true, "Kanidm showed Access Denied".into(), None, None);
+                continue;
+            }
+            (actual, want) => {
+                push(
+                    "login".into(),
+                    false,
+                    actual.label(),
+                    Some(format!("expected login {want:?}; artifacts in {}", scen_dir.display())),
+                    None,
+                );
+                continue;
+            }
+        };
+        let kubeconfig_path = scen_dir.join(format!("{person}.kubeconfig"));
+        kubeconfig::write(&kubeconfig_path, cluster.server_url(), &lab.pki.ca_cert, person, kubeconfig::UserAuth::Token(&token.id_token))?;
+        if !oidc_ready {
+            let t = Instant::now();
+            wait_oidc_ready(cluster, &kubeconfig_path).await?;
+            timings.add("oidc ready after api server", t.elapsed());
+            oidc_ready = true;
+        }
+        if let Some(want) = &e.unauthorized {
+            let mark = cluster.log_mark();
+            let run = kubectl::run(&kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+            let line = find_auth_line(&mark.lines_since());
+            let mut err = line.as_deref().and_then(auth_error_of);
+            let mut cause = err.as_deref().and_then(Cause::classify);
+            if cause == Some(Cause::AuthenticatorNotInitialized)
+                && let Some((c, text)) = last_init_failure(cluster)
+            {
+                // The authenticator never initialised: its discovery error says why.
+                cause = Some(c);
+                err = Some(format!("{} (discovery: {text})", err.unwrap_or_default()));
+            }
+            let passed = run.verdict == Verdict::Unauthorized && cause == Some(want.cause.value);
+            let actual = match (&run.verdict, cause) {
+                (Verdict::Unauthorized, Some(c)) => format!("Unauthorized (401), cause {c}"),
+                (Verdict::Unauthorized, None) => "Unauthorized (401), cause not found in the API server log".into(),
+                (other, _) => other.label().to_string(),
+            };
+            let detail = (!passed).then(|| format!("expected Unauthorized with cause {} ({})", want.cause.value, want.cause.value.hint()));
+            push(format!("unauthorized: {}", want.cause.value), passed, actual, detail, err.map(|e| format!("err=\"{e}\"")));
+            continue;
+        }
+        if let Some(w) = &e.whoami {
+            let run = kubectl::run(&kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+            let (passed, actual, detail) = check_whoami(&run, w, &facts.values);
+            push("whoami".into(), passed, actual, detail, None);
+        }
+        for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
+            for a in list {
+                let action = Action::parse(&a.value).map_err(|m| anyhow!("{m}"))?;
+                let args = kubectl::args_for(&action);
+                let want = if want_allowed { Verdict::Allowed } else { Verdict::Forbidden };
+                // RBAC changes reach the authorizer's cache within moments: retry briefly
+                // while the answer differs, never past 5 s.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut run = kubectl::run(&kubeconfig_path, &args).await?;
+                while run.verdict != want && matches!(run.verdict, Verdict::Allowed | Verdict::Forbidden) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    run = kubectl::run(&kubeconfig_path, &args).await?;
+                }
+                let passed = run.verdict == want;
+                let detail = (!passed).then(|| {
+                    format!(
+                        "expected {} for `{}`; kubectl said: {}",
+                        want.label(),
+                        run.command,
+                        run.stderr.trim().lines().last().unwrap_or(run.stdout.trim())
+                    )
+                });
+                let kind = if want_allowed { "allowed" } else { "forbidden" };
+                push(format!("{kind}: {action}"), passed, run.verdict.label().to_string(), detail, None);
+            }
+        }
+    }
+    if results.iter().any(|r| !r.passed) {
+        let _ = cluster.collect_logs(&scen_dir.join("logs"));
+        let _ = std::fs::copy(&k.server.log, scen_dir.join("kanidmd.log"));
+    }
+    Ok(results)
+}
+
+/// The latest discovery failure in the current API server log.
+fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
+    let mut whole = cluster.log_mark();
+    whole.offset = 0;
+    whole.lines_since().iter().rev().find_map(|l| crate::check::cause::init_failure_of(l))
+}
+
+fn find_auth_line(lines: &[String]) -> Option<String> {
+    lines.iter().rev().find(|l| l.contains("Unable to authenticate the request")).cloned()
+}
+
+/// Discovery runs asynchronously after start: wait with a real token until the API server
+/// answers with anything but "authenticator not initialized".
+async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let mark = cluster.log_mark();
+        let run = kubectl::run(kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+        if run.verdict != Verdict::Unauthorized {
+            return Ok(());
+        }
+        let cause = find_auth_line(&mark.lines_since()).as_deref().and_then(auth_error_of).as_deref().and_then(Cause::classify);
+        if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
+            return Ok(());
+        }
+        // A discovery failure that is not a transient connection problem will not heal.
+        if let Some((c, _)) = last_init_failure(cluster)
+            && c != Cause::AuthenticatorNotInitialized
+            && start.elapsed() > Duration::from_secs(1)
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(45) {
+            return Ok(()); // the check itself reports the cause
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn check_whoami(run: &kubectl::KubectlRun, w: &crate::scenario::model::WhoamiExpect, values: &Values) -> (bool, String, Option<String>) {
+    if run.verdict != Verdict::Allowed {
+        return (false, run.verdict.label().to_string(), Some(format!("`kubectl auth whoami` failed: {}", run.stderr.trim())));
+    }
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+    let username = v["status"]["userInfo"]["username"].as_str().unwrap_or_default().to_string();
+    let groups: Vec<String> = v["status"]["userInfo"]["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    let resolve = |t: &String| placeholder::resolve(t, values).unwrap_or_else(|e| e);
+    if let Some(u) = &w.username {
+        let want = resolve(u);
+        if want != username {
+            problems.push(format!("username is `{username}`, expected `{want}`"));
+        }
+    }
+    for g in &w.groups_include {
+        let want = resolve(g);
+        if !groups.contains(&want) {
+            problems.push(format!("group `{want}` missing"));
+        }
+    }
+    for g in &w.groups_exclude {
+        let want = resolve(g);
+        if groups.contains(&want) {
+            problems.push(format!("group `{want}` present but must not be"));
+        }
+    }
+    let actual = format!("user {username}, groups [{}]", groups.join(", "));
+    if problems.is_empty() { (true, actual, None) } else { (false, actual, Some(problems.join("; "))) }
+}
+
+/// Log every person of the scenario in (once per Kanidm state); returns per-login times.
+async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &Path, people: &[String]) -> Result<Vec<(String, Duration)>> {
+    let mut times = Vec::new();
+    let login = &s.scenario.login;
+    let issuer = k.server.endpoint.issuer(&login.client.value);
+    for p in people {
+        if k.tokens.contains_key(p) {
+            continue;
+        }
+        let secrets = k.provisioned.secrets.get(p).ok_or_else(|| anyhow!("no credentials for {p}"))?;
+        let passkey = s.person(p).is_some_and(|x| x.credential == CredentialKind::Passkey);
+        let req = LoginRequest {
+            issuer: &issuer,
+            origin: &k.server.endpoint.origin,
+            client_id: &login.client.value,
+            scopes: &login.scopes,
+            redirect_port: login.redirect_port,
+            redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
+            spki_pin: &lab.pki.kanidm_spki_sha256,
+            host_rules: None,
+            artifacts: scen_dir,
+        };
+        let t = Instant::now();
+        let outcome = crate::login::login(&lab.browser, &lab.http, &req, &Person { name: p, secrets, passkey }).await?;
+        times.push((p.clone(), t.elapsed()));
+        k.tokens.insert(p.clone(), outcome);
+    }
+    Ok(times)
+}
+
+/// Options of `cargo xtask e2e`.
+pub struct E2eOptions {
+    pub scenarios: Vec<LoadedScenario>,
+    pub k8s: Vec<K8sVersion>,
+    pub backend: String,
+    pub artifacts: PathBuf,
+    pub keep: bool,
+    pub kind_configs: PathBuf,
+}
+
+/// The lab's working directory (keys, tokens, databases): removed on drop unless kept.
+pub struct LabDir {
+    pub path: PathBuf,
+    pub keep: bool,
+}
+
+impl LabDir {
+    pub fn create(keep: bool) -> Result<LabDir> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("kanidm-k8s-lab-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        Ok(LabDir { path, keep })
+    }
+}
+
+impl Drop for LabDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Copy what a user needs to debug a run (never keys, tokens or kubeconfigs).
+fn copy_artifacts(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if p.is_dir() {
+            if n == "pki" || n == "profiles" || n == "etcd" || n.ends_with(".db") {
+                continue;
+            }
+            copy_artifacts(&p, &to.join(&name));
+        } else if !(n.ends_with(".kubeconfig") || n.contains("key") || n.ends_with(".db") || n == "admin.sock") {
+            let _ = std::fs::create_dir_all(to);
+            let _ = std::fs::copy(&p, to.join(&name));
+        }
+    }
+}
+
+pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
+    let progress = Progress::default();
+    let labdir = LabDir::create(opts.keep)?;
+    if opts.keep {
+        progress.phase(&format!("lab directory (kept): {}", labdir.path.display()));
+    }
+    let total = Instant::now();
+    let mut all = RunReport { results: Vec::new(), timings: Timings::default(), artifacts: opts.artifacts.clone(), versions: BTreeMap::new() };
+    for v in &opts.k8s {
+        let t = Instant::now();
+        progress.phase(&format!("Kubernetes {v} on the {} backend: starting lab", opts.backend));
+        let dir = labdir.path.join(format!("k8s-{v}"));
+        let lab = Lab::new(&dir).await?;
+        let run_opts = RunOptions { scenarios: opts.scenarios.clone(), k8s: *v, artifacts: opts.artifacts.join(format!("k8s-{v}")) };
+        let mut report = match opts.backend.as_str() {
+            "local" => {
+                let mut cluster = crate::cluster::local::LocalControlPlane::start(&dir.join("cluster"), &lab.pki).await?;
+                all.timings.add("control plane (etcd) started", t.elapsed());
+                let r = run_local(run_opts, &mut cluster, &lab, &progress).await;
+                for (i, d) in cluster.ready_times.iter().enumerate() {
+                    all.timings.add(&format!("api server start #{} to /readyz", i + 1), *d);
+                }
+                cluster.shutdown().await;
+                r?
+            }
+            other => anyhow::bail!("unknown backend `{other}`; use local or kind"),
+        };
+        copy_artifacts(&dir, &opts.artifacts.join(format!("k8s-{v}")));
+        all.results.append(&mut report.results);
+        all.timings.entries.append(&mut report.timings.entries);
+        all.versions.append(&mut report.versions);
+    }
+    all.timings.add("total", total.elapsed());
+    crate::report::write_junit(&all.results, &opts.artifacts.join("junit.xml"), "e2e")?;
+    std::fs::write(opts.artifacts.join("summary.txt"), crate::report::summary_table(&all.results))?;
+    std::fs::write(opts.artifacts.join("timings.txt"), all.timings.render())?;
+    Ok(all)
+}
+
+/// Everything `cargo xtask render` prints for a scenario.
+pub fn render_all(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion, kind_configs: &Path) -> Result<String> {
+    let mut out = String::new();
+    out.push_str(&format!("# scenario: {} (Kubernetes {v})\n", s.name));
+    if !s.header.is_empty() {
+        for l in s.header.lines() {
+            out.push_str(&format!("# {l}\n"));
+        }
+    }
+    out.push_str("\n## Kanidm (applied through kanidm_client as idm_admin)\n");
+    out.push_str(&kanidm_plan(s));
+    out.push_str("\n## API server authentication\n");
+    let auth = auth_setup(s, facts, v)?;
+    let kind_args: Vec<String> = match &auth {
+        AuthSetup::Structured { config_yaml } => {
+            out.push_str("# --authentication-config=<lab>/apiserver/authentication-config.yaml\n");
+            out.push_str(config_yaml);
+            vec![format!("authentication-config={}/authentication-config.yaml", render::kind_config::NODE_AUTHN_DIR)]
+        }
+        AuthSetup::Flags(flags) => {
+            for f in flags {
+                out.push_str(&format!("{f}\n"));
+            }
+            flags
+                .iter()
+                .map(|f| f.trim_start_matches('-').replace(&facts.ca_path_for_apiserver, &format!("{}/ca.pem", render::kind_config::NODE_AUTHN_DIR)))
+                .collect()
+        }
+    };
+    out.push_str("\n## RBAC\n");
+    out.push_str(&render::rbac::render(s, facts)?.to_yaml()?);
+    let base_path = render::kind_config::base_config_path(kind_configs, v);
+    let base_name = base_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    out.push_str(&format!("\n## kind cluster config (kind-configs/{base_name} + this scenario's auth)\n"));
+    match std::fs::read_to_string(&base_path) {
+        Ok(base) => out.push_str(&render::kind_config::render(&base, Path::new("<lab>/apiserver"), &kind_args)?),
+        Err(_) => out.push_str(&format!("# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n")),
+    }
+    Ok(out)
+}
+
+/// A readable plan of the Kanidm state (the `kanidm` CLI commands the posts ran).
+pub fn kanidm_plan(s: &LoadedScenario) -> String {
+    let k = &s.scenario.kanidm;
+    let mut out = String::new();
+    if let Some(m) = k.credential_type_minimum {
+        out.push_str(&format!("group account-policy credential-type-minimum idm_all_persons {}\n", m.as_kanidm()));
+    }
+    for g in &k.groups {
+        out.push_str(&format!("group create {}\n", g.name.value));
+    }
+    for p in &k.persons {
+        out.push_str(&format!("person create {} {:?}\n", p.name.value, p.display_name));
+        if !p.mail.is_empty() {
+            out.push_str(&format!("person update {} --mail {}\n", p.name.value, p.mail.join(" --mail ")));
+        }
+        for g in &p.groups {
+            out.push_str(&format!("group add-members {} {}\n", g.value, p.name.value));
+        }
+        out.push_str(&format!("# credentials for {}: {:?} (generated, never printed)\n", p.name.value, p.credential));
+    }
+    for c in &k.oauth2_clients {
+        let n = &c.name.value;
+        let kind = if c.public { "create-public" } else { "create" };
+        out.push_str(&format!("system oauth2 {kind} {n} {:?} {}\n", c.display_name, c.landing_url));
+        for u in &c.redirect_urls {
+            out.push_str(&format!("system oauth2 add-redirect-url {n} {u}\n"));
+        }
+        if c.localhost_redirects {
+            out.push_str(&format!("system oauth2 enable-localhost-redirects {n}\n"));
+        }
+        for m in &c.scope_maps {
+            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
+            out.push_str(&format!("system oauth2 update-scope-map {n} {} {}\n", m.group.value, sc.join(" ")));
+        }
+        for m in &c.sup_scope_maps {
+            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
+            out.push_str(&format!("system oauth2 update-sup-scope-map {n} {} {}\n", m.group.value, sc.join(" ")));
+        }
+        if c.legacy_crypto {
+            out.push_str(&format!("system oauth2 warning-enable-legacy-crypto {n}\n"));
+        }
+        if c.prefer_short_username {
+            out.push_str(&format!("system oauth2 prefer-short-username {n}\n"));
+        }
+        for m in &c.claim_maps {
+            out.push_str(&format!("system oauth2 update-claim-map {n} {} {} {}\n", m.claim.value, m.group.value, m.values.join(" ")));
+        }
+    }
+    out
+}

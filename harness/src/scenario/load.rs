@@ -1,0 +1,377 @@
+//! Strict loading: parse, then check every cross-reference, reporting file:line:column.
+
+use super::action::Action;
+use super::error::{ScenarioError, ScenarioErrors, did_you_mean};
+use super::model::*;
+use super::placeholder::{self, Placeholder};
+use serde_saphyr::{Location, Spanned};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Roles every cluster has (the RBAC bootstrap creates them).
+pub const BUILTIN_CLUSTER_ROLES: [&str; 4] = ["view", "edit", "admin", "cluster-admin"];
+pub const SIGNING_ALGS: [&str; 9] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"];
+
+/// A scenario that parsed and passed every check.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub scenario: Scenario,
+    /// The header comment (lines starting with `#` before the first key).
+    pub header: String,
+}
+
+impl LoadedScenario {
+    pub fn client(&self, name: &str) -> Option<&OAuth2Client> {
+        self.scenario.kanidm.oauth2_clients.iter().find(|c| c.name.value == name)
+    }
+    pub fn person(&self, name: &str) -> Option<&Person> {
+        self.scenario.kanidm.persons.iter().find(|p| p.name.value == name)
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ScenarioErrors(vec![ScenarioError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read scenario file: {e}"),
+            help: Some("check the path; `cargo xtask scenarios list` shows the shipped scenarios".into()),
+        }])
+    })?;
+    load_str(path, &text)
+}
+
+pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
+    let scenario: Scenario = serde_saphyr::from_str(text).map_err(|e| ScenarioErrors(vec![syntax_error(path, &e)]))?;
+    let errors = check(path, &scenario);
+    if !errors.is_empty() {
+        return Err(ScenarioErrors(errors));
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let header = text
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(LoadedScenario { path: path.to_path_buf(), name: scenario.name.clone().unwrap_or(stem), scenario, header })
+}
+
+fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {
+    let loc = e.location().unwrap_or(Location::UNKNOWN);
+    // The library's message without its source snippet; we print our own position.
+    let rendered = e.without_snippet().to_string();
+    let message = rendered
+        .strip_prefix("error: ")
+        .unwrap_or(&rendered)
+        .split_once(": ")
+        .filter(|(pos, _)| pos.starts_with("line "))
+        .map(|(_, msg)| msg.to_string())
+        .unwrap_or_else(|| rendered.clone());
+    let help = if message.contains("unknown field") {
+        Some("field names are camelCase; see scenarios/README.md for the schema".to_string())
+    } else if message.contains("missing field") {
+        Some("add the field; see scenarios/README.md for the schema".to_string())
+    } else {
+        None
+    };
+    ScenarioError {
+        file: path.to_path_buf(),
+        line: loc.line(),
+        column: loc.column(),
+        field: String::new(),
+        message: message.trim().to_string(),
+        help,
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    errors: Vec<ScenarioError>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, loc: Location, field: impl Into<String>, msg: impl Into<String>) -> &mut ScenarioError {
+        self.errors.push(ScenarioError::at(self.path, loc, field, msg));
+        let last = self.errors.len() - 1;
+        &mut self.errors[last]
+    }
+
+    fn reference(&mut self, name: &Spanned<String>, field: &str, what: &str, known: &BTreeSet<&str>, section: &str) {
+        if known.contains(name.value.as_str()) {
+            return;
+        }
+        let hint = did_you_mean(&name.value, known.iter().copied())
+            .unwrap_or_else(|| format!("declare it under `{section}` (known: {})", list(known)));
+        self.err(name.referenced, field, format!("unknown {what} `{}`", name.value)).help = Some(hint);
+    }
+
+    fn iname(&mut self, name: &Spanned<String>, field: &str) {
+        let v = &name.value;
+        let ok = v.len() <= 64
+            && v.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+        if !ok {
+            self.err(name.referenced, field, format!("`{v}` is not a valid Kanidm name"))
+                .help = Some("Kanidm names match ^[a-z][a-z0-9-_.]{0,63}$".into());
+        }
+    }
+
+    fn placeholders(&mut self, text: &str, loc: Location, field: &str, clients: &BTreeSet<&str>, persons: &BTreeSet<&str>) {
+        match placeholder::scan(text) {
+            Err(msg) => {
+                self.err(loc, field, msg);
+            }
+            Ok(found) => {
+                for p in found {
+                    match p {
+                        Placeholder::Issuer(c) if !clients.contains(c.as_str()) => {
+                            let e = self.err(loc, field, format!("placeholder refers to unknown client `{c}`"));
+                            e.help = did_you_mean(&c, clients.iter().copied());
+                        }
+                        Placeholder::Uuid(p) if !persons.contains(p.as_str()) => {
+                            let e = self.err(loc, field, format!("placeholder refers to unknown person `{p}`"));
+                            e.help = did_you_mean(&p, persons.iter().copied());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn list(known: &BTreeSet<&str>) -> String {
+    if known.is_empty() { "none".into() } else { known.iter().copied().collect::<Vec<_>>().join(", ") }
+}
+
+fn duplicates<'a>(c: &mut Checker<'_>, names: impl Iterator<Item = (&'a Spanned<String>, String)>, what: &str) {
+    let mut seen = BTreeSet::new();
+    for (n, field) in names {
+        if !seen.insert(n.value.clone()) {
+            c.err(n.referenced, field, format!("duplicate {what} `{}`", n.value));
+        }
+    }
+}
+
+fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
+    let mut c = Checker { path, errors: Vec::new() };
+    let k = &s.kanidm;
+    let groups: BTreeSet<&str> = k.groups.iter().map(|g| g.name.value.as_str()).collect();
+    let persons: BTreeSet<&str> = k.persons.iter().map(|p| p.name.value.as_str()).collect();
+    let clients: BTreeSet<&str> = k.oauth2_clients.iter().map(|o| o.name.value.as_str()).collect();
+
+    duplicates(&mut c, k.groups.iter().enumerate().map(|(i, g)| (&g.name, format!("kanidm.groups[{i}].name"))), "group");
+    duplicates(&mut c, k.persons.iter().enumerate().map(|(i, p)| (&p.name, format!("kanidm.persons[{i}].name"))), "person");
+    duplicates(
+        &mut c,
+        k.oauth2_clients.iter().enumerate().map(|(i, o)| (&o.name, format!("kanidm.oauth2Clients[{i}].name"))),
+        "OAuth2 client",
+    );
+
+    for (i, g) in k.groups.iter().enumerate() {
+        c.iname(&g.name, &format!("kanidm.groups[{i}].name"));
+        if g.name.value.starts_with("idm_") {
+            c.err(g.name.referenced, format!("kanidm.groups[{i}].name"), "names starting with `idm_` are reserved by Kanidm");
+        }
+    }
+    for (i, p) in k.persons.iter().enumerate() {
+        let f = format!("kanidm.persons[{i}]");
+        c.iname(&p.name, &format!("{f}.name"));
+        for (j, g) in p.groups.iter().enumerate() {
+            c.reference(g, &format!("{f}.groups[{j}]"), "group", &groups, "kanidm.groups");
+        }
+        if p.credential == CredentialKind::Password && k.credential_type_minimum != Some(CredentialTypeMinimum::Any) {
+            c.err(p.name.referenced, format!("{f}.credential"), "a password-only person needs the MFA policy relaxed")
+                .help = Some("Kanidm requires MFA for persons by default: add `credentialTypeMinimum: any` under `kanidm`, or use `credential: password-totp`".into());
+        }
+    }
+    for (i, o) in k.oauth2_clients.iter().enumerate() {
+        let f = format!("kanidm.oauth2Clients[{i}]");
+        c.iname(&o.name, &format!("{f}.name"));
+        if !o.public && o.localhost_redirects {
+            c.err(o.name.referenced, format!("{f}.localhostRedirects"), "localhost redirects are only allowed for public clients")
+                .help = Some("set `public: true` (kubelogin-style clients are public and use PKCE)".into());
+        }
+        for u in o.redirect_urls.iter().chain(std::iter::once(&o.landing_url)) {
+            if url::Url::parse(u).is_err() {
+                c.err(o.name.referenced, format!("{f}.redirectUrls"), format!("`{u}` is not an absolute URL"));
+            }
+        }
+        for (kind, maps) in [("scopeMaps", &o.scope_maps), ("supScopeMaps", &o.sup_scope_maps)] {
+            for (j, m) in maps.iter().enumerate() {
+                c.reference(&m.group, &format!("{f}.{kind}[{j}].group"), "group", &groups, "kanidm.groups");
+                for (n, sc) in m.scopes.iter().enumerate() {
+                    if sc.value.is_empty() || !sc.value.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                        c.err(sc.referenced, format!("{f}.{kind}[{j}].scopes[{n}]"), format!("invalid scope `{}`", sc.value))
+                            .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+                    }
+                }
+            }
+        }
+        for (j, m) in o.claim_maps.iter().enumerate() {
+            c.reference(&m.group, &format!("{f}.claimMaps[{j}].group"), "group", &groups, "kanidm.groups");
+        }
+    }
+
+    // API server authentication: exactly one mode.
+    let api = &s.api_server;
+    match (&api.value.structured, &api.value.legacy_flags) {
+        (Some(_), Some(l)) => {
+            c.err(l.referenced, "apiServer", "`structured` and `legacyFlags` are mutually exclusive")
+                .help = Some("kube-apiserver refuses `--authentication-config` together with any `--oidc-*` flag; keep one".into());
+        }
+        (None, None) => {
+            c.err(api.referenced, "apiServer", "no authentication configured")
+                .help = Some("add `structured:` (AuthenticationConfiguration) or `legacyFlags:` (--oidc-* flags)".into());
+        }
+        (Some(st), None) => {
+            if st.value.jwt.is_empty() {
+                c.err(st.referenced, "apiServer.structured.jwt", "at least one JWT authenticator is required");
+            }
+            for (i, j) in st.value.jwt.iter().enumerate() {
+                let f = format!("apiServer.structured.jwt[{i}]");
+                let loc = j.issuer.client.referenced;
+                c.reference(&j.issuer.client, &format!("{f}.issuer.client"), "OAuth2 client", &clients, "kanidm.oauth2Clients");
+                if let Some(u) = &j.issuer.url_override {
+                    c.placeholders(u, loc, &format!("{f}.issuer.urlOverride"), &clients, &persons);
+                }
+                if let Some(a) = &j.issuer.audiences {
+                    if a.is_empty() {
+                        c.err(loc, format!("{f}.issuer.audiences"), "audiences must not be empty");
+                    }
+                    match j.issuer.audience_match_policy.as_deref() {
+                        None | Some("MatchAny") if a.len() <= 1 => {}
+                        Some("MatchAny") => {}
+                        None => {
+                            c.err(loc, format!("{f}.issuer.audienceMatchPolicy"), "several audiences need `audienceMatchPolicy: MatchAny`");
+                        }
+                        Some(other) => {
+                            c.err(loc, format!("{f}.issuer.audienceMatchPolicy"), format!("unknown policy `{other}`; the only value is `MatchAny`"));
+                        }
+                    }
+                }
+                mapping(&mut c, loc, &format!("{f}.claimMappings.username"), &j.claim_mappings.username, true);
+                if let Some(g) = &j.claim_mappings.groups {
+                    mapping(&mut c, loc, &format!("{f}.claimMappings.groups"), g, false);
+                }
+                let uses_email = j.claim_mappings.username.expression.as_deref().is_some_and(|e| e.contains("claims.email"));
+                let mentions_verified = j.claim_mappings.username.expression.iter()
+                    .chain(j.claim_mappings.extra.iter().map(|e| &e.value_expression))
+                    .chain(j.claim_validation_rules.iter().filter_map(|r| r.expression.as_ref()))
+                    .any(|e| e.contains("claims.email_verified") || e.contains("claims.?email_verified"));
+                if uses_email && !mentions_verified {
+                    c.err(loc, format!("{f}.claimMappings.username.expression"), "uses claims.email but never checks claims.email_verified")
+                        .help = Some("the API server rejects this config; add e.g. a claimValidationRule `claims.?email_verified.orValue(true) == true`".into());
+                }
+                for (n, r) in j.claim_validation_rules.iter().enumerate() {
+                    let rf = format!("{f}.claimValidationRules[{n}]");
+                    match (&r.claim, &r.expression) {
+                        (Some(_), Some(_)) => { c.err(loc, rf, "`claim` and `expression` can't both be set"); }
+                        (None, None) => { c.err(loc, rf, "`claim` or `expression` is required"); }
+                        (Some(_), None) if r.message.is_some() => { c.err(loc, rf, "`message` may not be set with `claim`"); }
+                        (None, Some(_)) if r.required_value.is_some() => { c.err(loc, rf, "`requiredValue` may not be set with `expression`"); }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        (None, Some(l)) => {
+            c.reference(&l.value.client, "apiServer.legacyFlags.client", "OAuth2 client", &clients, "kanidm.oauth2Clients");
+            for (i, a) in l.value.signing_algs.iter().enumerate() {
+                if !SIGNING_ALGS.contains(&a.value.as_str()) {
+                    let e = c.err(a.referenced, format!("apiServer.legacyFlags.signingAlgs[{i}]"), format!("unsupported signing algorithm `{}`", a.value));
+                    e.help = Some(did_you_mean(&a.value, SIGNING_ALGS).unwrap_or_else(|| format!("one of {}", SIGNING_ALGS.join(", "))));
+                }
+            }
+            for rc in &l.value.required_claims {
+                if !rc.contains('=') {
+                    c.err(l.referenced, "apiServer.legacyFlags.requiredClaims", format!("`{rc}` is not `key=value`"));
+                }
+            }
+        }
+    }
+
+    // RBAC.
+    let mut roles: BTreeSet<&str> = BUILTIN_CLUSTER_ROLES.into_iter().collect();
+    for r in &s.rbac.cluster_roles {
+        roles.insert(r.name.value.as_str());
+    }
+    duplicates(&mut c, s.rbac.bindings.iter().enumerate().map(|(i, b)| (&b.name, format!("rbac.bindings[{i}].name"))), "binding");
+    for (i, b) in s.rbac.bindings.iter().enumerate() {
+        let f = format!("rbac.bindings[{i}]");
+        c.reference(&b.cluster_role, &format!("{f}.clusterRole"), "role", &roles, "rbac.clusterRoles (or use view, edit, admin, cluster-admin)");
+        if b.groups.is_empty() && b.users.is_empty() {
+            c.err(b.name.referenced, f.clone(), "a binding needs at least one of `groups` or `users`");
+        }
+        for subject in b.groups.iter().chain(&b.users) {
+            c.placeholders(subject, b.name.referenced, &format!("{f}.subjects"), &clients, &persons);
+        }
+    }
+
+    // Login.
+    c.reference(&s.login.client, "login.client", "OAuth2 client", &clients, "kanidm.oauth2Clients");
+    if !s.login.scopes.iter().any(|sc| sc == "openid") {
+        c.err(s.login.client.referenced, "login.scopes", "`openid` must be requested, or Kanidm issues no id_token");
+    }
+
+    // Expectations.
+    if s.expect.is_empty() {
+        c.err(api.referenced, "expect", "a scenario must expect something").help =
+            Some("add at least one `- person: <name>` entry under `expect`".into());
+    }
+    for (i, e) in s.expect.iter().enumerate() {
+        let f = format!("expect[{i}]");
+        c.reference(&e.person, &format!("{f}.person"), "person", &persons, "kanidm.persons");
+        for (kind, actions) in [("allowed", &e.allowed), ("forbidden", &e.forbidden)] {
+            for (j, a) in actions.iter().enumerate() {
+                if let Err(msg) = Action::parse(&a.value) {
+                    c.err(a.referenced, format!("{f}.{kind}[{j}]"), msg);
+                }
+            }
+        }
+        if let Some(w) = &e.whoami {
+            for t in w.username.iter().chain(&w.groups_include).chain(&w.groups_exclude) {
+                c.placeholders(t, e.person.referenced, &format!("{f}.whoami"), &clients, &persons);
+            }
+        }
+        let denied = e.login == LoginOutcome::AccessDenied;
+        let has_k8s = e.whoami.is_some() || !e.allowed.is_empty() || !e.forbidden.is_empty();
+        if denied && (has_k8s || e.unauthorized.is_some()) {
+            c.err(e.person.referenced, f.clone(), "a person whose login is denied gets no token, so it cannot have Kubernetes expectations");
+        }
+        if e.unauthorized.is_some() && has_k8s {
+            c.err(e.person.referenced, f.clone(), "`unauthorized` excludes `whoami`, `allowed` and `forbidden`")
+                .help = Some("a rejected token is rejected for every request; split into two scenarios".into());
+        }
+        if !denied && !has_k8s && e.unauthorized.is_none() {
+            c.err(e.person.referenced, f.clone(), "this expectation checks nothing")
+                .help = Some("add `whoami`, `allowed`, `forbidden`, `unauthorized`, or `login: access-denied`".into());
+        }
+    }
+    c.errors
+}
+
+fn mapping(c: &mut Checker<'_>, loc: Location, field: &str, m: &PrefixedClaimOrExpression, required: bool) {
+    match (&m.claim, &m.expression) {
+        (Some(_), Some(_)) => {
+            c.err(loc, field, "`claim` and `expression` can't both be set");
+        }
+        (None, None) if required => {
+            c.err(loc, field, "`claim` or `expression` is required");
+        }
+        (Some(_), None) if m.prefix.is_none() => {
+            c.err(loc, format!("{field}.prefix"), "`prefix` is required when `claim` is set")
+                .help = Some("use `prefix: \"\"` for no prefix (the API server has no default here)".into());
+        }
+        (None, Some(_)) if m.prefix.is_some() => {
+            c.err(loc, format!("{field}.prefix"), "`prefix` may not be set with `expression`");
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,95 @@
+//! `${…}` placeholders for values known only at run time, so scenario files stay portable.
+//!
+//! - `${domain}`: the Kanidm domain (`preferred_username` and group SPNs end in `@<domain>`)
+//! - `${origin}`: the Kanidm origin URL
+//! - `${issuer:<client>}`: the issuer URL of an OAuth2 client
+//! - `${uuid:<person>}`: a person's UUID (the `sub` claim; post 2 binds `<issuer>#<uuid>`)
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    Domain,
+    Origin,
+    Issuer(String),
+    Uuid(String),
+}
+
+/// The values placeholders resolve to in one lab.
+#[derive(Debug, Clone, Default)]
+pub struct Values {
+    pub domain: String,
+    pub origin: String,
+    pub issuers: BTreeMap<String, String>,
+    pub uuids: BTreeMap<String, String>,
+}
+
+/// Find every placeholder in `text`; an unknown one is an error naming it.
+pub fn scan(text: &str) -> Result<Vec<Placeholder>, String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated placeholder in `{text}`: missing `}}`"))?;
+        found.push(parse_one(&after[..end])?);
+        rest = &after[end + 1..];
+    }
+    Ok(found)
+}
+
+fn parse_one(inner: &str) -> Result<Placeholder, String> {
+    match inner.split_once(':') {
+        None if inner == "domain" => Ok(Placeholder::Domain),
+        None if inner == "origin" => Ok(Placeholder::Origin),
+        Some(("issuer", client)) => Ok(Placeholder::Issuer(client.to_string())),
+        Some(("uuid", person)) => Ok(Placeholder::Uuid(person.to_string())),
+        _ => Err(format!(
+            "unknown placeholder `${{{inner}}}`; expected ${{domain}}, ${{origin}}, ${{issuer:<client>}} or ${{uuid:<person>}}"
+        )),
+    }
+}
+
+/// Replace every placeholder. Errors name the placeholder that has no value.
+pub fn resolve(text: &str, values: &Values) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
+        let value = match parse_one(&after[..end])? {
+            Placeholder::Domain => values.domain.clone(),
+            Placeholder::Origin => values.origin.clone(),
+            Placeholder::Issuer(c) => values.issuers.get(&c).cloned().ok_or(format!("no issuer known for client `{c}`"))?,
+            Placeholder::Uuid(p) => values.uuids.get(&p).cloned().ok_or(format!("no UUID known for person `{p}`"))?,
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_all_kinds() {
+        let mut v = Values { domain: "idm.lab".into(), origin: "https://idm.lab:8443".into(), ..Default::default() };
+        v.issuers.insert("k8s".into(), "https://idm.lab:8443/oauth2/openid/k8s".into());
+        v.uuids.insert("alice".into(), "u-1".into());
+        assert_eq!(resolve("k8s_users@${domain}", &v).unwrap(), "k8s_users@idm.lab");
+        assert_eq!(resolve("${issuer:k8s}#${uuid:alice}", &v).unwrap(), "https://idm.lab:8443/oauth2/openid/k8s#u-1");
+        assert!(resolve("${uuid:bob}", &v).unwrap_err().contains("bob"));
+    }
+
+    #[test]
+    fn scan_rejects_unknown() {
+        assert!(scan("${nope}").unwrap_err().contains("unknown placeholder"));
+        assert!(scan("${domain").unwrap_err().contains("unterminated"));
+        assert_eq!(scan("a ${domain} b ${uuid:x}").unwrap().len(), 2);
+    }
+}

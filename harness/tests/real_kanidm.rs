@@ -1,0 +1,139 @@
+//! Against a real kanidmd (found via KANIDMD_BIN or PATH; skipped loudly otherwise):
+//! provision every shipped scenario, read it back, and log people in through the real UI.
+
+use harness::kanidm::provision;
+use harness::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use harness::login::browser::Browser;
+use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
+use harness::pki::{self, ServingNames};
+use harness::scenario::{discover, load_file};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn kanidmd_available() -> bool {
+    let found = harness::tools::KANIDMD.find().is_some();
+    if !found {
+        eprintln!("\n==== SKIPPED: kanidmd not found (set KANIDMD_BIN): {} ====\n", harness::tools::KANIDMD.how_to_get);
+    }
+    found
+}
+
+fn our_children() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...
+        if let Some(rest) = stat.rsplit_once(") ").map(|x| x.1) {
+            let ppid = rest.split_whitespace().nth(1).unwrap_or("");
+            if ppid == me && !stat.contains("(defunct)") && !rest.starts_with('Z') {
+                out.push(stat.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisions_every_scenario_and_reads_it_back() {
+    harness::init_crypto();
+    if !kanidmd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+    let http = lab_http_client(&pki.ca_pem).unwrap();
+    let mut checked = 0;
+    for (i, path) in discover(&root().join("scenarios")).unwrap().into_iter().enumerate() {
+        let s = load_file(&path).unwrap();
+        let kdir = dir.path().join(format!("k{i}"));
+        std::fs::create_dir_all(&kdir).unwrap();
+        let t = Instant::now();
+        let mut server = LocalKanidm::start(&kdir, &pki, &http).await.unwrap();
+        if let Err(e) = check_version(server.version.as_deref()) {
+            eprintln!("\n==== SKIPPED: {e} ====\n");
+            server.stop().await;
+            return;
+        }
+        let pw = server.recover_account("idm_admin").await.unwrap();
+        let kc = provision::admin_client(&server.endpoint, &pw).await.unwrap();
+        let p = provision::apply(&kc, &s, &http, &server.endpoint).await.unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let took = t.elapsed();
+        let problems = provision::verify(&s, &p, &server.endpoint);
+        assert!(problems.is_empty(), "{}: {problems:?}", s.name);
+        for c in &s.scenario.kanidm.oauth2_clients {
+            let rb = &p.clients[&c.name.value];
+            let want = if c.legacy_crypto { "RS256" } else { "ES256" };
+            assert_eq!(rb.signing_algs, [want], "{}", s.name);
+        }
+        assert_eq!(p.uuids.len(), s.scenario.kanidm.persons.len());
+        eprintln!("{}: kanidmd start → state applied in {:.2} s", s.name, took.as_secs_f64());
+        server.stop().await;
+        checked += 1;
+    }
+    assert!(checked >= 10);
+    // No process of ours is left, and the lab's secrets go with the directory.
+    assert!(our_children().iter().all(|c| !c.contains("kanidmd")), "{:?}", our_children());
+    let pki_dir = dir.path().join("pki");
+    drop(dir);
+    assert!(!pki_dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_in_through_the_real_kanidm_ui() {
+    harness::init_crypto();
+    if !kanidmd_available() || harness::tools::CHROMEDRIVER.find().is_none() {
+        eprintln!("\n==== SKIPPED: needs kanidmd and chromedriver ====\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+    let http = lab_http_client(&pki.ca_pem).unwrap();
+    let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
+    for (scenario, person, want) in [
+        ("post1-structured", "alice", "ES256"),
+        ("post2-fix-legacy-crypto", "datosh", "RS256"),
+        ("login-denied-no-scope-map", "mallory", "denied"),
+    ] {
+        let s = load_file(&root().join(format!("scenarios/{scenario}.yaml"))).unwrap();
+        let kdir = dir.path().join(scenario);
+        std::fs::create_dir_all(&kdir).unwrap();
+        let mut server = LocalKanidm::start(&kdir, &pki, &http).await.unwrap();
+        if let Err(e) = check_version(server.version.as_deref()) {
+            eprintln!("\n==== SKIPPED: {e} ====\n");
+            return;
+        }
+        let pw = server.recover_account("idm_admin").await.unwrap();
+        let kc = provision::admin_client(&server.endpoint, &pw).await.unwrap();
+        let p = provision::apply(&kc, &s, &http, &server.endpoint).await.unwrap();
+        let issuer = server.endpoint.issuer("k8s");
+        let req = LoginRequest {
+            issuer: &issuer,
+            origin: &server.endpoint.origin,
+            client_id: "k8s",
+            scopes: &s.scenario.login.scopes,
+            redirect_port: None,
+            redirect_path: "/callback",
+            spki_pin: &pki.kanidm_spki_sha256,
+            host_rules: None,
+            artifacts: &dir.path().join("artifacts"),
+        };
+        let t = Instant::now();
+        let out = login(&browser, &http, &req, &Person { name: person, secrets: &p.secrets[person], passkey: false }).await.unwrap();
+        eprintln!("{scenario}/{person}: {} in {:.2} s", out.label(), t.elapsed().as_secs_f64());
+        match (want, out) {
+            ("denied", LoginOutcomeActual::AccessDenied) => {}
+            (alg, LoginOutcomeActual::Token(tok)) => {
+                assert_eq!(tok.alg, alg);
+                assert_eq!(tok.claims["aud"], "k8s");
+                assert_eq!(tok.claims["sub"], p.uuids[person].as_str());
+            }
+            (w, other) => panic!("{scenario}: wanted {w}, got {other:?}"),
+        }
+        server.stop().await;
+    }
+}

@@ -1,0 +1,236 @@
+//! `cargo xtask`: a thin CLI over the `harness` library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use harness::render::{K8sVersion, LabFacts};
+use harness::scenario::{self, LoadedScenario};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kanidm-k8s-lab: Kubernetes OIDC with Kanidm, end to end", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List or validate scenario files.
+    Scenarios {
+        #[command(subcommand)]
+        action: ScenariosCmd,
+    },
+    /// Print what a scenario would apply: Kanidm state, API server auth, RBAC, kind config.
+    Render {
+        /// Scenario name (file stem in scenarios/) or path.
+        scenario: String,
+        /// Kubernetes minor to render for.
+        #[arg(long, default_value = "1.36")]
+        k8s: K8sVersion,
+    },
+    /// Run scenarios against real servers and report every expectation.
+    ///
+    /// kanidm_client 1.10.4 exits the process on a server version mismatch in debug builds;
+    /// the harness checks the server version first and refuses with a clear message unless
+    /// KANIDM_DEV_YOLO=1 is set.
+    E2e(E2eArgs),
+    /// Like e2e, then print per-phase timings (control plane, Kanidm, logins, scenarios).
+    Bench(E2eArgs),
+    /// Say which real components are installed and how to get the missing ones.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum ScenariosCmd {
+    /// List shipped scenarios with their one-line description.
+    List,
+    /// Validate scenario files (all shipped ones if none are given).
+    Check { files: Vec<PathBuf> },
+}
+
+#[derive(clap::Args, Clone)]
+struct E2eArgs {
+    /// Cluster backend; default: local if its binaries are found, else kind.
+    #[arg(long, value_parser = ["local", "kind"])]
+    backend: Option<String>,
+    /// Kubernetes minors, comma-separated (the kind backend runs each; local uses the binary found).
+    #[arg(long, value_delimiter = ',', default_value = "1.36")]
+    k8s: Vec<K8sVersion>,
+    /// Only scenarios whose name matches this glob.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Where logs, rendered configs, screenshots and junit.xml go.
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Keep the lab's working directory (keys included) after the run.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn scenarios_dir() -> PathBuf {
+    root().join("scenarios")
+}
+
+fn resolve_scenario(arg: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(arg);
+    if p.exists() {
+        return Ok(p);
+    }
+    let named = scenarios_dir().join(format!("{arg}.yaml"));
+    if named.exists() {
+        return Ok(named);
+    }
+    let names: Vec<String> = scenario::discover(&scenarios_dir())?
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let hint = scenario::error::did_you_mean(arg, names.iter().map(String::as_str)).unwrap_or_else(|| "run `cargo xtask scenarios list`".into());
+    bail!("no scenario `{arg}`\n  help: {hint}")
+}
+
+fn load_all() -> Result<Vec<LoadedScenario>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in scenario::discover(&scenarios_dir()).context("reading scenarios/")? {
+        match scenario::load_file(&p) {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    harness::init_crypto();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Scenarios { action: ScenariosCmd::List } => {
+            for s in load_all()? {
+                println!("{:<34} {}", s.name, s.scenario.description.lines().next().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scenarios { action: ScenariosCmd::Check { files } } => {
+            let files = if files.is_empty() { scenario::discover(&scenarios_dir())? } else { files };
+            let mut bad = 0;
+            for f in &files {
+                match scenario::load_file(f) {
+                    Ok(s) => println!("ok    {} ({})", f.display(), s.name),
+                    Err(e) => {
+                        bad += 1;
+                        println!("error {e}");
+                    }
+                }
+            }
+            println!("{} scenario(s) checked, {bad} with errors", files.len());
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Render { scenario, k8s } => {
+            let path = resolve_scenario(&scenario)?;
+            let s = scenario::load_file(&path)?;
+            print!("{}", harness::run::render_all(&s, &LabFacts::example(&s), k8s, &root().join("kind-configs"))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => Ok(doctor()),
+        Command::E2e(args) => e2e(args, false).await,
+        Command::Bench(args) => e2e(args, true).await,
+    }
+}
+
+fn doctor() -> ExitCode {
+    let mut missing_local = false;
+    println!("{:<24} {:<10} path", "component", "found via");
+    for t in harness::tools::ALL {
+        match t.find() {
+            Some(f) => println!("{:<24} {:<10} {}", t.name, f.via, f.path.display()),
+            None => {
+                if t.name != "kind" {
+                    missing_local = true;
+                }
+                println!("{:<24} {:<10} -\n{:<24} help: {}", t.name, "MISSING", "", t.how_to_get);
+            }
+        }
+    }
+    match std::env::var_os("KANIDM_UI_DIR") {
+        Some(d) => println!("{:<24} {:<10} {}", "kanidm web UI", "env", PathBuf::from(d).display()),
+        None => println!("{:<24} {:<10} (not set: needed for a `developer`-profile kanidmd build; point it at server/core/static)", "KANIDM_UI_DIR", "-"),
+    }
+    if missing_local {
+        println!("\nThe local backend cannot run until the missing components are installed.");
+        ExitCode::FAILURE
+    } else {
+        println!("\nEverything the local backend needs is here: `cargo xtask e2e`.");
+        ExitCode::SUCCESS
+    }
+}
+
+async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
+    let mut scenarios = load_all()?;
+    if let Some(glob) = &args.scenario {
+        let pat = glob::Pattern::new(glob).with_context(|| format!("--scenario {glob}"))?;
+        scenarios.retain(|s| pat.matches(&s.name));
+        if scenarios.is_empty() {
+            bail!("no scenario matches `{glob}`\n  help: `cargo xtask scenarios list`");
+        }
+    }
+    let backend = match args.backend.as_deref() {
+        Some(b) => b.to_string(),
+        None if harness::tools::KUBE_APISERVER.find().is_some() => "local".into(),
+        None if harness::tools::KIND.find().is_some() => "kind".into(),
+        None => bail!("no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask doctor` says what to install"),
+    };
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let artifacts = args.artifacts.clone().unwrap_or_else(|| root().join("artifacts").join(format!("run-{stamp}")));
+    std::fs::create_dir_all(&artifacts)?;
+    let opts = harness::run::E2eOptions {
+        scenarios,
+        k8s: args.k8s.clone(),
+        backend,
+        artifacts: artifacts.clone(),
+        keep: args.keep,
+        kind_configs: root().join("kind-configs"),
+    };
+    let run = harness::run::e2e(opts);
+    let report = tokio::select! {
+        r = run => r?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: everything started by this run has been stopped");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    println!("\n{}", harness::report::summary_table(&report.results));
+    if bench {
+        println!("timings (benchmark)\n{}", report.timings.render());
+    }
+    println!("artifacts: {}", report.artifacts.display());
+    Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
