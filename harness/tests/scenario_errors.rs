@@ -11,7 +11,7 @@ fn broken(name: &str) -> PathBuf {
 #[rstest]
 #[case::unknown_top_field("unknown-top-field", 2, "unknown field")]
 #[case::unknown_person_field("unknown-person-field", 8, "unknown field")]
-#[case::missing_description("missing-description", 1, "description")]
+#[case::missing_description("missing-description", 30, "description")]
 #[case::bad_credential_kind("bad-credential-kind", 9, "unknown variant")]
 #[case::unknown_group_in_person("unknown-group-in-person", 8, "did you mean `k8s_users`")]
 #[case::unknown_group_in_scope_map("unknown-group-in-scope-map", 15, "unknown group `k8s_admins`")]
@@ -24,7 +24,7 @@ fn broken(name: &str) -> PathBuf {
 #[case::claim_and_expression("claim-and-expression", 20, "can't both be set")]
 #[case::email_without_verified("email-without-verified", 20, "email_verified")]
 #[case::both_auth_modes("both-auth-modes", 24, "mutually exclusive")]
-#[case::no_auth_mode("no-auth-mode", 17, "no authentication configured")]
+#[case::no_auth_mode("no-auth-mode", 18, "no authentication configured")]
 #[case::bad_signing_alg("bad-signing-alg", 20, "did you mean `ES256`")]
 #[case::unknown_role("unknown-role", 26, "unknown role `viewer`")]
 #[case::binding_without_subjects("binding-without-subjects", 25, "at least one of `groups` or `users`")]
@@ -40,8 +40,8 @@ fn broken(name: &str) -> PathBuf {
 #[case::unauthorized_and_allowed("unauthorized-and-allowed", 32, "excludes")]
 #[case::denied_with_k8s_checks("denied-with-k8s-checks", 32, "cannot have Kubernetes expectations")]
 #[case::password_needs_policy("password-needs-policy", 6, "MFA policy relaxed")]
-#[case::bad_yaml_indentation("bad-yaml-indentation", 7, "")]
-#[case::wrong_type("wrong-type", 13, "")]
+#[case::bad_yaml_indentation("bad-yaml-indentation", 6, "missing field `displayName`")]
+#[case::wrong_type("wrong-type", 13, "invalid boolean")]
 fn broken_scenario_is_rejected_precisely(#[case] name: &str, #[case] line: u64, #[case] needle: &str) {
     let path = broken(name);
     let errors = load_file(&path).expect_err("a broken scenario must not load");

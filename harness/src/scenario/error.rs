@@ -71,8 +71,7 @@ impl std::error::Error for ScenarioErrors {}
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .filter(|c| strsim::damerau_levenshtein(name, c) <= (name.len() / 3).max(1) || strsim::jaro_winkler(name, c) > 0.85)
+        .min_by_key(|c| strsim::damerau_levenshtein(name, c))
+        .map(|c| format!("did you mean `{c}`?"))
 }

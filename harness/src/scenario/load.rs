@@ -73,8 +73,15 @@ fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {
         .filter(|(pos, _)| pos.starts_with("line "))
         .map(|(_, msg)| msg.to_string())
         .unwrap_or_else(|| rendered.clone());
+    // Our prefix already carries the position.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
     let help = if message.contains("unknown field") {
         Some("field names are camelCase; see scenarios/README.md for the schema".to_string())
+    } else if message.contains("invalid boolean") {
+        Some("write `true` or `false`".to_string())
     } else if message.contains("missing field") {
         Some("add the field; see scenarios/README.md for the schema".to_string())
     } else {
