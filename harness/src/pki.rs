@@ -32,8 +32,9 @@ pub struct LabPki {
     /// Client certificate with O=system:masters for the harness's admin access.
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
-    /// Service-account signing key (kube-apiserver requires one).
+    /// Service-account signing key and its public key (kube-apiserver requires both).
     pub sa_key: PathBuf,
+    pub sa_pub: PathBuf,
 }
 
 /// Names a serving certificate must carry.
@@ -149,6 +150,7 @@ pub fn generate(dir: &Path, kanidm_names: &ServingNames, apiserver_names: &Servi
         admin_cert: dir.join("admin.pem"),
         admin_key: dir.join("admin-key.pem"),
         sa_key: dir.join("sa-key.pem"),
+        sa_pub: dir.join("sa.pub"),
     };
     write_public(&pki.ca_cert, &ca_pem)?;
     write_public(&pki.kanidm_chain, &format!("{k_cert}{ca_pem}"))?;
@@ -158,6 +160,7 @@ pub fn generate(dir: &Path, kanidm_names: &ServingNames, apiserver_names: &Servi
     write_public(&pki.admin_cert, &m_cert)?;
     write_secret(&pki.admin_key, &m_key.serialize_pem())?;
     write_secret(&pki.sa_key, &sa.serialize_pem())?;
+    write_public(&pki.sa_pub, &sa.public_key_pem())?;
     Ok(pki)
 }
 

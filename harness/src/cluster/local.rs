@@ -110,7 +110,7 @@ impl LocalControlPlane {
             format!("--tls-private-key-file={}", p.apiserver_key.display()),
             format!("--client-ca-file={}", p.ca_cert.display()),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", p.sa_key.display()),
+            format!("--service-account-key-file={}", p.sa_pub.display()),
             format!("--service-account-signing-key-file={}", p.sa_key.display()),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--authorization-mode=RBAC".into(),
