@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cluster;
 pub mod kanidm;
+pub mod labkit;
 pub mod login;
 pub mod pki;
 pub mod process;

@@ -39,6 +39,41 @@ enum Command {
     Bench(E2eArgs),
     /// Say which real components are installed and how to get the missing ones.
     Doctor,
+    /// Leave Kanidm and a local API server running in a scenario's state (the posts' end state).
+    Lab {
+        #[command(subcommand)]
+        action: LabCmd,
+    },
+    /// Leave only Kanidm running in a scenario's state (same code as e2e).
+    Kanidm {
+        #[command(subcommand)]
+        action: LabCmd,
+    },
+    /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
+    /// person's id_token, logging in through the browser when the cache is empty or expired.
+    ExecCredential {
+        #[arg(long)]
+        lab: PathBuf,
+        #[arg(long)]
+        person: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Start and stay in the foreground until Ctrl-C or `down`.
+    Up {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, default_value = "1.36")]
+        k8s: K8sVersion,
+    },
+    /// Is it running? Where?
+    Status,
+    /// Stop a lab started by `up`.
+    Down,
+    /// Print a person's password and current TOTP code (for logging in by hand).
+    Creds { person: String },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +196,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor()),
+        Command::Lab { action } => lab(action, true).await,
+        Command::Kanidm { action } => lab(action, false).await,
+        Command::ExecCredential { lab, person } => {
+            println!("{}", harness::labkit::exec_credential(&lab, &person).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::E2e(args) => e2e(args, false).await,
         Command::Bench(args) => e2e(args, true).await,
     }
@@ -233,4 +274,70 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     }
     println!("artifacts: {}", report.artifacts.display());
     Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn lab_dir(with_cluster: bool) -> PathBuf {
+    root().join(".lab").join(if with_cluster { "lab" } else { "kanidm" })
+}
+
+async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
+    let dir = lab_dir(with_cluster);
+    let what = if with_cluster { "lab" } else { "kanidm" };
+    match action {
+        LabCmd::Up { scenario, k8s } => {
+            let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
+            let exe = std::env::current_exe().context("locating the xtask binary for the exec plugin")?;
+            let running = harness::labkit::up(&s, &dir, with_cluster, k8s, &exe).await?;
+            let st = &running.state;
+            println!("{what} `{}` is up.", st.scenario);
+            println!("  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)", st.kanidm_origin, st.ca_file.display());
+            println!("  lab CA:         {}", st.ca_file.display());
+            if let Some(api) = &st.api_server {
+                println!("  API server:     {api}");
+                if let Some(a) = &st.admin_kubeconfig {
+                    println!("  admin:          kubectl --kubeconfig {} get ns", a.display());
+                }
+            }
+            for (name, p) in &st.persons {
+                match &p.kubeconfig {
+                    Some(k) => println!("  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)", k.display()),
+                    None => println!("  {name:<14}  log in at {}/ui", st.kanidm_origin),
+                }
+            }
+            println!("  passwords/TOTP: cargo xtask {what} creds <person>");
+            println!("Stop with Ctrl-C or `cargo xtask {what} down`.");
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            running.shutdown().await;
+            println!("{what} stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Status => {
+            let st = harness::labkit::read_state(&dir)?;
+            let alive = harness::labkit::process_alive(st.pid);
+            println!("{what} `{}`: {} (pid {})", st.scenario, if alive { "running" } else { "NOT running (stale)" }, st.pid);
+            println!("  Kanidm: {}", st.kanidm_origin);
+            if let Some(api) = &st.api_server {
+                println!("  API server: {api}");
+            }
+            Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        LabCmd::Down => {
+            println!("{}", harness::labkit::down(&dir).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Creds { person } => {
+            let st = harness::labkit::read_state(&dir)?;
+            let p = st.persons.get(&person).with_context(|| format!("no person `{person}` in this {what}"))?;
+            println!("username: {person}");
+            println!("password: {}", p.password);
+            if let Some(code) = p.current_totp() {
+                println!("TOTP now: {code}  (codes are single-use; wait for the next 30 s step if it was just used)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

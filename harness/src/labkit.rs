@@ -1,0 +1,287 @@
+//! `lab up|status|down` and `kanidm up|down`: leave a lab running for humans, with
+//! kubeconfigs whose users log in through the exec credential plugin (`exec-credential`).
+
+use crate::cluster::local::LocalControlPlane;
+use crate::cluster::{ClusterBackend, kubeconfig};
+use crate::kanidm::provision::{self, PersonSecrets, TotpKey};
+use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use crate::login::browser::Browser;
+use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
+use crate::pki::{self, ServingNames};
+use crate::render::{K8sVersion, LabFacts};
+use crate::scenario::LoadedScenario;
+use crate::scenario::model::CredentialKind;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a running lab needs to be found and used from another process. Holds secrets:
+/// written 0600 inside the 0700 lab directory.
+#[derive(Serialize, Deserialize)]
+pub struct LabState {
+    pub pid: u32,
+    pub scenario: String,
+    pub dir: PathBuf,
+    pub kanidm_origin: String,
+    pub ca_file: PathBuf,
+    pub spki_pin: String,
+    pub api_server: Option<String>,
+    pub admin_kubeconfig: Option<PathBuf>,
+    pub login_client: String,
+    pub login_scopes: Vec<String>,
+    pub redirect_port: Option<u16>,
+    pub redirect_path: String,
+    pub persons: BTreeMap<String, StoredPerson>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct StoredPerson {
+    pub password: String,
+    pub totp_secret: Option<Vec<u8>>,
+    pub totp_step: u64,
+    pub totp_digits: u8,
+    pub totp_algorithm: String,
+    pub uuid: String,
+    pub passkey: bool,
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl StoredPerson {
+    fn secrets(&self, last_step: u64) -> PersonSecrets {
+        PersonSecrets {
+            password: self.password.clone(),
+            totp: self.totp_secret.clone().map(|secret| TotpKey {
+                secret,
+                step: self.totp_step,
+                digits: self.totp_digits,
+                algorithm: match self.totp_algorithm.as_str() {
+                    "SHA1" => totp_rs::Algorithm::SHA1,
+                    "SHA512" => totp_rs::Algorithm::SHA512,
+                    _ => totp_rs::Algorithm::SHA256,
+                },
+                last_used_step: std::sync::Arc::new(std::sync::Mutex::new(last_step)),
+            }),
+            reset_token: None,
+        }
+    }
+
+    /// The current TOTP code (for a human logging in through the UI).
+    pub fn current_totp(&self) -> Option<String> {
+        let key = self.secrets(0).totp?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        key.code_at(now).ok().map(|(c, _)| format!("{c:0w$}", w = key.digits as usize))
+    }
+}
+
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join("lab.json")
+}
+
+pub fn read_state(dir: &Path) -> Result<LabState> {
+    let p = state_path(dir);
+    let text = std::fs::read_to_string(&p).with_context(|| format!("no lab at {} (is it up? `cargo xtask lab up --scenario <name>`)", dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Running pieces of a lab started by `up`.
+pub struct RunningLab {
+    pub state: LabState,
+    pub kanidm: LocalKanidm,
+    pub cluster: Option<LocalControlPlane>,
+}
+
+impl RunningLab {
+    pub async fn shutdown(mut self) {
+        if let Some(mut c) = self.cluster.take() {
+            c.shutdown().await;
+        }
+        self.kanidm.stop().await;
+        let _ = std::fs::remove_file(state_path(&self.state.dir));
+    }
+}
+
+/// Start Kanidm (and, with `with_cluster`, the local control plane) in the scenario's state.
+/// `exe` is the program kubeconfigs call for credentials (`<exe> exec-credential …`).
+pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersion, exe: &Path) -> Result<RunningLab> {
+    if let Ok(old) = read_state(dir)
+        && process_alive(old.pid)
+    {
+        bail!("a lab is already running from {} (pid {}); `cargo xtask lab down` first", dir.display(), old.pid);
+    }
+    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let pki = pki::generate(&dir.join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&["localhost"]))?;
+    let http = lab_http_client(&pki.ca_pem)?;
+    let kdir = dir.join("kanidm");
+    std::fs::create_dir_all(&kdir)?;
+    let kanidm = LocalKanidm::start(&kdir, &pki, &http).await?;
+    check_version(kanidm.version.as_deref())?;
+    let pw = kanidm.recover_account("idm_admin").await?;
+    let kc = provision::admin_client(&kanidm.endpoint, &pw).await?;
+    let p = provision::apply(&kc, s, &http, &kanidm.endpoint).await?;
+    let mut persons = BTreeMap::new();
+    for person in &s.scenario.kanidm.persons {
+        let name = &person.name.value;
+        let sec = &p.secrets[name];
+        persons.insert(
+            name.clone(),
+            StoredPerson {
+                password: sec.password.clone(),
+                totp_secret: sec.totp.as_ref().map(|t| t.secret.clone()),
+                totp_step: sec.totp.as_ref().map(|t| t.step).unwrap_or(30),
+                totp_digits: sec.totp.as_ref().map(|t| t.digits).unwrap_or(6),
+                totp_algorithm: sec.totp.as_ref().map(|t| format!("{:?}", t.algorithm)).unwrap_or_default(),
+                uuid: p.uuids[name].clone(),
+                passkey: person.credential == CredentialKind::Passkey,
+                kubeconfig: None,
+            },
+        );
+        if let Some(t) = &sec.totp {
+            let last = t.last_used_step.lock().map(|g| *g).unwrap_or(0);
+            std::fs::create_dir_all(dir.join("tokens"))?;
+            std::fs::write(dir.join("tokens").join(format!("{name}.totp-step")), last.to_string())?;
+        }
+    }
+    let mut state = LabState {
+        pid: std::process::id(),
+        scenario: s.name.clone(),
+        dir: dir.to_path_buf(),
+        kanidm_origin: kanidm.endpoint.origin.clone(),
+        ca_file: pki.ca_cert.clone(),
+        spki_pin: pki.kanidm_spki_sha256.clone(),
+        api_server: None,
+        admin_kubeconfig: None,
+        login_client: s.scenario.login.client.value.clone(),
+        login_scopes: s.scenario.login.scopes.clone(),
+        redirect_port: s.scenario.login.redirect_port,
+        redirect_path: s.scenario.login.redirect_path.clone().unwrap_or_else(|| "/callback".into()),
+        persons,
+    };
+    let mut cluster = None;
+    if with_cluster {
+        let mut cp = LocalControlPlane::start(&dir.join("cluster"), &pki).await?;
+        let mut values = crate::scenario::placeholder::Values {
+            domain: kanidm.endpoint.domain.clone(),
+            origin: kanidm.endpoint.origin.clone(),
+            ..Default::default()
+        };
+        for c in p.clients.keys() {
+            values.issuers.insert(c.clone(), kanidm.endpoint.issuer(c));
+        }
+        values.uuids = p.uuids.clone();
+        let facts = LabFacts { values, ca_pem: pki.ca_pem.clone(), ca_path_for_apiserver: cp.ca_path_for_apiserver() };
+        let auth = crate::run::auth_setup(s, &facts, v)?;
+        cp.configure_auth(&auth).await?;
+        let admin = crate::rbac_apply::admin_client(cp.admin_kubeconfig()).await?;
+        crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;
+        state.api_server = Some(cp.server_url().to_string());
+        state.admin_kubeconfig = Some(cp.admin_kubeconfig().to_path_buf());
+        for (name, person) in state.persons.iter_mut() {
+            let path = dir.join(format!("{name}.kubeconfig"));
+            let exe_s = exe.to_string_lossy().into_owned();
+            let args = vec!["exec-credential".into(), "--lab".into(), dir.to_string_lossy().into_owned(), "--person".into(), name.clone()];
+            kubeconfig::write(&path, cp.server_url(), &pki.ca_cert, name, kubeconfig::UserAuth::Exec { command: &exe_s, args })?;
+            person.kubeconfig = Some(path);
+        }
+        cluster = Some(cp);
+    }
+    write_private(&state_path(dir), &serde_json::to_string_pretty(&state)?)?;
+    Ok(RunningLab { state, kanidm, cluster })
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// Ask a lab started by `up` to stop (SIGTERM), and wait for it.
+pub async fn down(dir: &Path) -> Result<String> {
+    let state = read_state(dir)?;
+    if !process_alive(state.pid) {
+        let _ = std::fs::remove_file(state_path(dir));
+        return Ok(format!("lab {} was not running (stale state removed)", state.scenario));
+    }
+    // SAFETY: plain kill(2).
+    unsafe {
+        libc::kill(state.pid as i32, libc::SIGTERM);
+    }
+    for _ in 0..200 {
+        if !process_alive(state.pid) {
+            return Ok(format!("lab {} stopped", state.scenario));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("lab process {} did not stop within 10 s", state.pid)
+}
+
+/// `client.authentication.k8s.io/v1` ExecCredential for a person: the cached id_token, or a
+/// fresh browser login when the cache is empty or expires within a minute.
+pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
+    let state = read_state(dir)?;
+    let stored = state.persons.get(person).ok_or_else(|| anyhow!("no person `{person}` in lab {}", state.scenario))?;
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let cache = tokens.join(format!("{person}.json"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let cached: Option<(String, u64)> = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| Some((v["id_token"].as_str()?.to_string(), v["exp"].as_u64()?)))
+        .filter(|(_, exp)| *exp > now + 60);
+    let (token, exp) = match cached {
+        Some(c) => c,
+        None => {
+            let step_file = tokens.join(format!("{person}.totp-step"));
+            let last: u64 = std::fs::read_to_string(&step_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            let secrets = stored.secrets(last);
+            let ca_pem = std::fs::read_to_string(&state.ca_file)?;
+            let http = lab_http_client(&ca_pem)?;
+            let mut browser = Browser::start(&dir.join(format!("exec-browser-{}", std::process::id()))).await?;
+            let issuer = format!("{}/oauth2/openid/{}", state.kanidm_origin, state.login_client);
+            let req = LoginRequest {
+                issuer: &issuer,
+                origin: &state.kanidm_origin,
+                client_id: &state.login_client,
+                scopes: &state.login_scopes,
+                redirect_port: state.redirect_port,
+                redirect_path: &state.redirect_path,
+                spki_pin: &state.spki_pin,
+                host_rules: None,
+                artifacts: &dir.join("artifacts"),
+            };
+            let out = crate::login::login(&browser, &http, &req, &Person { name: person, secrets: &secrets, passkey: stored.passkey }).await;
+            browser.stop().await;
+            let _ = std::fs::remove_dir_all(dir.join(format!("exec-browser-{}", std::process::id())));
+            if let Some(t) = &secrets.totp
+                && let Ok(g) = t.last_used_step.lock()
+            {
+                std::fs::write(&step_file, g.to_string())?;
+            }
+            match out? {
+                LoginOutcomeActual::Token(t) => {
+                    write_private(&cache, &serde_json::json!({"id_token": t.id_token, "exp": t.expires_at}).to_string())?;
+                    (t.id_token, t.expires_at)
+                }
+                other => bail!("login for {person} did not produce a token: {}", other.label()),
+            }
+        }
+    };
+    let ts = time::OffsetDateTime::from_unix_timestamp(exp as i64)?.format(&time::format_description::well_known::Rfc3339)?;
+    Ok(serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": token, "expirationTimestamp": ts}
+    })
+    .to_string())
+}
