@@ -3,9 +3,9 @@
 use crate::check::cause::{Cause, auth_error_of};
 use crate::check::kubectl::{self, Verdict};
 use crate::check::CheckResult;
-use crate::cluster::{AuthSetup, ClusterBackend, kubeconfig};
+use crate::cluster::{AuthSetup, ClusterBackend, KanidmPlacement, kubeconfig};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
-use crate::kanidm::{Provisioned, provision};
+use crate::kanidm::{KanidmServer, Provisioned, provision};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
 use crate::pki::{self, LabPki, ServingNames};
@@ -42,7 +42,7 @@ impl RunReport {
 
 /// One running Kanidm with one scenario's state, reused by scenarios with the same state.
 struct KanidmLab {
-    server: LocalKanidm,
+    server: KanidmServer,
     provisioned: Provisioned,
     tokens: BTreeMap<String, LoginOutcomeActual>,
 }
@@ -71,7 +71,7 @@ impl Lab {
     }
 }
 
-pub async fn run_local(opts: RunOptions, cluster: &mut impl ClusterBackend, lab: &Lab, progress: &Progress) -> Result<RunReport> {
+pub async fn run_scenarios(opts: RunOptions, cluster: &mut impl ClusterBackend, lab: &Lab, progress: &Progress) -> Result<RunReport> {
     let mut timings = Timings::default();
     let mut results = Vec::new();
     let mut kanidms: BTreeMap<String, KanidmLab> = BTreeMap::new();
@@ -97,33 +97,41 @@ pub async fn run_local(opts: RunOptions, cluster: &mut impl ClusterBackend, lab:
         progress.scenario_done(&s.name, results.iter().filter(|r| r.scenario == s.name && !r.passed).count(), t0.elapsed());
     }
     for (_, k) in kanidms.iter_mut() {
-        if let Some(v) = &k.server.version {
-            versions.insert("kanidmd".into(), v.clone());
+        if let Some(v) = k.server.version() {
+            versions.insert("kanidmd".into(), v.to_string());
         }
         let dest = opts.artifacts.join("logs");
         let _ = std::fs::create_dir_all(&dest);
-        if let Some(parent) = k.server.log.parent().and_then(|p| p.file_name()) {
-            let _ = std::fs::copy(&k.server.log, dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())));
-        }
         k.server.stop().await;
+        if let Some(parent) = k.server.log().parent().and_then(|p| p.file_name()) {
+            let _ = std::fs::copy(k.server.log(), dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())));
+        }
     }
     let _ = cluster.collect_logs(&opts.artifacts.join("logs"));
     Ok(RunReport { results, timings, artifacts: opts.artifacts, versions })
 }
 
-async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, timings: &mut Timings, progress: &Progress) -> Result<KanidmLab> {
+async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, placement: &KanidmPlacement, timings: &mut Timings, progress: &Progress) -> Result<KanidmLab> {
     let t = Instant::now();
     let dir = lab.dir.join(format!("kanidm-{n}"));
     std::fs::create_dir_all(&dir)?;
-    let server = LocalKanidm::start(&dir, &lab.pki, &lab.http).await?;
-    check_version(server.version.as_deref())?;
+    let mut server = match placement {
+        KanidmPlacement::LocalProcess => KanidmServer::Local(LocalKanidm::start(&dir, &lab.pki, &lab.http).await?),
+        KanidmPlacement::ContainerInNode { node, port } => KanidmServer::Container(
+            crate::kanidm::container::ContainerKanidm::start(&dir, &lab.pki, &lab.http, node, *port, crate::kanidm::server::CLIENT_VERSION).await?,
+        ),
+    };
+    if let Err(e) = check_version(server.version()) {
+        server.stop().await;
+        return Err(e);
+    }
     timings.add("kanidm ready", t.elapsed());
-    progress.step(&format!("kanidmd {} ready at {}", server.version.clone().unwrap_or_default(), server.endpoint.origin));
+    progress.step(&format!("kanidmd {} ready at {}", server.version().unwrap_or_default(), server.endpoint().origin));
     let t = Instant::now();
     let pw = server.recover_account("idm_admin").await?;
-    let kc = provision::admin_client(&server.endpoint, &pw).await?;
-    let provisioned = provision::apply(&kc, s, &lab.http, &server.endpoint).await?;
-    let problems = provision::verify(s, &provisioned, &server.endpoint);
+    let kc = provision::admin_client(server.endpoint(), &pw).await?;
+    let provisioned = provision::apply(&kc, s, &lab.http, server.endpoint()).await?;
+    let problems = provision::verify(s, &provisioned, server.endpoint());
     if !problems.is_empty() {
         anyhow::bail!("Kanidm state differs from the scenario:\n  {}", problems.join("\n  "));
     }
@@ -133,7 +141,7 @@ async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, timings: &mut Tim
 }
 
 fn facts_for(k: &KanidmLab, lab: &Lab, ca_path: String) -> LabFacts {
-    let ep = &k.server.endpoint;
+    let ep = k.server.endpoint();
     let mut values = Values { domain: ep.domain.clone(), origin: ep.origin.clone(), ..Default::default() };
     for name in k.provisioned.clients.keys() {
         values.issuers.insert(name.clone(), ep.issuer(name));
@@ -161,8 +169,15 @@ async fn run_scenario(
 ) -> Result<Vec<CheckResult>> {
     let fp = kanidm_fingerprint(s);
     if !kanidms.contains_key(&fp) {
-        let n = kanidms.len() + 1;
-        let k = start_kanidm(s, lab, n, timings, progress).await?;
+        let placement = cluster.kanidm_placement();
+        if placement != KanidmPlacement::LocalProcess {
+            // One Kanidm container at a time in the node: stop the previous one.
+            for (_, mut old) in std::mem::take(kanidms) {
+                old.server.stop().await;
+            }
+        }
+        let n = lab_counter(&lab.dir);
+        let k = start_kanidm(s, lab, n, &placement, timings, progress).await?;
         kanidms.insert(fp.clone(), k);
     } else {
         progress.step("reusing Kanidm (same state as an earlier scenario) and its tokens");
@@ -253,7 +268,7 @@ async fn run_scenario(
             }
         };
         let kubeconfig_path = scen_dir.join(format!("{person}.kubeconfig"));
-        kubeconfig::write(&kubeconfig_path, cluster.server_url(), &lab.pki.ca_cert, person, kubeconfig::UserAuth::Token(&token.id_token))?;
+        kubeconfig::write(&kubeconfig_path, cluster.server_url(), &cluster.server_ca_file(), person, kubeconfig::UserAuth::Token(&token.id_token))?;
         if !oidc_ready {
             let t = Instant::now();
             wait_oidc_ready(cluster, &kubeconfig_path).await?;
@@ -263,7 +278,7 @@ async fn run_scenario(
         if let Some(want) = &e.unauthorized {
             let mark = cluster.log_mark();
             let run = kubectl::run(&kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
-            let line = find_auth_line(&mark.lines_since());
+            let line = find_auth_line(&cluster.log_lines_since(&mark));
             let mut err = line.as_deref().and_then(auth_error_of);
             let mut cause = err.as_deref().and_then(Cause::classify);
             if cause == Some(Cause::AuthenticatorNotInitialized)
@@ -317,7 +332,7 @@ async fn run_scenario(
     }
     if results.iter().any(|r| !r.passed) {
         let _ = cluster.collect_logs(&scen_dir.join("logs"));
-        let _ = std::fs::copy(&k.server.log, scen_dir.join("kanidmd.log"));
+        let _ = std::fs::copy(k.server.log(), scen_dir.join("kanidmd.log"));
     }
     Ok(results)
 }
@@ -326,7 +341,12 @@ async fn run_scenario(
 fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
     let mut whole = cluster.log_mark();
     whole.offset = 0;
-    whole.lines_since().iter().rev().find_map(|l| crate::check::cause::init_failure_of(l))
+    cluster.log_lines_since(&whole).iter().rev().find_map(|l| crate::check::cause::init_failure_of(l))
+}
+
+/// A fresh number for a Kanidm working directory in this lab.
+fn lab_counter(dir: &Path) -> usize {
+    (1..).find(|n| !dir.join(format!("kanidm-{n}")).exists()).unwrap_or(1)
 }
 
 fn find_auth_line(lines: &[String]) -> Option<String> {
@@ -343,7 +363,7 @@ async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) 
         if run.verdict != Verdict::Unauthorized {
             return Ok(());
         }
-        let cause = find_auth_line(&mark.lines_since()).as_deref().and_then(auth_error_of).as_deref().and_then(Cause::classify);
+        let cause = find_auth_line(&cluster.log_lines_since(&mark)).as_deref().and_then(auth_error_of).as_deref().and_then(Cause::classify);
         if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
             return Ok(());
         }
@@ -399,7 +419,7 @@ fn check_whoami(run: &kubectl::KubectlRun, w: &crate::scenario::model::WhoamiExp
 async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &Path, people: &[String]) -> Result<Vec<(String, Duration)>> {
     let mut times = Vec::new();
     let login = &s.scenario.login;
-    let issuer = k.server.endpoint.issuer(&login.client.value);
+    let issuer = k.server.endpoint().issuer(&login.client.value);
     for p in people {
         if k.tokens.contains_key(p) {
             continue;
@@ -408,7 +428,7 @@ async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &
         let passkey = s.person(p).is_some_and(|x| x.credential == CredentialKind::Passkey);
         let req = LoginRequest {
             issuer: &issuer,
-            origin: &k.server.endpoint.origin,
+            origin: &k.server.endpoint().origin,
             client_id: &login.client.value,
             scopes: &login.scopes,
             redirect_port: login.redirect_port,
@@ -497,10 +517,18 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
             "local" => {
                 let mut cluster = crate::cluster::local::LocalControlPlane::start(&dir.join("cluster"), &lab.pki).await?;
                 all.timings.add("control plane (etcd) started", t.elapsed());
-                let r = run_local(run_opts, &mut cluster, &lab, &progress).await;
+                let r = run_scenarios(run_opts, &mut cluster, &lab, &progress).await;
                 for (i, d) in cluster.ready_times.iter().enumerate() {
                     all.timings.add(&format!("api server start #{} to /readyz", i + 1), *d);
                 }
+                cluster.shutdown().await;
+                r?
+            }
+            "kind" => {
+                let mut cluster = crate::cluster::kind::KindCluster::create(&dir.join("cluster"), &lab.pki, *v, &opts.kind_configs, &progress).await?;
+                all.timings.add("kind cluster created", t.elapsed());
+                let r = run_scenarios(run_opts, &mut cluster, &lab, &progress).await;
+                let _ = cluster.collect_logs(&opts.artifacts.join(format!("k8s-{v}")).join("logs"));
                 cluster.shutdown().await;
                 r?
             }

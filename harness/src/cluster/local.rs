@@ -227,6 +227,10 @@ impl ClusterBackend for LocalControlPlane {
         self.ensure_roles_aggregated().await
     }
 
+    fn server_ca_file(&self) -> PathBuf {
+        self.pki.ca_cert.clone()
+    }
+
     fn log_mark(&self) -> LogMark {
         let file = self.apiserver_log();
         let offset = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -1,5 +1,6 @@
 //! Kubernetes API server backends. Everything but start/stop/reconfigure is shared.
 
+pub mod kind;
 pub mod kubeconfig;
 pub mod local;
 
@@ -36,6 +37,15 @@ impl LogMark {
     }
 }
 
+/// Where a backend needs Kanidm to run so that its API server reaches the same issuer URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KanidmPlacement {
+    /// A local kanidmd process on 127.0.0.1 (any number at once).
+    LocalProcess,
+    /// A `kanidm/server` container in this node's network namespace, on this port (one at a time).
+    ContainerInNode { node: String, port: u16 },
+}
+
 /// A running API server we can point kubectl at and reconfigure between scenarios.
 #[allow(async_fn_in_trait)]
 pub trait ClusterBackend {
@@ -46,10 +56,20 @@ pub trait ClusterBackend {
     fn admin_kubeconfig(&self) -> &Path;
     /// Where the API server reads the Kanidm CA for `--oidc-ca-file`.
     fn ca_path_for_apiserver(&self) -> String;
+    /// Where Kanidm must run for this backend.
+    fn kanidm_placement(&self) -> KanidmPlacement {
+        KanidmPlacement::LocalProcess
+    }
     /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;
+    /// CA file that verifies the API server's serving certificate (for kubeconfigs).
+    fn server_ca_file(&self) -> PathBuf;
     /// Current end of the API server log.
     fn log_mark(&self) -> LogMark;
+    /// API server log lines written since `mark`.
+    fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
+        mark.lines_since()
+    }
     /// Copy every component log into `dir` (artifacts).
     fn collect_logs(&self, dir: &Path) -> Result<()>;
     /// Stop everything; idempotent.

@@ -1,7 +1,49 @@
-//! Real Kanidm: server lifecycle and provisioning from scenarios.
+//! Real Kanidm: server lifecycle (local process or container) and provisioning.
 
+pub mod container;
 pub mod provision;
 pub mod server;
 
 pub use provision::{PersonSecrets, Provisioned};
 pub use server::{KanidmEndpoint, LocalKanidm};
+
+use std::path::Path;
+
+/// A running Kanidm server, however it was started.
+pub enum KanidmServer {
+    Local(LocalKanidm),
+    Container(container::ContainerKanidm),
+}
+
+impl KanidmServer {
+    pub fn endpoint(&self) -> &KanidmEndpoint {
+        match self {
+            Self::Local(k) => &k.endpoint,
+            Self::Container(k) => &k.endpoint,
+        }
+    }
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Self::Local(k) => k.version.as_deref(),
+            Self::Container(k) => k.version.as_deref(),
+        }
+    }
+    pub fn log(&self) -> &Path {
+        match self {
+            Self::Local(k) => &k.log,
+            Self::Container(k) => &k.log,
+        }
+    }
+    pub async fn recover_account(&self, name: &str) -> anyhow::Result<String> {
+        match self {
+            Self::Local(k) => k.recover_account(name).await,
+            Self::Container(k) => k.recover_account(name).await,
+        }
+    }
+    pub async fn stop(&mut self) {
+        match self {
+            Self::Local(k) => k.stop().await,
+            Self::Container(k) => k.stop().await,
+        }
+    }
+}

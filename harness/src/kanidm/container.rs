@@ -1,0 +1,119 @@
+//! Kanidm as a container (testcontainers, `kanidm/server` image) for the kind backend.
+//!
+//! Topology: the container joins the kind node's network namespace
+//! (`network_mode = container:<node>`) and listens on 0.0.0.0:<port>; the kind config maps
+//! host 127.0.0.1:<port> to the node's <port>. So the browser and our clients on the host,
+//! and kube-apiserver inside the node, all reach Kanidm as `https://localhost:<port>` — one
+//! issuer URL everywhere, and `Domain=localhost` cookies work.
+
+use super::server::{KanidmEndpoint, server_version};
+use crate::pki::LabPki;
+use crate::render::kanidm_config::{KanidmServerConfig, render};
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testcontainers::core::{ExecCommand, Mount};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+pub const IMAGE: &str = "kanidm/server";
+/// Label on everything this harness starts, for `cargo xtask clean`.
+pub const LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "kanidm-k8s-lab");
+
+pub struct ContainerKanidm {
+    pub endpoint: KanidmEndpoint,
+    pub log: PathBuf,
+    pub version: Option<String>,
+    container: Option<ContainerAsync<GenericImage>>,
+}
+
+impl ContainerKanidm {
+    /// Start `kanidm/server:<tag>` in the network namespace of `node_container`, serving on `port`.
+    pub async fn start(dir: &Path, pki: &LabPki, http: &reqwest::Client, node_container: &str, port: u16, tag: &str) -> Result<ContainerKanidm> {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        std::fs::copy(&pki.kanidm_chain, data.join("chain.pem"))?;
+        std::fs::copy(&pki.kanidm_key, data.join("key.pem"))?;
+        let origin = format!("https://localhost:{port}");
+        let bind = format!("0.0.0.0:{port}");
+        let cfg = KanidmServerConfig {
+            bind_address: &bind,
+            domain: "localhost",
+            origin: &origin,
+            db_path: Path::new("/data/kanidm.db"),
+            tls_chain: Path::new("/data/chain.pem"),
+            tls_key: Path::new("/data/key.pem"),
+            admin_socket: Path::new("/data/kanidmd.sock"),
+        };
+        std::fs::write(data.join("server.toml"), render(&cfg))?;
+        let container = GenericImage::new(IMAGE, tag)
+            .with_mount(Mount::bind_mount(data.to_string_lossy().into_owned(), "/data"))
+            .with_network(format!("container:{node_container}"))
+            .with_label(LABEL.0, LABEL.1)
+            .with_cmd(["/sbin/kanidmd", "server", "-c", "/data/server.toml"])
+            .with_startup_timeout(Duration::from_secs(120))
+            .start()
+            .await
+            .map_err(|e| anyhow!("starting the {IMAGE}:{tag} container: {e}\n  help: is Docker running? `docker info`"))?;
+        let status = format!("{origin}/status");
+        let mut ready = false;
+        for _ in 0..600 {
+            if let Ok(r) = http.get(&status).send().await
+                && r.status().is_success()
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = dir.join("kanidmd.log");
+        let mut me = ContainerKanidm {
+            endpoint: KanidmEndpoint { domain: "localhost".into(), origin: origin.clone(), ca_file: pki.ca_cert.clone() },
+            log,
+            version: None,
+            container: Some(container),
+        };
+        if !ready {
+            me.save_log().await;
+            bail!("Kanidm container did not answer {status} within 60 s; its log is in {}", me.log.display());
+        }
+        me.version = server_version(http, &origin).await;
+        Ok(me)
+    }
+
+    pub async fn recover_account(&self, name: &str) -> Result<String> {
+        let c = self.container.as_ref().ok_or_else(|| anyhow!("container already stopped"))?;
+        for _ in 0..100 {
+            let mut res = c
+                .exec(ExecCommand::new(["/sbin/kanidmd", "scripting", "recover-account", name, "-c", "/data/server.toml"]))
+                .await
+                .context("docker exec kanidmd scripting recover-account")?;
+            let out = String::from_utf8_lossy(&res.stdout_to_vec().await.unwrap_or_default()).into_owned();
+            for line in out.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && v["status"] == "ok"
+                    && let Some(pw) = v["output"].as_str()
+                {
+                    return Ok(pw.to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("kanidmd scripting recover-account {name} kept failing in the container")
+    }
+
+    async fn save_log(&self) {
+        if let Some(c) = &self.container {
+            let mut text = c.stdout_to_vec().await.unwrap_or_default();
+            text.extend(c.stderr_to_vec().await.unwrap_or_default());
+            let _ = std::fs::write(&self.log, text);
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        self.save_log().await;
+        if let Some(c) = self.container.take() {
+            let _ = c.rm().await;
+        }
+    }
+}
