@@ -70,8 +70,13 @@ impl StoredPerson {
     /// The current TOTP code (for a human logging in through the UI).
     pub fn current_totp(&self) -> Option<String> {
         let key = self.secrets(0).totp?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-        key.code_at(now).ok().map(|(c, _)| format!("{c:0w$}", w = key.digits as usize))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        key.code_at(now)
+            .ok()
+            .map(|(c, _)| format!("{c:0w$}", w = key.digits as usize))
     }
 }
 
@@ -81,14 +86,24 @@ pub fn state_path(dir: &Path) -> PathBuf {
 
 pub fn read_state(dir: &Path) -> Result<LabState> {
     let p = state_path(dir);
-    let text = std::fs::read_to_string(&p).with_context(|| format!("no lab at {} (is it up? `cargo xtask lab up --scenario <name>`)", dir.display()))?;
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "no lab at {} (is it up? `cargo xtask lab up --scenario <name>`)",
+            dir.display()
+        )
+    })?;
     serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -112,16 +127,30 @@ impl RunningLab {
 
 /// Start Kanidm (and, with `with_cluster`, the local control plane) in the scenario's state.
 /// `exe` is the program kubeconfigs call for credentials (`<exe> exec-credential …`).
-pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersion, exe: &Path) -> Result<RunningLab> {
+pub async fn up(
+    s: &LoadedScenario,
+    dir: &Path,
+    with_cluster: bool,
+    v: K8sVersion,
+    exe: &Path,
+) -> Result<RunningLab> {
     if let Ok(old) = read_state(dir)
         && process_alive(old.pid)
     {
-        bail!("a lab is already running from {} (pid {}); `cargo xtask lab down` first", dir.display(), old.pid);
+        bail!(
+            "a lab is already running from {} (pid {}); `cargo xtask lab down` first",
+            dir.display(),
+            old.pid
+        );
     }
     std::fs::create_dir_all(dir)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let pki = pki::generate(&dir.join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&["localhost"]))?;
+    let pki = pki::generate(
+        &dir.join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&["localhost"]),
+    )?;
     let http = lab_http_client(&pki.ca_pem)?;
     let kdir = dir.join("kanidm");
     std::fs::create_dir_all(&kdir)?;
@@ -141,7 +170,11 @@ pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersio
                 totp_secret: sec.totp.as_ref().map(|t| t.secret.clone()),
                 totp_step: sec.totp.as_ref().map(|t| t.step).unwrap_or(30),
                 totp_digits: sec.totp.as_ref().map(|t| t.digits).unwrap_or(6),
-                totp_algorithm: sec.totp.as_ref().map(|t| format!("{:?}", t.algorithm)).unwrap_or_default(),
+                totp_algorithm: sec
+                    .totp
+                    .as_ref()
+                    .map(|t| format!("{:?}", t.algorithm))
+                    .unwrap_or_default(),
                 uuid: p.uuids[name].clone(),
                 passkey: person.credential == CredentialKind::Passkey,
                 kubeconfig: None,
@@ -150,7 +183,10 @@ pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersio
         if let Some(t) = &sec.totp {
             let last = t.last_used_step.lock().map(|g| *g).unwrap_or(0);
             std::fs::create_dir_all(dir.join("tokens"))?;
-            std::fs::write(dir.join("tokens").join(format!("{name}.totp-step")), last.to_string())?;
+            std::fs::write(
+                dir.join("tokens").join(format!("{name}.totp-step")),
+                last.to_string(),
+            )?;
         }
     }
     let mut state = LabState {
@@ -165,7 +201,12 @@ pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersio
         login_client: s.scenario.login.client.value.clone(),
         login_scopes: s.scenario.login.scopes.clone(),
         redirect_port: s.scenario.login.redirect_port,
-        redirect_path: s.scenario.login.redirect_path.clone().unwrap_or_else(|| "/callback".into()),
+        redirect_path: s
+            .scenario
+            .login
+            .redirect_path
+            .clone()
+            .unwrap_or_else(|| "/callback".into()),
         persons,
     };
     let mut cluster = None;
@@ -180,7 +221,11 @@ pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersio
             values.issuers.insert(c.clone(), kanidm.endpoint.issuer(c));
         }
         values.uuids = p.uuids.clone();
-        let facts = LabFacts { values, ca_pem: pki.ca_pem.clone(), ca_path_for_apiserver: cp.ca_path_for_apiserver() };
+        let facts = LabFacts {
+            values,
+            ca_pem: pki.ca_pem.clone(),
+            ca_path_for_apiserver: cp.ca_path_for_apiserver(),
+        };
         let auth = crate::run::auth_setup(s, &facts, v)?;
         cp.configure_auth(&auth).await?;
         let admin = crate::rbac_apply::admin_client(cp.admin_kubeconfig()).await?;
@@ -190,14 +235,33 @@ pub async fn up(s: &LoadedScenario, dir: &Path, with_cluster: bool, v: K8sVersio
         for (name, person) in state.persons.iter_mut() {
             let path = dir.join(format!("{name}.kubeconfig"));
             let exe_s = exe.to_string_lossy().into_owned();
-            let args = vec!["exec-credential".into(), "--lab".into(), dir.to_string_lossy().into_owned(), "--person".into(), name.clone()];
-            kubeconfig::write(&path, cp.server_url(), &pki.ca_cert, name, kubeconfig::UserAuth::Exec { command: &exe_s, args })?;
+            let args = vec![
+                "exec-credential".into(),
+                "--lab".into(),
+                dir.to_string_lossy().into_owned(),
+                "--person".into(),
+                name.clone(),
+            ];
+            kubeconfig::write(
+                &path,
+                cp.server_url(),
+                &pki.ca_cert,
+                name,
+                kubeconfig::UserAuth::Exec {
+                    command: &exe_s,
+                    args,
+                },
+            )?;
             person.kubeconfig = Some(path);
         }
         cluster = Some(cp);
     }
     write_private(&state_path(dir), &serde_json::to_string_pretty(&state)?)?;
-    Ok(RunningLab { state, kanidm, cluster })
+    Ok(RunningLab {
+        state,
+        kanidm,
+        cluster,
+    })
 }
 
 pub fn process_alive(pid: u32) -> bool {
@@ -210,7 +274,10 @@ pub async fn down(dir: &Path) -> Result<String> {
     let state = read_state(dir)?;
     if !process_alive(state.pid) {
         let _ = std::fs::remove_file(state_path(dir));
-        return Ok(format!("lab {} was not running (stale state removed)", state.scenario));
+        return Ok(format!(
+            "lab {} was not running (stale state removed)",
+            state.scenario
+        ));
     }
     // SAFETY: plain kill(2).
     unsafe {
@@ -229,11 +296,16 @@ pub async fn down(dir: &Path) -> Result<String> {
 /// fresh browser login when the cache is empty or expires within a minute.
 pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
     let state = read_state(dir)?;
-    let stored = state.persons.get(person).ok_or_else(|| anyhow!("no person `{person}` in lab {}", state.scenario))?;
+    let stored = state
+        .persons
+        .get(person)
+        .ok_or_else(|| anyhow!("no person `{person}` in lab {}", state.scenario))?;
     let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens)?;
     let cache = tokens.join(format!("{person}.json"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let cached: Option<(String, u64)> = std::fs::read_to_string(&cache)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -243,12 +315,19 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
         Some(c) => c,
         None => {
             let step_file = tokens.join(format!("{person}.totp-step"));
-            let last: u64 = std::fs::read_to_string(&step_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            let last: u64 = std::fs::read_to_string(&step_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
             let secrets = stored.secrets(last);
             let ca_pem = std::fs::read_to_string(&state.ca_file)?;
             let http = lab_http_client(&ca_pem)?;
-            let mut browser = Browser::start(&dir.join(format!("exec-browser-{}", std::process::id()))).await?;
-            let issuer = format!("{}/oauth2/openid/{}", state.kanidm_origin, state.login_client);
+            let mut browser =
+                Browser::start(&dir.join(format!("exec-browser-{}", std::process::id()))).await?;
+            let issuer = format!(
+                "{}/oauth2/openid/{}",
+                state.kanidm_origin, state.login_client
+            );
             let req = LoginRequest {
                 issuer: &issuer,
                 origin: &state.kanidm_origin,
@@ -260,9 +339,20 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
                 host_rules: None,
                 artifacts: &dir.join("artifacts"),
             };
-            let out = crate::login::login(&browser, &http, &req, &Person { name: person, secrets: &secrets, passkey: stored.passkey }).await;
+            let out = crate::login::login(
+                &browser,
+                &http,
+                &req,
+                &Person {
+                    name: person,
+                    secrets: &secrets,
+                    passkey: stored.passkey,
+                },
+            )
+            .await;
             browser.stop().await;
-            let _ = std::fs::remove_dir_all(dir.join(format!("exec-browser-{}", std::process::id())));
+            let _ =
+                std::fs::remove_dir_all(dir.join(format!("exec-browser-{}", std::process::id())));
             if let Some(t) = &secrets.totp
                 && let Ok(g) = t.last_used_step.lock()
             {
@@ -270,14 +360,22 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
             }
             match out? {
                 LoginOutcomeActual::Token(t) => {
-                    write_private(&cache, &serde_json::json!({"id_token": t.id_token, "exp": t.expires_at}).to_string())?;
+                    write_private(
+                        &cache,
+                        &serde_json::json!({"id_token": t.id_token, "exp": t.expires_at})
+                            .to_string(),
+                    )?;
                     (t.id_token, t.expires_at)
                 }
-                other => bail!("login for {person} did not produce a token: {}", other.label()),
+                other => bail!(
+                    "login for {person} did not produce a token: {}",
+                    other.label()
+                ),
             }
         }
     };
-    let ts = time::OffsetDateTime::from_unix_timestamp(exp as i64)?.format(&time::format_description::well_known::Rfc3339)?;
+    let ts = time::OffsetDateTime::from_unix_timestamp(exp as i64)?
+        .format(&time::format_description::well_known::Rfc3339)?;
     Ok(serde_json::json!({
         "apiVersion": "client.authentication.k8s.io/v1",
         "kind": "ExecCredential",

@@ -6,14 +6,13 @@
 use anyhow::{Context, Result};
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time_shim::validity;
-
 
 /// Paths of the PEM files of one lab's PKI.
 #[derive(Debug, Clone)]
@@ -108,7 +107,10 @@ fn leaf(
         .chain(names.ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
         .collect::<Result<_, rcgen::Error>>()?;
     p.extended_key_usages = vec![eku];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     validity(&mut p);
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, issuer)?;
@@ -116,7 +118,11 @@ fn leaf(
 }
 
 /// Generate a fresh CA and all lab certificates into `dir` (created with mode 0700).
-pub fn generate(dir: &Path, kanidm_names: &ServingNames, apiserver_names: &ServingNames) -> Result<LabPki> {
+pub fn generate(
+    dir: &Path,
+    kanidm_names: &ServingNames,
+    apiserver_names: &ServingNames,
+) -> Result<LabPki> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -124,18 +130,43 @@ pub fn generate(dir: &Path, kanidm_names: &ServingNames, apiserver_names: &Servi
     let mut ca = CertificateParams::default();
     ca.distinguished_name = dn("kanidm-k8s-lab CA", Some("kanidm-k8s-lab"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut ca);
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca.self_signed(&ca_key)?;
     let ca_pem = ca_cert.pem();
     let issuer = Issuer::new(ca, ca_key);
 
-    let (k_cert, k_key) = leaf(kanidm_names, "kanidm", None, ExtendedKeyUsagePurpose::ServerAuth, &issuer)?;
+    let (k_cert, k_key) = leaf(
+        kanidm_names,
+        "kanidm",
+        None,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &issuer,
+    )?;
     let spki = Sha256::digest(k_key.subject_public_key_info());
-    let (a_cert, a_key) = leaf(apiserver_names, "kube-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth, &issuer)?;
-    let none = ServingNames { dns: vec![], ips: vec![] };
-    let (m_cert, m_key) = leaf(&none, "kanidm-k8s-lab-admin", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth, &issuer)?;
+    let (a_cert, a_key) = leaf(
+        apiserver_names,
+        "kube-apiserver",
+        None,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &issuer,
+    )?;
+    let none = ServingNames {
+        dns: vec![],
+        ips: vec![],
+    };
+    let (m_cert, m_key) = leaf(
+        &none,
+        "kanidm-k8s-lab-admin",
+        Some("system:masters"),
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &issuer,
+    )?;
     let sa = KeyPair::generate()?;
 
     let pki = LabPki {
@@ -173,8 +204,18 @@ mod tests {
     #[test]
     fn keys_are_private_and_chain_has_ca() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&["localhost"])).unwrap();
-        for key in [&pki.kanidm_key, &pki.apiserver_key, &pki.admin_key, &pki.sa_key] {
+        let pki = generate(
+            &dir.path().join("pki"),
+            &ServingNames::loopback(&["localhost"]),
+            &ServingNames::loopback(&["localhost"]),
+        )
+        .unwrap();
+        for key in [
+            &pki.kanidm_key,
+            &pki.apiserver_key,
+            &pki.admin_key,
+            &pki.sa_key,
+        ] {
             let mode = std::fs::metadata(key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
         }
@@ -188,24 +229,59 @@ mod tests {
     fn serving_cert_verifies_against_ca_with_rustls() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let pki = generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+        let pki = generate(
+            &dir.path().join("pki"),
+            &ServingNames::loopback(&["localhost"]),
+            &ServingNames::loopback(&[]),
+        )
+        .unwrap();
         let mut roots = rustls::RootCertStore::empty();
         let ca_der = pem_to_der(&pki.ca_pem);
         roots.add(ca_der.into()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder(roots.into()).build().unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder(roots.into())
+            .build()
+            .unwrap();
         let chain = std::fs::read_to_string(&pki.kanidm_chain).unwrap();
-        let leaf = pem_to_der(chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap());
+        let leaf = pem_to_der(
+            chain
+                .split_inclusive("-----END CERTIFICATE-----\n")
+                .next()
+                .unwrap(),
+        );
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         verifier
-            .verify_server_cert(&leaf.into(), &[], &name, &[], rustls::pki_types::UnixTime::now())
+            .verify_server_cert(
+                &leaf.into(),
+                &[],
+                &name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
             .expect("kanidm leaf verifies for localhost");
         let wrong = rustls::pki_types::ServerName::try_from("example.com").unwrap();
-        let leaf2 = pem_to_der(chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap());
-        assert!(verifier.verify_server_cert(&leaf2.into(), &[], &wrong, &[], rustls::pki_types::UnixTime::now()).is_err());
+        let leaf2 = pem_to_der(
+            chain
+                .split_inclusive("-----END CERTIFICATE-----\n")
+                .next()
+                .unwrap(),
+        );
+        assert!(
+            verifier
+                .verify_server_cert(
+                    &leaf2.into(),
+                    &[],
+                    &wrong,
+                    &[],
+                    rustls::pki_types::UnixTime::now()
+                )
+                .is_err()
+        );
     }
 
     fn pem_to_der(pem: &str) -> Vec<u8> {
         let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
     }
 }

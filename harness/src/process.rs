@@ -17,7 +17,14 @@ pub struct ManagedProcess {
 
 impl ManagedProcess {
     /// Start `program args…` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, program: &Path, args: &[String], cwd: Option<&Path>, env: &[(&str, String)], log: &Path) -> Result<Self> {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Self> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -25,7 +32,11 @@ impl ManagedProcess {
             .with_context(|| format!("opening log {}", log.display()))?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
@@ -34,10 +45,17 @@ impl ManagedProcess {
         }
         // Own process group so Ctrl-C in the terminal reaches us, and we decide the order.
         cmd.process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({}); check the binary is executable", program.display()))?;
-        Ok(ManagedProcess { name: name.to_string(), log: log.to_path_buf(), child: Some(child) })
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "starting {name} ({}); check the binary is executable",
+                program.display()
+            )
+        })?;
+        Ok(ManagedProcess {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            child: Some(child),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -49,14 +67,20 @@ impl ManagedProcess {
         if let Some(child) = self.child.as_mut()
             && let Some(status) = child.try_wait()?
         {
-            bail!("{} exited early ({status}); last log lines:\n{}", self.name, tail(&self.log, 15));
+            bail!(
+                "{} exited early ({status}); last log lines:\n{}",
+                self.name,
+                tail(&self.log, 15)
+            );
         }
         Ok(())
     }
 
     /// SIGTERM, wait up to `grace`, then SIGKILL.
     pub async fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id() {
             // SAFETY: plain kill(2) on a pid we own.
             unsafe {
@@ -83,11 +107,20 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    lines[start..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Poll `probe` every `every` until it returns true or `timeout` passes.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, every: Duration, mut probe: F) -> Result<Duration>
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -9,7 +9,10 @@ pub struct Progress {
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { start: Instant::now(), quiet: false }
+        Progress {
+            start: Instant::now(),
+            quiet: false,
+        }
     }
 }
 
@@ -29,7 +32,14 @@ impl Progress {
         self.line(&format!("scenario {i}/{n}: {name}"));
     }
     pub fn scenario_done(&self, name: &str, failed: usize, took: Duration) {
-        let verdict = if failed == 0 { "ok".to_string() } else { format!("{failed} FAILED") };
-        self.line(&format!("  {name}: {verdict} ({:.1} s)", took.as_secs_f64()));
+        let verdict = if failed == 0 {
+            "ok".to_string()
+        } else {
+            format!("{failed} FAILED")
+        };
+        self.line(&format!(
+            "  {name}: {verdict} ({:.1} s)",
+            took.as_secs_f64()
+        ));
     }
 }

@@ -10,8 +10,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::Path;
 
 pub async fn admin_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.context("admin kubeconfig")?;
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .context("admin kubeconfig")?;
     kube::Client::try_from(cfg).context("building the admin Kubernetes client")
 }
 
@@ -24,7 +27,10 @@ pub async fn ensure_namespaces(client: &kube::Client, names: &[String]) -> Resul
     let api: Api<Namespace> = Api::all(client.clone());
     for n in names {
         let ns = Namespace {
-            metadata: kube::api::ObjectMeta { name: Some(n.clone()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some(n.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         match api.create(&PostParams::default(), &ns).await {
@@ -41,22 +47,32 @@ pub async fn replace(client: &kube::Client, objects: &RbacObjects) -> Result<()>
     let crb: Api<ClusterRoleBinding> = Api::all(client.clone());
     let cr: Api<ClusterRole> = Api::all(client.clone());
     let rb: Api<RoleBinding> = Api::all(client.clone());
-    crb.delete_collection(&dp, &selector()).await.context("removing the previous scenario's ClusterRoleBindings")?;
-    cr.delete_collection(&dp, &selector()).await.context("removing the previous scenario's ClusterRoles")?;
+    crb.delete_collection(&dp, &selector())
+        .await
+        .context("removing the previous scenario's ClusterRoleBindings")?;
+    cr.delete_collection(&dp, &selector())
+        .await
+        .context("removing the previous scenario's ClusterRoles")?;
     for old in rb.list(&selector()).await?.items {
         if let (Some(name), Some(ns)) = (old.metadata.name, old.metadata.namespace) {
-            Api::<RoleBinding>::namespaced(client.clone(), &ns).delete(&name, &dp).await?;
+            Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .delete(&name, &dp)
+                .await?;
         }
     }
     ensure_namespaces(client, &objects.namespaces()).await?;
     let pp = PatchParams::apply("kanidm-k8s-lab").force();
     for o in &objects.cluster_roles {
         let name = o.metadata.name.clone().unwrap_or_default();
-        cr.patch(&name, &pp, &Patch::Apply(o)).await.with_context(|| format!("applying ClusterRole {name}"))?;
+        cr.patch(&name, &pp, &Patch::Apply(o))
+            .await
+            .with_context(|| format!("applying ClusterRole {name}"))?;
     }
     for o in &objects.cluster_role_bindings {
         let name = o.metadata.name.clone().unwrap_or_default();
-        crb.patch(&name, &pp, &Patch::Apply(o)).await.with_context(|| format!("applying ClusterRoleBinding {name}"))?;
+        crb.patch(&name, &pp, &Patch::Apply(o))
+            .await
+            .with_context(|| format!("applying ClusterRoleBinding {name}"))?;
     }
     for o in &objects.role_bindings {
         let name = o.metadata.name.clone().unwrap_or_default();

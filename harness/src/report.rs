@@ -5,26 +5,58 @@ use anyhow::Result;
 use std::path::Path;
 
 pub fn summary_table(results: &[CheckResult]) -> String {
-    let w_s = results.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
-    let w_p = results.iter().map(|r| r.person.len()).max().unwrap_or(6).max(6);
-    let w_c = results.iter().map(|r| r.check.len()).max().unwrap_or(5).clamp(5, 44);
-    let mut out = format!("{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n", "", "scenario", "person", "check", "result");
+    let w_s = results
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let w_p = results
+        .iter()
+        .map(|r| r.person.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let w_c = results
+        .iter()
+        .map(|r| r.check.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 44);
+    let mut out = format!(
+        "{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n",
+        "", "scenario", "person", "check", "result"
+    );
     for r in results {
         let mark = if r.passed { "ok" } else { "FAIL" };
-        out.push_str(&format!("{mark:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n", r.scenario, r.person, r.check, r.actual));
+        out.push_str(&format!(
+            "{mark:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n",
+            r.scenario, r.person, r.check, r.actual
+        ));
         if let Some(line) = &r.apiserver_line {
-            out.push_str(&format!("{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  apiserver: {line}\n", "", "", "", ""));
+            out.push_str(&format!(
+                "{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  apiserver: {line}\n",
+                "", "", "", ""
+            ));
         }
         if let Some(d) = &r.detail
             && !r.passed
         {
             for l in d.lines() {
-                out.push_str(&format!("{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {l}\n", "", "", "", ""));
+                out.push_str(&format!(
+                    "{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {l}\n",
+                    "", "", "", ""
+                ));
             }
         }
     }
     let failed = results.iter().filter(|r| !r.passed).count();
-    out.push_str(&format!("\n{} checks, {} passed, {} failed\n", results.len(), results.len() - failed, failed));
+    out.push_str(&format!(
+        "\n{} checks, {} passed, {} failed\n",
+        results.len(),
+        results.len() - failed,
+        failed
+    ));
     out
 }
 
@@ -54,7 +86,9 @@ pub fn write_junit(results: &[CheckResult], path: &Path, suite_name: &str) -> Re
         }
         report.add_test_suite(suite);
     }
-    let xml = report.to_string().map_err(|e| anyhow::anyhow!("junit: {e}"))?;
+    let xml = report
+        .to_string()
+        .map_err(|e| anyhow::anyhow!("junit: {e}"))?;
     std::fs::write(path, xml)?;
     Ok(())
 }

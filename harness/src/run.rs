@@ -1,8 +1,8 @@
 //! The main job: scenarios → PKI → Kanidm → cluster → login → assert → report.
 
+use crate::check::CheckResult;
 use crate::check::cause::{Cause, auth_error_of};
 use crate::check::kubectl::{self, Verdict};
-use crate::check::CheckResult;
 use crate::cluster::{AuthSetup, ClusterBackend, KanidmPlacement, kubeconfig};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::kanidm::{KanidmServer, Provisioned, provision};
@@ -11,10 +11,10 @@ use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
 use crate::pki::{self, LabPki, ServingNames};
 use crate::progress::Progress;
 use crate::render::{self, K8sVersion, LabFacts};
+use crate::scenario::LoadedScenario;
 use crate::scenario::action::Action;
 use crate::scenario::model::{CredentialKind, LoginOutcome};
 use crate::scenario::placeholder::{self, Values};
-use crate::scenario::LoadedScenario;
 use crate::timings::Timings;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
@@ -64,14 +64,28 @@ pub struct Lab {
 impl Lab {
     pub async fn new(dir: &Path) -> Result<Lab> {
         std::fs::create_dir_all(dir)?;
-        let pki = pki::generate(&dir.join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&["localhost"]))?;
+        let pki = pki::generate(
+            &dir.join("pki"),
+            &ServingNames::loopback(&["localhost"]),
+            &ServingNames::loopback(&["localhost"]),
+        )?;
         let http = lab_http_client(&pki.ca_pem)?;
         let browser = Browser::start(&dir.join("browser")).await?;
-        Ok(Lab { dir: dir.to_path_buf(), pki, http, browser })
+        Ok(Lab {
+            dir: dir.to_path_buf(),
+            pki,
+            http,
+            browser,
+        })
     }
 }
 
-pub async fn run_scenarios(opts: RunOptions, cluster: &mut impl ClusterBackend, lab: &Lab, progress: &Progress) -> Result<RunReport> {
+pub async fn run_scenarios(
+    opts: RunOptions,
+    cluster: &mut impl ClusterBackend,
+    lab: &Lab,
+    progress: &Progress,
+) -> Result<RunReport> {
     let mut timings = Timings::default();
     let mut results = Vec::new();
     let mut kanidms: BTreeMap<String, KanidmLab> = BTreeMap::new();
@@ -79,7 +93,16 @@ pub async fn run_scenarios(opts: RunOptions, cluster: &mut impl ClusterBackend, 
     for (i, s) in opts.scenarios.iter().enumerate() {
         let t0 = Instant::now();
         progress.scenario_start(i + 1, opts.scenarios.len(), &s.name);
-        let outcome = run_scenario(s, opts.k8s, cluster, lab, &mut kanidms, &mut timings, progress).await;
+        let outcome = run_scenario(
+            s,
+            opts.k8s,
+            cluster,
+            lab,
+            &mut kanidms,
+            &mut timings,
+            progress,
+        )
+        .await;
         match outcome {
             Ok(mut r) => results.append(&mut r),
             Err(e) => results.push(CheckResult {
@@ -94,7 +117,14 @@ pub async fn run_scenarios(opts: RunOptions, cluster: &mut impl ClusterBackend, 
             }),
         }
         timings.add(&format!("scenario {}", s.name), t0.elapsed());
-        progress.scenario_done(&s.name, results.iter().filter(|r| r.scenario == s.name && !r.passed).count(), t0.elapsed());
+        progress.scenario_done(
+            &s.name,
+            results
+                .iter()
+                .filter(|r| r.scenario == s.name && !r.passed)
+                .count(),
+            t0.elapsed(),
+        );
     }
     for (_, k) in kanidms.iter_mut() {
         if let Some(v) = k.server.version() {
@@ -104,21 +134,46 @@ pub async fn run_scenarios(opts: RunOptions, cluster: &mut impl ClusterBackend, 
         let _ = std::fs::create_dir_all(&dest);
         k.server.stop().await;
         if let Some(parent) = k.server.log().parent().and_then(|p| p.file_name()) {
-            let _ = std::fs::copy(k.server.log(), dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())));
+            let _ = std::fs::copy(
+                k.server.log(),
+                dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())),
+            );
         }
     }
     let _ = cluster.collect_logs(&opts.artifacts.join("logs"));
-    Ok(RunReport { results, timings, artifacts: opts.artifacts, versions })
+    Ok(RunReport {
+        results,
+        timings,
+        artifacts: opts.artifacts,
+        versions,
+    })
 }
 
-async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, placement: &KanidmPlacement, timings: &mut Timings, progress: &Progress) -> Result<KanidmLab> {
+async fn start_kanidm(
+    s: &LoadedScenario,
+    lab: &Lab,
+    n: usize,
+    placement: &KanidmPlacement,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<KanidmLab> {
     let t = Instant::now();
     let dir = lab.dir.join(format!("kanidm-{n}"));
     std::fs::create_dir_all(&dir)?;
     let mut server = match placement {
-        KanidmPlacement::LocalProcess => KanidmServer::Local(LocalKanidm::start(&dir, &lab.pki, &lab.http).await?),
+        KanidmPlacement::LocalProcess => {
+            KanidmServer::Local(LocalKanidm::start(&dir, &lab.pki, &lab.http).await?)
+        }
         KanidmPlacement::ContainerInNode { node, port } => KanidmServer::Container(
-            crate::kanidm::container::ContainerKanidm::start(&dir, &lab.pki, &lab.http, node, *port, crate::kanidm::server::CLIENT_VERSION).await?,
+            crate::kanidm::container::ContainerKanidm::start(
+                &dir,
+                &lab.pki,
+                &lab.http,
+                node,
+                *port,
+                crate::kanidm::server::CLIENT_VERSION,
+            )
+            .await?,
         ),
     };
     if let Err(e) = check_version(server.version()) {
@@ -126,35 +181,59 @@ async fn start_kanidm(s: &LoadedScenario, lab: &Lab, n: usize, placement: &Kanid
         return Err(e);
     }
     timings.add("kanidm ready", t.elapsed());
-    progress.step(&format!("kanidmd {} ready at {}", server.version().unwrap_or_default(), server.endpoint().origin));
+    progress.step(&format!(
+        "kanidmd {} ready at {}",
+        server.version().unwrap_or_default(),
+        server.endpoint().origin
+    ));
     let t = Instant::now();
     let pw = server.recover_account("idm_admin").await?;
     let kc = provision::admin_client(server.endpoint(), &pw).await?;
     let provisioned = provision::apply(&kc, s, &lab.http, server.endpoint()).await?;
     let problems = provision::verify(s, &provisioned, server.endpoint());
     if !problems.is_empty() {
-        anyhow::bail!("Kanidm state differs from the scenario:\n  {}", problems.join("\n  "));
+        anyhow::bail!(
+            "Kanidm state differs from the scenario:\n  {}",
+            problems.join("\n  ")
+        );
     }
     timings.add("kanidm provisioning", t.elapsed());
     progress.step("Kanidm provisioned and read back");
-    Ok(KanidmLab { server, provisioned, tokens: BTreeMap::new() })
+    Ok(KanidmLab {
+        server,
+        provisioned,
+        tokens: BTreeMap::new(),
+    })
 }
 
 fn facts_for(k: &KanidmLab, lab: &Lab, ca_path: String) -> LabFacts {
     let ep = k.server.endpoint();
-    let mut values = Values { domain: ep.domain.clone(), origin: ep.origin.clone(), ..Default::default() };
+    let mut values = Values {
+        domain: ep.domain.clone(),
+        origin: ep.origin.clone(),
+        ..Default::default()
+    };
     for name in k.provisioned.clients.keys() {
         values.issuers.insert(name.clone(), ep.issuer(name));
     }
     values.uuids = k.provisioned.uuids.clone();
-    LabFacts { values, ca_pem: lab.pki.ca_pem.clone(), ca_path_for_apiserver: ca_path }
+    LabFacts {
+        values,
+        ca_pem: lab.pki.ca_pem.clone(),
+        ca_path_for_apiserver: ca_path,
+    }
 }
 
 pub fn auth_setup(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result<AuthSetup> {
     if let Some(yaml) = render::authn_config::render(s, facts, v)? {
         return Ok(AuthSetup::Structured { config_yaml: yaml });
     }
-    let flags = render::oidc_flags::render(s, facts)?.ok_or_else(|| anyhow!("scenario {} configures no API server authentication", s.name))?;
+    let flags = render::oidc_flags::render(s, facts)?.ok_or_else(|| {
+        anyhow!(
+            "scenario {} configures no API server authentication",
+            s.name
+        )
+    })?;
     Ok(AuthSetup::Flags(flags))
 }
 
@@ -182,19 +261,28 @@ async fn run_scenario(
     } else {
         progress.step("reusing Kanidm (same state as an earlier scenario) and its tokens");
     }
-    let k = kanidms.get_mut(&fp).ok_or_else(|| anyhow!("kanidm lab vanished"))?;
+    let k = kanidms
+        .get_mut(&fp)
+        .ok_or_else(|| anyhow!("kanidm lab vanished"))?;
     let facts = facts_for(k, lab, cluster.ca_path_for_apiserver());
     let auth = auth_setup(s, &facts, v)?;
     let scen_dir = lab.dir.join("scenarios").join(&s.name);
     std::fs::create_dir_all(&scen_dir)?;
     match &auth {
-        AuthSetup::Structured { config_yaml } => std::fs::write(scen_dir.join("authentication-config.yaml"), config_yaml)?,
+        AuthSetup::Structured { config_yaml } => {
+            std::fs::write(scen_dir.join("authentication-config.yaml"), config_yaml)?
+        }
         AuthSetup::Flags(f) => std::fs::write(scen_dir.join("oidc-flags.txt"), f.join("\n"))?,
     }
 
     // The API server restart and the browser logins do not depend on each other: overlap them.
     let people: Vec<String> = {
-        let mut p: Vec<String> = s.scenario.expect.iter().map(|e| e.person.value.clone()).collect();
+        let mut p: Vec<String> = s
+            .scenario
+            .expect
+            .iter()
+            .map(|e| e.person.value.clone())
+            .collect();
         p.dedup();
         p
     };
@@ -233,9 +321,17 @@ async fn run_scenario(
     let mut oidc_ready = false;
     for e in &s.scenario.expect {
         let person = e.person.value.as_str();
-        let outcome = k.tokens.get(person).cloned().ok_or_else(|| anyhow!("no login result for {person}"))?;
+        let outcome = k
+            .tokens
+            .get(person)
+            .cloned()
+            .ok_or_else(|| anyhow!("no login result for {person}"))?;
         let t = Instant::now();
-        let mut push = |check: String, passed: bool, actual: String, detail: Option<String>, line: Option<String>| {
+        let mut push = |check: String,
+                        passed: bool,
+                        actual: String,
+                        detail: Option<String>,
+                        line: Option<String>| {
             results.push(CheckResult {
                 scenario: s.name.clone(),
                 person: person.to_string(),
@@ -253,7 +349,13 @@ async fn run_scenario(
                 tok.clone()
             }
             (LoginOutcomeActual::AccessDenied, LoginOutcome::AccessDenied) => {
-                push("login".into(), true, "Kanidm showed Access Denied".into(), None, None);
+                push(
+                    "login".into(),
+                    true,
+                    "Kanidm showed Access Denied".into(),
+                    None,
+                    None,
+                );
                 continue;
             }
             (actual, want) => {
@@ -261,14 +363,23 @@ async fn run_scenario(
                     "login".into(),
                     false,
                     actual.label(),
-                    Some(format!("expected login {want:?}; artifacts in {}", scen_dir.display())),
+                    Some(format!(
+                        "expected login {want:?}; artifacts in {}",
+                        scen_dir.display()
+                    )),
                     None,
                 );
                 continue;
             }
         };
         let kubeconfig_path = scen_dir.join(format!("{person}.kubeconfig"));
-        kubeconfig::write(&kubeconfig_path, cluster.server_url(), &cluster.server_ca_file(), person, kubeconfig::UserAuth::Token(&token.id_token))?;
+        kubeconfig::write(
+            &kubeconfig_path,
+            cluster.server_url(),
+            &cluster.server_ca_file(),
+            person,
+            kubeconfig::UserAuth::Token(&token.id_token),
+        )?;
         if !oidc_ready {
             let t = Instant::now();
             wait_oidc_ready(cluster, &kubeconfig_path).await?;
@@ -277,7 +388,11 @@ async fn run_scenario(
         }
         if let Some(want) = &e.unauthorized {
             let mark = cluster.log_mark();
-            let run = kubectl::run(&kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+            let run = kubectl::run(
+                &kubeconfig_path,
+                &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
+            )
+            .await?;
             let line = find_auth_line(&cluster.log_lines_since(&mark));
             let mut err = line.as_deref().and_then(auth_error_of);
             let mut cause = err.as_deref().and_then(Cause::classify);
@@ -291,15 +406,33 @@ async fn run_scenario(
             let passed = run.verdict == Verdict::Unauthorized && cause == Some(want.cause.value);
             let actual = match (&run.verdict, cause) {
                 (Verdict::Unauthorized, Some(c)) => format!("Unauthorized (401), cause {c}"),
-                (Verdict::Unauthorized, None) => "Unauthorized (401), cause not found in the API server log".into(),
+                (Verdict::Unauthorized, None) => {
+                    "Unauthorized (401), cause not found in the API server log".into()
+                }
                 (other, _) => other.label().to_string(),
             };
-            let detail = (!passed).then(|| format!("expected Unauthorized with cause {} ({})", want.cause.value, want.cause.value.hint()));
-            push(format!("unauthorized: {}", want.cause.value), passed, actual, detail, err.map(|e| format!("err=\"{e}\"")));
+            let detail = (!passed).then(|| {
+                format!(
+                    "expected Unauthorized with cause {} ({})",
+                    want.cause.value,
+                    want.cause.value.hint()
+                )
+            });
+            push(
+                format!("unauthorized: {}", want.cause.value),
+                passed,
+                actual,
+                detail,
+                err.map(|e| format!("err=\"{e}\"")),
+            );
             continue;
         }
         if let Some(w) = &e.whoami {
-            let run = kubectl::run(&kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+            let run = kubectl::run(
+                &kubeconfig_path,
+                &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
+            )
+            .await?;
             let (passed, actual, detail) = check_whoami(&run, w, &facts.values);
             push("whoami".into(), passed, actual, detail, None);
         }
@@ -307,12 +440,19 @@ async fn run_scenario(
             for a in list {
                 let action = Action::parse(&a.value).map_err(|m| anyhow!("{m}"))?;
                 let args = kubectl::args_for(&action);
-                let want = if want_allowed { Verdict::Allowed } else { Verdict::Forbidden };
+                let want = if want_allowed {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Forbidden
+                };
                 // RBAC changes reach the authorizer's cache within moments: retry briefly
                 // while the answer differs, never past 5 s.
                 let deadline = Instant::now() + Duration::from_secs(5);
                 let mut run = kubectl::run(&kubeconfig_path, &args).await?;
-                while run.verdict != want && matches!(run.verdict, Verdict::Allowed | Verdict::Forbidden) && Instant::now() < deadline {
+                while run.verdict != want
+                    && matches!(run.verdict, Verdict::Allowed | Verdict::Forbidden)
+                    && Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     run = kubectl::run(&kubeconfig_path, &args).await?;
                 }
@@ -322,11 +462,21 @@ async fn run_scenario(
                         "expected {} for `{}`; kubectl said: {}",
                         want.label(),
                         run.command,
-                        run.stderr.trim().lines().last().unwrap_or(run.stdout.trim())
+                        run.stderr
+                            .trim()
+                            .lines()
+                            .last()
+                            .unwrap_or(run.stdout.trim())
                     )
                 });
                 let kind = if want_allowed { "allowed" } else { "forbidden" };
-                push(format!("{kind}: {action}"), passed, run.verdict.label().to_string(), detail, None);
+                push(
+                    format!("{kind}: {action}"),
+                    passed,
+                    run.verdict.label().to_string(),
+                    detail,
+                    None,
+                );
             }
         }
     }
@@ -341,16 +491,26 @@ async fn run_scenario(
 fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
     let mut whole = cluster.log_mark();
     whole.offset = 0;
-    cluster.log_lines_since(&whole).iter().rev().find_map(|l| crate::check::cause::init_failure_of(l))
+    cluster
+        .log_lines_since(&whole)
+        .iter()
+        .rev()
+        .find_map(|l| crate::check::cause::init_failure_of(l))
 }
 
 /// A fresh number for a Kanidm working directory in this lab.
 fn lab_counter(dir: &Path) -> usize {
-    (1..).find(|n| !dir.join(format!("kanidm-{n}")).exists()).unwrap_or(1)
+    (1..)
+        .find(|n| !dir.join(format!("kanidm-{n}")).exists())
+        .unwrap_or(1)
 }
 
 fn find_auth_line(lines: &[String]) -> Option<String> {
-    lines.iter().rev().find(|l| l.contains("Unable to authenticate the request")).cloned()
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Unable to authenticate the request"))
+        .cloned()
 }
 
 /// Discovery runs asynchronously after start: wait with a real token until the API server
@@ -359,11 +519,19 @@ async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) 
     let start = Instant::now();
     loop {
         let mark = cluster.log_mark();
-        let run = kubectl::run(kubeconfig_path, &["auth".into(), "whoami".into(), "-o".into(), "json".into()]).await?;
+        let run = kubectl::run(
+            kubeconfig_path,
+            &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
+        )
+        .await?;
         if run.verdict != Verdict::Unauthorized {
             return Ok(());
         }
-        let cause = find_auth_line(&cluster.log_lines_since(&mark)).as_deref().and_then(auth_error_of).as_deref().and_then(Cause::classify);
+        let cause = find_auth_line(&cluster.log_lines_since(&mark))
+            .as_deref()
+            .and_then(auth_error_of)
+            .as_deref()
+            .and_then(Cause::classify);
         if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
             return Ok(());
         }
@@ -381,15 +549,33 @@ async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) 
     }
 }
 
-fn check_whoami(run: &kubectl::KubectlRun, w: &crate::scenario::model::WhoamiExpect, values: &Values) -> (bool, String, Option<String>) {
+fn check_whoami(
+    run: &kubectl::KubectlRun,
+    w: &crate::scenario::model::WhoamiExpect,
+    values: &Values,
+) -> (bool, String, Option<String>) {
     if run.verdict != Verdict::Allowed {
-        return (false, run.verdict.label().to_string(), Some(format!("`kubectl auth whoami` failed: {}", run.stderr.trim())));
+        return (
+            false,
+            run.verdict.label().to_string(),
+            Some(format!(
+                "`kubectl auth whoami` failed: {}",
+                run.stderr.trim()
+            )),
+        );
     }
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
-    let username = v["status"]["userInfo"]["username"].as_str().unwrap_or_default().to_string();
+    let username = v["status"]["userInfo"]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let groups: Vec<String> = v["status"]["userInfo"]["groups"]
         .as_array()
-        .map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|g| {
+            g.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mut problems = Vec::new();
     let resolve = |t: &String| placeholder::resolve(t, values).unwrap_or_else(|e| e);
@@ -412,11 +598,21 @@ fn check_whoami(run: &kubectl::KubectlRun, w: &crate::scenario::model::WhoamiExp
         }
     }
     let actual = format!("user {username}, groups [{}]", groups.join(", "));
-    if problems.is_empty() { (true, actual, None) } else { (false, actual, Some(problems.join("; "))) }
+    if problems.is_empty() {
+        (true, actual, None)
+    } else {
+        (false, actual, Some(problems.join("; ")))
+    }
 }
 
 /// Log every person of the scenario in (once per Kanidm state); returns per-login times.
-async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &Path, people: &[String]) -> Result<Vec<(String, Duration)>> {
+async fn login_all(
+    s: &LoadedScenario,
+    k: &mut KanidmLab,
+    lab: &Lab,
+    scen_dir: &Path,
+    people: &[String],
+) -> Result<Vec<(String, Duration)>> {
     let mut times = Vec::new();
     let login = &s.scenario.login;
     let issuer = k.server.endpoint().issuer(&login.client.value);
@@ -424,8 +620,14 @@ async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &
         if k.tokens.contains_key(p) {
             continue;
         }
-        let secrets = k.provisioned.secrets.get(p).ok_or_else(|| anyhow!("no credentials for {p}"))?;
-        let passkey = s.person(p).is_some_and(|x| x.credential == CredentialKind::Passkey);
+        let secrets = k
+            .provisioned
+            .secrets
+            .get(p)
+            .ok_or_else(|| anyhow!("no credentials for {p}"))?;
+        let passkey = s
+            .person(p)
+            .is_some_and(|x| x.credential == CredentialKind::Passkey);
         let req = LoginRequest {
             issuer: &issuer,
             origin: &k.server.endpoint().origin,
@@ -438,7 +640,17 @@ async fn login_all(s: &LoadedScenario, k: &mut KanidmLab, lab: &Lab, scen_dir: &
             artifacts: scen_dir,
         };
         let t = Instant::now();
-        let outcome = crate::login::login(&lab.browser, &lab.http, &req, &Person { name: p, secrets, passkey }).await?;
+        let outcome = crate::login::login(
+            &lab.browser,
+            &lab.http,
+            &req,
+            &Person {
+                name: p,
+                secrets,
+                passkey,
+            },
+        )
+        .await?;
         times.push((p.clone(), t.elapsed()));
         k.tokens.insert(p.clone(), outcome);
     }
@@ -463,8 +675,12 @@ pub struct LabDir {
 
 impl LabDir {
     pub fn create(keep: bool) -> Result<LabDir> {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let path = std::env::temp_dir().join(format!("kanidm-k8s-lab-{}-{stamp}", std::process::id()));
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!("kanidm-k8s-lab-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
@@ -482,7 +698,9 @@ impl Drop for LabDir {
 
 /// Copy what a user needs to debug a run (never keys, tokens or kubeconfigs).
 fn copy_artifacts(from: &Path, to: &Path) {
-    let Ok(entries) = std::fs::read_dir(from) else { return };
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name();
@@ -492,7 +710,11 @@ fn copy_artifacts(from: &Path, to: &Path) {
                 continue;
             }
             copy_artifacts(&p, &to.join(&name));
-        } else if !(n.ends_with(".kubeconfig") || n.contains("key") || n.ends_with(".db") || n == "admin.sock") {
+        } else if !(n.ends_with(".kubeconfig")
+            || n.contains("key")
+            || n.ends_with(".db")
+            || n == "admin.sock")
+        {
             let _ = std::fs::create_dir_all(to);
             let _ = std::fs::copy(&p, to.join(&name));
         }
@@ -506,26 +728,48 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         progress.phase(&format!("lab directory (kept): {}", labdir.path.display()));
     }
     let total = Instant::now();
-    let mut all = RunReport { results: Vec::new(), timings: Timings::default(), artifacts: opts.artifacts.clone(), versions: BTreeMap::new() };
+    let mut all = RunReport {
+        results: Vec::new(),
+        timings: Timings::default(),
+        artifacts: opts.artifacts.clone(),
+        versions: BTreeMap::new(),
+    };
     for v in &opts.k8s {
         let t = Instant::now();
-        progress.phase(&format!("Kubernetes {v} on the {} backend: starting lab", opts.backend));
+        progress.phase(&format!(
+            "Kubernetes {v} on the {} backend: starting lab",
+            opts.backend
+        ));
         let dir = labdir.path.join(format!("k8s-{v}"));
         let lab = Lab::new(&dir).await?;
-        let run_opts = RunOptions { scenarios: opts.scenarios.clone(), k8s: *v, artifacts: opts.artifacts.join(format!("k8s-{v}")) };
+        let run_opts = RunOptions {
+            scenarios: opts.scenarios.clone(),
+            k8s: *v,
+            artifacts: opts.artifacts.join(format!("k8s-{v}")),
+        };
         let mut report = match opts.backend.as_str() {
             "local" => {
-                let mut cluster = crate::cluster::local::LocalControlPlane::start(&dir.join("cluster"), &lab.pki).await?;
+                let mut cluster =
+                    crate::cluster::local::LocalControlPlane::start(&dir.join("cluster"), &lab.pki)
+                        .await?;
                 all.timings.add("control plane (etcd) started", t.elapsed());
                 let r = run_scenarios(run_opts, &mut cluster, &lab, &progress).await;
                 for (i, d) in cluster.ready_times.iter().enumerate() {
-                    all.timings.add(&format!("api server start #{} to /readyz", i + 1), *d);
+                    all.timings
+                        .add(&format!("api server start #{} to /readyz", i + 1), *d);
                 }
                 cluster.shutdown().await;
                 r?
             }
             "kind" => {
-                let mut cluster = crate::cluster::kind::KindCluster::create(&dir.join("cluster"), &lab.pki, *v, &opts.kind_configs, &progress).await?;
+                let mut cluster = crate::cluster::kind::KindCluster::create(
+                    &dir.join("cluster"),
+                    &lab.pki,
+                    *v,
+                    &opts.kind_configs,
+                    &progress,
+                )
+                .await?;
                 all.timings.add("kind cluster created", t.elapsed());
                 let r = run_scenarios(run_opts, &mut cluster, &lab, &progress).await;
                 let _ = cluster.collect_logs(&opts.artifacts.join(format!("k8s-{v}")).join("logs"));
@@ -541,13 +785,21 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     }
     all.timings.add("total", total.elapsed());
     crate::report::write_junit(&all.results, &opts.artifacts.join("junit.xml"), "e2e")?;
-    std::fs::write(opts.artifacts.join("summary.txt"), crate::report::summary_table(&all.results))?;
+    std::fs::write(
+        opts.artifacts.join("summary.txt"),
+        crate::report::summary_table(&all.results),
+    )?;
     std::fs::write(opts.artifacts.join("timings.txt"), all.timings.render())?;
     Ok(all)
 }
 
 /// Everything `cargo xtask render` prints for a scenario.
-pub fn render_all(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion, kind_configs: &Path) -> Result<String> {
+pub fn render_all(
+    s: &LoadedScenario,
+    facts: &LabFacts,
+    v: K8sVersion,
+    kind_configs: &Path,
+) -> Result<String> {
     let mut out = String::new();
     out.push_str(&format!("# scenario: {} (Kubernetes {v})\n", s.name));
     if !s.header.is_empty() {
@@ -563,7 +815,10 @@ pub fn render_all(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion, kind_conf
         AuthSetup::Structured { config_yaml } => {
             out.push_str("# --authentication-config=<lab>/apiserver/authentication-config.yaml\n");
             out.push_str(config_yaml);
-            vec![format!("authentication-config={}/authentication-config.yaml", render::kind_config::NODE_AUTHN_DIR)]
+            vec![format!(
+                "authentication-config={}/authentication-config.yaml",
+                render::kind_config::NODE_AUTHN_DIR
+            )]
         }
         AuthSetup::Flags(flags) => {
             for f in flags {
@@ -571,18 +826,34 @@ pub fn render_all(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion, kind_conf
             }
             flags
                 .iter()
-                .map(|f| f.trim_start_matches('-').replace(&facts.ca_path_for_apiserver, &format!("{}/ca.pem", render::kind_config::NODE_AUTHN_DIR)))
+                .map(|f| {
+                    f.trim_start_matches('-').replace(
+                        &facts.ca_path_for_apiserver,
+                        &format!("{}/ca.pem", render::kind_config::NODE_AUTHN_DIR),
+                    )
+                })
                 .collect()
         }
     };
     out.push_str("\n## RBAC\n");
     out.push_str(&render::rbac::render(s, facts)?.to_yaml()?);
     let base_path = render::kind_config::base_config_path(kind_configs, v);
-    let base_name = base_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    out.push_str(&format!("\n## kind cluster config (kind-configs/{base_name} + this scenario's auth)\n"));
+    let base_name = base_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "\n## kind cluster config (kind-configs/{base_name} + this scenario's auth)\n"
+    ));
     match std::fs::read_to_string(&base_path) {
-        Ok(base) => out.push_str(&render::kind_config::render(&base, Path::new("<lab>/apiserver"), &kind_args)?),
-        Err(_) => out.push_str(&format!("# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n")),
+        Ok(base) => out.push_str(&render::kind_config::render(
+            &base,
+            Path::new("<lab>/apiserver"),
+            &kind_args,
+        )?),
+        Err(_) => out.push_str(&format!(
+            "# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n"
+        )),
     }
     Ok(out)
 }
@@ -592,25 +863,41 @@ pub fn kanidm_plan(s: &LoadedScenario) -> String {
     let k = &s.scenario.kanidm;
     let mut out = String::new();
     if let Some(m) = k.credential_type_minimum {
-        out.push_str(&format!("group account-policy credential-type-minimum idm_all_persons {}\n", m.as_kanidm()));
+        out.push_str(&format!(
+            "group account-policy credential-type-minimum idm_all_persons {}\n",
+            m.as_kanidm()
+        ));
     }
     for g in &k.groups {
         out.push_str(&format!("group create {}\n", g.name.value));
     }
     for p in &k.persons {
-        out.push_str(&format!("person create {} {:?}\n", p.name.value, p.display_name));
+        out.push_str(&format!(
+            "person create {} {:?}\n",
+            p.name.value, p.display_name
+        ));
         if !p.mail.is_empty() {
-            out.push_str(&format!("person update {} --mail {}\n", p.name.value, p.mail.join(" --mail ")));
+            out.push_str(&format!(
+                "person update {} --mail {}\n",
+                p.name.value,
+                p.mail.join(" --mail ")
+            ));
         }
         for g in &p.groups {
             out.push_str(&format!("group add-members {} {}\n", g.value, p.name.value));
         }
-        out.push_str(&format!("# credentials for {}: {:?} (generated, never printed)\n", p.name.value, p.credential));
+        out.push_str(&format!(
+            "# credentials for {}: {:?} (generated, never printed)\n",
+            p.name.value, p.credential
+        ));
     }
     for c in &k.oauth2_clients {
         let n = &c.name.value;
         let kind = if c.public { "create-public" } else { "create" };
-        out.push_str(&format!("system oauth2 {kind} {n} {:?} {}\n", c.display_name, c.landing_url));
+        out.push_str(&format!(
+            "system oauth2 {kind} {n} {:?} {}\n",
+            c.display_name, c.landing_url
+        ));
         for u in &c.redirect_urls {
             out.push_str(&format!("system oauth2 add-redirect-url {n} {u}\n"));
         }
@@ -619,11 +906,19 @@ pub fn kanidm_plan(s: &LoadedScenario) -> String {
         }
         for m in &c.scope_maps {
             let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!("system oauth2 update-scope-map {n} {} {}\n", m.group.value, sc.join(" ")));
+            out.push_str(&format!(
+                "system oauth2 update-scope-map {n} {} {}\n",
+                m.group.value,
+                sc.join(" ")
+            ));
         }
         for m in &c.sup_scope_maps {
             let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!("system oauth2 update-sup-scope-map {n} {} {}\n", m.group.value, sc.join(" ")));
+            out.push_str(&format!(
+                "system oauth2 update-sup-scope-map {n} {} {}\n",
+                m.group.value,
+                sc.join(" ")
+            ));
         }
         if c.legacy_crypto {
             out.push_str(&format!("system oauth2 warning-enable-legacy-crypto {n}\n"));
@@ -632,7 +927,12 @@ pub fn kanidm_plan(s: &LoadedScenario) -> String {
             out.push_str(&format!("system oauth2 prefer-short-username {n}\n"));
         }
         for m in &c.claim_maps {
-            out.push_str(&format!("system oauth2 update-claim-map {n} {} {} {}\n", m.claim.value, m.group.value, m.values.join(" ")));
+            out.push_str(&format!(
+                "system oauth2 update-claim-map {n} {} {} {}\n",
+                m.claim.value,
+                m.group.value,
+                m.values.join(" ")
+            ));
         }
     }
     out

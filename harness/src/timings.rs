@@ -13,7 +13,12 @@ impl Timings {
     }
 
     pub fn render(&self) -> String {
-        let width = self.entries.iter().map(|(p, _)| p.len()).max().unwrap_or(10);
+        let width = self
+            .entries
+            .iter()
+            .map(|(p, _)| p.len())
+            .max()
+            .unwrap_or(10);
         self.entries
             .iter()
             .map(|(p, d)| format!("  {p:<width$}  {:>7.2} s", d.as_secs_f64()))

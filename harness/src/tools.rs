@@ -62,7 +62,16 @@ pub const KIND: Tool = Tool {
     how_to_get: "install kind ≥ v0.32 (https://kind.sigs.k8s.io/docs/user/quick-start/) and a Docker engine",
 };
 
-pub const ALL: [Tool; 8] = [KANIDMD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, ETCD, KUBECTL, CHROMEDRIVER, CHROMIUM, KIND];
+pub const ALL: [Tool; 8] = [
+    KANIDMD,
+    KUBE_APISERVER,
+    KUBE_CONTROLLER_MANAGER,
+    ETCD,
+    KUBECTL,
+    CHROMEDRIVER,
+    CHROMIUM,
+    KIND,
+];
 
 /// Where a tool was found, and how.
 #[derive(Debug, Clone)]
@@ -76,18 +85,34 @@ impl Tool {
     pub fn find(&self) -> Option<Found> {
         if let Some(p) = std::env::var_os(self.env).filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            return is_executable(&p).then(|| Found { path: p, via: self.env.to_string() });
+            return is_executable(&p).then(|| Found {
+                path: p,
+                via: self.env.to_string(),
+            });
         }
         if self.in_assets_dir
             && let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS").filter(|p| !p.is_empty())
         {
             let p = Path::new(&dir).join(self.name);
             if is_executable(&p) {
-                return Some(Found { path: p, via: "KUBEBUILDER_ASSETS".into() });
+                return Some(Found {
+                    path: p,
+                    via: "KUBEBUILDER_ASSETS".into(),
+                });
             }
         }
-        let names: &[&str] = if self.name == "chromium" { &["chromium", "chromium-browser", "google-chrome"] } else { &[self.name] };
-        names.iter().find_map(|n| which::which(n).ok()).map(|p| Found { path: p, via: "PATH".into() })
+        let names: &[&str] = if self.name == "chromium" {
+            &["chromium", "chromium-browser", "google-chrome"]
+        } else {
+            &[self.name]
+        };
+        names
+            .iter()
+            .find_map(|n| which::which(n).ok())
+            .map(|p| Found {
+                path: p,
+                via: "PATH".into(),
+            })
     }
 
     /// Like [`Tool::find`], with an error that says how to get the tool.
@@ -97,7 +122,11 @@ impl Tool {
                 "{} not found (looked at ${}{}, then PATH)\n  help: {}",
                 self.name,
                 self.env,
-                if self.in_assets_dir { ", $KUBEBUILDER_ASSETS" } else { "" },
+                if self.in_assets_dir {
+                    ", $KUBEBUILDER_ASSETS"
+                } else {
+                    ""
+                },
                 self.how_to_get
             )
         })

@@ -9,9 +9,13 @@ use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
 use harness::pki::{self, ServingNames};
 
 fn browser_available() -> bool {
-    let ok = harness::tools::CHROMEDRIVER.find().is_some() && harness::tools::CHROMIUM.find().is_some();
+    let ok =
+        harness::tools::CHROMEDRIVER.find().is_some() && harness::tools::CHROMIUM.find().is_some();
     if !ok {
-        eprintln!("\n==== SKIPPED: chromium/chromedriver not found ({}) ====\n", harness::tools::CHROMEDRIVER.how_to_get);
+        eprintln!(
+            "\n==== SKIPPED: chromium/chromedriver not found ({}) ====\n",
+            harness::tools::CHROMEDRIVER.how_to_get
+        );
     }
     ok
 }
@@ -23,7 +27,12 @@ async fn logs_in_through_the_browser_and_verifies_the_token() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+    let pki = pki::generate(
+        &dir.path().join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
     let chain = std::fs::read_to_string(&pki.kanidm_chain).unwrap();
     let key = std::fs::read_to_string(&pki.kanidm_key).unwrap();
     let fake = fake_issuer::FakeIssuer::start(&chain, &key).await;
@@ -41,22 +50,75 @@ async fn logs_in_through_the_browser_and_verifies_the_token() {
         host_rules: None,
         artifacts: &dir.path().join("artifacts"),
     };
-    let secrets = PersonSecrets { password: fake.password.clone(), totp: None, reset_token: None };
-    let out = login(&browser, &http, &req, &Person { name: "alice", secrets: &secrets, passkey: false }).await.unwrap();
-    let LoginOutcomeActual::Token(tok) = out else { panic!("expected a token, got {out:?}") };
+    let secrets = PersonSecrets {
+        password: fake.password.clone(),
+        totp: None,
+        reset_token: None,
+    };
+    let out = login(
+        &browser,
+        &http,
+        &req,
+        &Person {
+            name: "alice",
+            secrets: &secrets,
+            passkey: false,
+        },
+    )
+    .await
+    .unwrap();
+    let LoginOutcomeActual::Token(tok) = out else {
+        panic!("expected a token, got {out:?}")
+    };
     assert_eq!(tok.alg, "ES256");
     assert_eq!(tok.claims["preferred_username"], "alice@localhost");
 
     // Access denied is a typed outcome, not an error.
-    let denied = login(&browser, &http, &req, &Person { name: "outsider", secrets: &secrets, passkey: false }).await.unwrap();
-    assert!(matches!(denied, LoginOutcomeActual::AccessDenied), "{denied:?}");
+    let denied = login(
+        &browser,
+        &http,
+        &req,
+        &Person {
+            name: "outsider",
+            secrets: &secrets,
+            passkey: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(denied, LoginOutcomeActual::AccessDenied),
+        "{denied:?}"
+    );
 
     // A wrong password is reported with the page's reason, and artifacts are saved.
-    let wrong = PersonSecrets { password: "nope".into(), totp: None, reset_token: None };
-    let failed = login(&browser, &http, &req, &Person { name: "bob", secrets: &wrong, passkey: false }).await.unwrap();
-    assert!(matches!(&failed, LoginOutcomeActual::LoginFailed(r) if r.contains("bad password")), "{failed:?}");
+    let wrong = PersonSecrets {
+        password: "nope".into(),
+        totp: None,
+        reset_token: None,
+    };
+    let failed = login(
+        &browser,
+        &http,
+        &req,
+        &Person {
+            name: "bob",
+            secrets: &wrong,
+            passkey: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&failed, LoginOutcomeActual::LoginFailed(r) if r.contains("bad password")),
+        "{failed:?}"
+    );
     let art = dir.path().join("artifacts/login-bob");
-    assert!(art.join("screenshot.png").exists() && art.join("page.html").exists() && art.join("url-trail.txt").exists());
+    assert!(
+        art.join("screenshot.png").exists()
+            && art.join("page.html").exists()
+            && art.join("url-trail.txt").exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,9 +128,23 @@ async fn a_browser_that_does_not_trust_the_issuer_key_fails_with_artifacts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
-    let other = pki::generate(&dir.path().join("other"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
-    let fake = fake_issuer::FakeIssuer::start(&std::fs::read_to_string(&pki.kanidm_chain).unwrap(), &std::fs::read_to_string(&pki.kanidm_key).unwrap()).await;
+    let pki = pki::generate(
+        &dir.path().join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
+    let other = pki::generate(
+        &dir.path().join("other"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
+    let fake = fake_issuer::FakeIssuer::start(
+        &std::fs::read_to_string(&pki.kanidm_chain).unwrap(),
+        &std::fs::read_to_string(&pki.kanidm_key).unwrap(),
+    )
+    .await;
     let http = harness::kanidm::server::lab_http_client(&pki.ca_pem).unwrap();
     let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
     let scopes = vec!["openid".to_string()];
@@ -83,11 +159,27 @@ async fn a_browser_that_does_not_trust_the_issuer_key_fails_with_artifacts() {
         host_rules: None,
         artifacts: &dir.path().join("artifacts"),
     };
-    let secrets = PersonSecrets { password: fake.password.clone(), totp: None, reset_token: None };
-    let err = tokio::time::timeout(std::time::Duration::from_secs(90), login(&browser, &http, &req, &Person { name: "alice", secrets: &secrets, passkey: false }))
-        .await
-        .expect("must fail, not hang")
-        .expect_err("an untrusted certificate must not be accepted");
+    let secrets = PersonSecrets {
+        password: fake.password.clone(),
+        totp: None,
+        reset_token: None,
+    };
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        login(
+            &browser,
+            &http,
+            &req,
+            &Person {
+                name: "alice",
+                secrets: &secrets,
+                passkey: false,
+            },
+        ),
+    )
+    .await
+    .expect("must fail, not hang")
+    .expect_err("an untrusted certificate must not be accepted");
     assert!(format!("{err:#}").contains("screenshot"), "{err:#}");
     assert!(dir.path().join("artifacts/login-alice/page.html").exists());
 }

@@ -9,10 +9,21 @@ use harness::scenario::{discover, load_file};
 use std::path::PathBuf;
 
 fn available() -> bool {
-    let tools = [harness::tools::KUBE_APISERVER, harness::tools::KUBE_CONTROLLER_MANAGER, harness::tools::ETCD];
-    let missing: Vec<&str> = tools.iter().filter(|t| t.find().is_none()).map(|t| t.name).collect();
+    let tools = [
+        harness::tools::KUBE_APISERVER,
+        harness::tools::KUBE_CONTROLLER_MANAGER,
+        harness::tools::ETCD,
+    ];
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|t| t.find().is_none())
+        .map(|t| t.name)
+        .collect();
     if !missing.is_empty() {
-        eprintln!("\n==== SKIPPED: {} not found (see `cargo xtask doctor`) ====\n", missing.join(", "));
+        eprintln!(
+            "\n==== SKIPPED: {} not found (see `cargo xtask doctor`) ====\n",
+            missing.join(", ")
+        );
     }
     missing.is_empty()
 }
@@ -25,8 +36,15 @@ async fn api_server_accepts_every_rendered_auth_config() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
-    let pki = harness::pki::generate(&dir.path().join("pki"), &harness::pki::ServingNames::loopback(&["localhost"]), &harness::pki::ServingNames::loopback(&["localhost"])).unwrap();
-    let mut cp = LocalControlPlane::start(&dir.path().join("cluster"), &pki).await.unwrap();
+    let pki = harness::pki::generate(
+        &dir.path().join("pki"),
+        &harness::pki::ServingNames::loopback(&["localhost"]),
+        &harness::pki::ServingNames::loopback(&["localhost"]),
+    )
+    .unwrap();
+    let mut cp = LocalControlPlane::start(&dir.path().join("cluster"), &pki)
+        .await
+        .unwrap();
     let mut seen = 0;
     for path in discover(&root.join("scenarios")).unwrap() {
         let s = load_file(&path).unwrap();
@@ -34,13 +52,23 @@ async fn api_server_accepts_every_rendered_auth_config() {
         facts.ca_pem = pki.ca_pem.clone();
         facts.ca_path_for_apiserver = pki.ca_cert.to_string_lossy().into_owned();
         let auth = harness::run::auth_setup(&s, &facts, "1.36".parse().unwrap()).unwrap();
-        cp.configure_auth(&auth).await.unwrap_or_else(|e| panic!("{}: the API server rejected the rendered config: {e:#}", s.name));
+        cp.configure_auth(&auth).await.unwrap_or_else(|e| {
+            panic!(
+                "{}: the API server rejected the rendered config: {e:#}",
+                s.name
+            )
+        });
         seen += 1;
     }
     assert!(seen >= 10);
     // A config the API server must refuse: claims.email without claims.email_verified.
     let bad = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer:\n    url: https://localhost:8443/oauth2/openid/k8s\n    audiences: [k8s]\n  claimMappings:\n    username:\n      expression: claims.email\n";
-    let err = cp.configure_auth(&AuthSetup::Structured { config_yaml: bad.into() }).await.expect_err("must be rejected");
+    let err = cp
+        .configure_auth(&AuthSetup::Structured {
+            config_yaml: bad.into(),
+        })
+        .await
+        .expect_err("must be rejected");
     let text = format!("{err:#}");
     assert!(text.contains("email_verified"), "{text}");
     eprintln!("api server start → /readyz: {:?}", cp.ready_times);

@@ -17,7 +17,10 @@ fn root() -> PathBuf {
 fn kanidmd_available() -> bool {
     let found = harness::tools::KANIDMD.find().is_some();
     if !found {
-        eprintln!("\n==== SKIPPED: kanidmd not found (set KANIDMD_BIN): {} ====\n", harness::tools::KANIDMD.how_to_get);
+        eprintln!(
+            "\n==== SKIPPED: kanidmd not found (set KANIDMD_BIN): {} ====\n",
+            harness::tools::KANIDMD.how_to_get
+        );
     }
     found
 }
@@ -31,7 +34,12 @@ fn our_children() -> Vec<String> {
         if let Some(rest) = stat.rsplit_once(") ").map(|x| x.1) {
             let ppid = rest.split_whitespace().nth(1).unwrap_or("");
             if ppid == me && !stat.contains("(defunct)") && !rest.starts_with('Z') {
-                out.push(stat.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+                out.push(
+                    stat.split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
             }
         }
     }
@@ -45,10 +53,19 @@ async fn provisions_every_scenario_and_reads_it_back() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+    let pki = pki::generate(
+        &dir.path().join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
     let http = lab_http_client(&pki.ca_pem).unwrap();
     let mut checked = 0;
-    for (i, path) in discover(&root().join("scenarios")).unwrap().into_iter().enumerate() {
+    for (i, path) in discover(&root().join("scenarios"))
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
         let s = load_file(&path).unwrap();
         let kdir = dir.path().join(format!("k{i}"));
         std::fs::create_dir_all(&kdir).unwrap();
@@ -60,8 +77,12 @@ async fn provisions_every_scenario_and_reads_it_back() {
             return;
         }
         let pw = server.recover_account("idm_admin").await.unwrap();
-        let kc = provision::admin_client(&server.endpoint, &pw).await.unwrap();
-        let p = provision::apply(&kc, &s, &http, &server.endpoint).await.unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let kc = provision::admin_client(&server.endpoint, &pw)
+            .await
+            .unwrap();
+        let p = provision::apply(&kc, &s, &http, &server.endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
         let took = t.elapsed();
         let problems = provision::verify(&s, &p, &server.endpoint);
         assert!(problems.is_empty(), "{}: {problems:?}", s.name);
@@ -71,13 +92,21 @@ async fn provisions_every_scenario_and_reads_it_back() {
             assert_eq!(rb.signing_algs, [want], "{}", s.name);
         }
         assert_eq!(p.uuids.len(), s.scenario.kanidm.persons.len());
-        eprintln!("{}: kanidmd start → state applied in {:.2} s", s.name, took.as_secs_f64());
+        eprintln!(
+            "{}: kanidmd start → state applied in {:.2} s",
+            s.name,
+            took.as_secs_f64()
+        );
         server.stop().await;
         checked += 1;
     }
     assert!(checked >= 10);
     // No process of ours is left, and the lab's secrets go with the directory.
-    assert!(our_children().iter().all(|c| !c.contains("kanidmd")), "{:?}", our_children());
+    assert!(
+        our_children().iter().all(|c| !c.contains("kanidmd")),
+        "{:?}",
+        our_children()
+    );
     let pki_dir = dir.path().join("pki");
     drop(dir);
     assert!(!pki_dir.exists());
@@ -91,7 +120,12 @@ async fn logs_in_through_the_real_kanidm_ui() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(&dir.path().join("pki"), &ServingNames::loopback(&["localhost"]), &ServingNames::loopback(&[])).unwrap();
+    let pki = pki::generate(
+        &dir.path().join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
     let http = lab_http_client(&pki.ca_pem).unwrap();
     let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
     for (scenario, person, want) in [
@@ -108,8 +142,12 @@ async fn logs_in_through_the_real_kanidm_ui() {
             return;
         }
         let pw = server.recover_account("idm_admin").await.unwrap();
-        let kc = provision::admin_client(&server.endpoint, &pw).await.unwrap();
-        let p = provision::apply(&kc, &s, &http, &server.endpoint).await.unwrap();
+        let kc = provision::admin_client(&server.endpoint, &pw)
+            .await
+            .unwrap();
+        let p = provision::apply(&kc, &s, &http, &server.endpoint)
+            .await
+            .unwrap();
         let issuer = server.endpoint.issuer("k8s");
         let req = LoginRequest {
             issuer: &issuer,
@@ -123,8 +161,23 @@ async fn logs_in_through_the_real_kanidm_ui() {
             artifacts: &dir.path().join("artifacts"),
         };
         let t = Instant::now();
-        let out = login(&browser, &http, &req, &Person { name: person, secrets: &p.secrets[person], passkey: false }).await.unwrap();
-        eprintln!("{scenario}/{person}: {} in {:.2} s", out.label(), t.elapsed().as_secs_f64());
+        let out = login(
+            &browser,
+            &http,
+            &req,
+            &Person {
+                name: person,
+                secrets: &p.secrets[person],
+                passkey: false,
+            },
+        )
+        .await
+        .unwrap();
+        eprintln!(
+            "{scenario}/{person}: {} in {:.2} s",
+            out.label(),
+            t.elapsed().as_secs_f64()
+        );
         match (want, out) {
             ("denied", LoginOutcomeActual::AccessDenied) => {}
             (alg, LoginOutcomeActual::Token(tok)) => {

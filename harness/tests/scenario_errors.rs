@@ -5,7 +5,9 @@ use rstest::rstest;
 use std::path::PathBuf;
 
 fn broken(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/broken").join(format!("{name}.yaml"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/broken")
+        .join(format!("{name}.yaml"))
 }
 
 #[rstest]
@@ -27,7 +29,11 @@ fn broken(name: &str) -> PathBuf {
 #[case::no_auth_mode("no-auth-mode", 18, "no authentication configured")]
 #[case::bad_signing_alg("bad-signing-alg", 20, "did you mean `ES256`")]
 #[case::unknown_role("unknown-role", 26, "unknown role `viewer`")]
-#[case::binding_without_subjects("binding-without-subjects", 25, "at least one of `groups` or `users`")]
+#[case::binding_without_subjects(
+    "binding-without-subjects",
+    25,
+    "at least one of `groups` or `users`"
+)]
 #[case::bad_placeholder("bad-placeholder", 25, "unknown placeholder")]
 #[case::placeholder_unknown_person("placeholder-unknown-person", 25, "unknown person `bob`")]
 #[case::unknown_login_client("unknown-login-client", 29, "did you mean `k8s`")]
@@ -42,7 +48,11 @@ fn broken(name: &str) -> PathBuf {
 #[case::password_needs_policy("password-needs-policy", 6, "MFA policy relaxed")]
 #[case::bad_yaml_indentation("bad-yaml-indentation", 6, "missing field `displayName`")]
 #[case::wrong_type("wrong-type", 13, "invalid boolean")]
-fn broken_scenario_is_rejected_precisely(#[case] name: &str, #[case] line: u64, #[case] needle: &str) {
+fn broken_scenario_is_rejected_precisely(
+    #[case] name: &str,
+    #[case] line: u64,
+    #[case] needle: &str,
+) {
     let path = broken(name);
     let errors = load_file(&path).expect_err("a broken scenario must not load");
     let rendered = errors.to_string();
@@ -50,13 +60,21 @@ fn broken_scenario_is_rejected_precisely(#[case] name: &str, #[case] line: u64, 
     assert_eq!(first.file, path, "{rendered}");
     assert_eq!(first.line, line, "wrong line for {name}: {rendered}");
     assert!(first.column > 0, "no column for {name}: {rendered}");
-    assert!(rendered.contains(needle), "{name}: expected `{needle}` in:\n{rendered}");
-    assert!(rendered.starts_with(&format!("{}:{}:", path.display(), line)), "{rendered}");
+    assert!(
+        rendered.contains(needle),
+        "{name}: expected `{needle}` in:\n{rendered}"
+    );
+    assert!(
+        rendered.starts_with(&format!("{}:{}:", path.display(), line)),
+        "{rendered}"
+    );
 }
 
 #[test]
 fn corpus_is_big_enough() {
-    let n = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/broken")).unwrap().count();
+    let n = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/broken"))
+        .unwrap()
+        .count();
     assert!(n >= 25, "only {n} broken scenarios");
 }
 
@@ -67,6 +85,10 @@ fn every_shipped_scenario_loads() {
     assert!(files.len() >= 10, "only {} scenarios shipped", files.len());
     for f in files {
         let s = load_file(&f).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!s.header.is_empty(), "{} has no header comment", f.display());
+        assert!(
+            !s.header.is_empty(),
+            "{} has no header comment",
+            f.display()
+        );
     }
 }

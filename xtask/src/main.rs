@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "kanidm-k8s-lab: Kubernetes OIDC with Kanidm, end to end", version)]
+#[command(
+    name = "cargo xtask",
+    about = "kanidm-k8s-lab: Kubernetes OIDC with Kanidm, end to end",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,10 @@ struct E2eArgs {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn scenarios_dir() -> PathBuf {
@@ -124,7 +131,8 @@ fn resolve_scenario(arg: &str) -> Result<PathBuf> {
         .iter()
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
-    let hint = scenario::error::did_you_mean(arg, names.iter().map(String::as_str)).unwrap_or_else(|| "run `cargo xtask scenarios list`".into());
+    let hint = scenario::error::did_you_mean(arg, names.iter().map(String::as_str))
+        .unwrap_or_else(|| "run `cargo xtask scenarios list`".into());
     bail!("no scenario `{arg}`\n  help: {hint}")
 }
 
@@ -146,11 +154,16 @@ fn load_all() -> Result<Vec<LoadedScenario>> {
 fn main() -> ExitCode {
     harness::init_crypto();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -168,14 +181,26 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Scenarios { action: ScenariosCmd::List } => {
+        Command::Scenarios {
+            action: ScenariosCmd::List,
+        } => {
             for s in load_all()? {
-                println!("{:<34} {}", s.name, s.scenario.description.lines().next().unwrap_or_default());
+                println!(
+                    "{:<34} {}",
+                    s.name,
+                    s.scenario.description.lines().next().unwrap_or_default()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Scenarios { action: ScenariosCmd::Check { files } } => {
-            let files = if files.is_empty() { scenario::discover(&scenarios_dir())? } else { files };
+        Command::Scenarios {
+            action: ScenariosCmd::Check { files },
+        } => {
+            let files = if files.is_empty() {
+                scenario::discover(&scenarios_dir())?
+            } else {
+                files
+            };
             let mut bad = 0;
             for f in &files {
                 match scenario::load_file(f) {
@@ -187,12 +212,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
             println!("{} scenario(s) checked, {bad} with errors", files.len());
-            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Render { scenario, k8s } => {
             let path = resolve_scenario(&scenario)?;
             let s = scenario::load_file(&path)?;
-            print!("{}", harness::run::render_all(&s, &LabFacts::example(&s), k8s, &root().join("kind-configs"))?);
+            print!(
+                "{}",
+                harness::run::render_all(
+                    &s,
+                    &LabFacts::example(&s),
+                    k8s,
+                    &root().join("kind-configs")
+                )?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor()),
@@ -217,13 +254,24 @@ fn doctor() -> ExitCode {
                 if t.name != "kind" {
                     missing_local = true;
                 }
-                println!("{:<24} {:<10} -\n{:<24} help: {}", t.name, "MISSING", "", t.how_to_get);
+                println!(
+                    "{:<24} {:<10} -\n{:<24} help: {}",
+                    t.name, "MISSING", "", t.how_to_get
+                );
             }
         }
     }
     match std::env::var_os("KANIDM_UI_DIR") {
-        Some(d) => println!("{:<24} {:<10} {}", "kanidm web UI", "env", PathBuf::from(d).display()),
-        None => println!("{:<24} {:<10} (not set: needed for a `developer`-profile kanidmd build; point it at server/core/static)", "KANIDM_UI_DIR", "-"),
+        Some(d) => println!(
+            "{:<24} {:<10} {}",
+            "kanidm web UI",
+            "env",
+            PathBuf::from(d).display()
+        ),
+        None => println!(
+            "{:<24} {:<10} (not set: needed for a `developer`-profile kanidmd build; point it at server/core/static)",
+            "KANIDM_UI_DIR", "-"
+        ),
     }
     if missing_local {
         println!("\nThe local backend cannot run until the missing components are installed.");
@@ -247,10 +295,18 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         Some(b) => b.to_string(),
         None if harness::tools::KUBE_APISERVER.find().is_some() => "local".into(),
         None if harness::tools::KIND.find().is_some() => "kind".into(),
-        None => bail!("no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask doctor` says what to install"),
+        None => bail!(
+            "no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask doctor` says what to install"
+        ),
     };
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let artifacts = args.artifacts.clone().unwrap_or_else(|| root().join("artifacts").join(format!("run-{stamp}")));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let artifacts = args
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| root().join("artifacts").join(format!("run-{stamp}")));
     std::fs::create_dir_all(&artifacts)?;
     let opts = harness::run::E2eOptions {
         scenarios,
@@ -273,11 +329,17 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         println!("timings (benchmark)\n{}", report.timings.render());
     }
     println!("artifacts: {}", report.artifacts.display());
-    Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn lab_dir(with_cluster: bool) -> PathBuf {
-    root().join(".lab").join(if with_cluster { "lab" } else { "kanidm" })
+    root()
+        .join(".lab")
+        .join(if with_cluster { "lab" } else { "kanidm" })
 }
 
 async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
@@ -286,27 +348,39 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
     match action {
         LabCmd::Up { scenario, k8s } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
-            let exe = std::env::current_exe().context("locating the xtask binary for the exec plugin")?;
+            let exe =
+                std::env::current_exe().context("locating the xtask binary for the exec plugin")?;
             let running = harness::labkit::up(&s, &dir, with_cluster, k8s, &exe).await?;
             let st = &running.state;
             println!("{what} `{}` is up.", st.scenario);
-            println!("  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)", st.kanidm_origin, st.ca_file.display());
+            println!(
+                "  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)",
+                st.kanidm_origin,
+                st.ca_file.display()
+            );
             println!("  lab CA:         {}", st.ca_file.display());
             if let Some(api) = &st.api_server {
                 println!("  API server:     {api}");
                 if let Some(a) = &st.admin_kubeconfig {
-                    println!("  admin:          kubectl --kubeconfig {} get ns", a.display());
+                    println!(
+                        "  admin:          kubectl --kubeconfig {} get ns",
+                        a.display()
+                    );
                 }
             }
             for (name, p) in &st.persons {
                 match &p.kubeconfig {
-                    Some(k) => println!("  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)", k.display()),
+                    Some(k) => println!(
+                        "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
+                        k.display()
+                    ),
                     None => println!("  {name:<14}  log in at {}/ui", st.kanidm_origin),
                 }
             }
             println!("  passwords/TOTP: cargo xtask {what} creds <person>");
             println!("Stop with Ctrl-C or `cargo xtask {what} down`.");
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -318,12 +392,25 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
         LabCmd::Status => {
             let st = harness::labkit::read_state(&dir)?;
             let alive = harness::labkit::process_alive(st.pid);
-            println!("{what} `{}`: {} (pid {})", st.scenario, if alive { "running" } else { "NOT running (stale)" }, st.pid);
+            println!(
+                "{what} `{}`: {} (pid {})",
+                st.scenario,
+                if alive {
+                    "running"
+                } else {
+                    "NOT running (stale)"
+                },
+                st.pid
+            );
             println!("  Kanidm: {}", st.kanidm_origin);
             if let Some(api) = &st.api_server {
                 println!("  API server: {api}");
             }
-            Ok(if alive { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if alive {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         LabCmd::Down => {
             println!("{}", harness::labkit::down(&dir).await?);
@@ -331,11 +418,16 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
         }
         LabCmd::Creds { person } => {
             let st = harness::labkit::read_state(&dir)?;
-            let p = st.persons.get(&person).with_context(|| format!("no person `{person}` in this {what}"))?;
+            let p = st
+                .persons
+                .get(&person)
+                .with_context(|| format!("no person `{person}` in this {what}"))?;
             println!("username: {person}");
             println!("password: {}", p.password);
             if let Some(code) = p.current_totp() {
-                println!("TOTP now: {code}  (codes are single-use; wait for the next 30 s step if it was just used)");
+                println!(
+                    "TOTP now: {code}  (codes are single-use; wait for the next 30 s step if it was just used)"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

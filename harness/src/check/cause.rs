@@ -71,19 +71,27 @@ impl Cause {
             Cause::UnsupportedSigningAlg => {
                 "Kanidm signs ES256 by default; add --oidc-signing-algs=ES256 or enable legacy crypto (RS256) on the client"
             }
-            Cause::Audience => "the API server's audiences/--oidc-client-id must equal the Kanidm client name",
+            Cause::Audience => {
+                "the API server's audiences/--oidc-client-id must equal the Kanidm client name"
+            }
             Cause::Issuer => {
                 "issuer URL must equal the token's iss byte for byte: <origin>/oauth2/openid/<client>, no trailing slash"
             }
             Cause::Expired => "Kanidm id_tokens live 900 s; log in again",
-            Cause::UntrustedCa => "give the API server Kanidm's CA (certificateAuthority / --oidc-ca-file)",
+            Cause::UntrustedCa => {
+                "give the API server Kanidm's CA (certificateAuthority / --oidc-ca-file)"
+            }
             Cause::AuthenticatorNotInitialized => {
                 "discovery has not succeeded yet; check the issuer URL is reachable from the API server"
             }
-            Cause::EmailNotVerified => "the token says email_verified=false; map a different username claim",
+            Cause::EmailNotVerified => {
+                "the token says email_verified=false; map a different username claim"
+            }
             Cause::ClaimRule => "a claimValidationRule or --oidc-required-claim rejected the token",
             Cause::UserRule => "a userValidationRule rejected the mapped user",
-            Cause::MissingClaim => "the mapped claim is not in the token; request the scope that carries it",
+            Cause::MissingClaim => {
+                "the mapped claim is not in the token; request the scope that carries it"
+            }
             Cause::Signature => "the token's signature does not match the issuer's JWKS",
         }
     }
@@ -101,7 +109,10 @@ impl Cause {
             ("claim not present", Cause::MissingClaim),
             ("failed to verify signature", Cause::Signature),
             ("x509:", Cause::UntrustedCa),
-            ("authenticator not initialized", Cause::AuthenticatorNotInitialized),
+            (
+                "authenticator not initialized",
+                Cause::AuthenticatorNotInitialized,
+            ),
             ("invalid bearer token", Cause::Issuer),
         ];
         rules
@@ -185,10 +196,19 @@ mod tests {
     #[test]
     fn audience_and_others() {
         let cases = [
-            (r#"oidc: verify token: oidc: expected audience "kubernetes" got ["k8s"]"#, Cause::Audience),
+            (
+                r#"oidc: verify token: oidc: expected audience "kubernetes" got ["k8s"]"#,
+                Cause::Audience,
+            ),
             ("oidc: email not verified", Cause::EmailNotVerified),
-            ("oidc: authenticator not initialized", Cause::AuthenticatorNotInitialized),
-            ("oidc: verify token: oidc: token is expired (Token Expiry: x)", Cause::Expired),
+            (
+                "oidc: authenticator not initialized",
+                Cause::AuthenticatorNotInitialized,
+            ),
+            (
+                "oidc: verify token: oidc: token is expired (Token Expiry: x)",
+                Cause::Expired,
+            ),
         ];
         for (err, want) in cases {
             assert_eq!(Cause::classify(err), Some(want), "{err}");

@@ -55,7 +55,14 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
     if stderr.contains("(NotFound)") {
         return Verdict::Allowed;
     }
-    Verdict::Error(stderr.trim().lines().last().unwrap_or("kubectl failed").to_string())
+    Verdict::Error(
+        stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("kubectl failed")
+            .to_string(),
+    )
 }
 
 pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
@@ -81,7 +88,12 @@ pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
 /// or `auth can-i` for verbs kubectl cannot perform directly.
 pub fn args_for(action: &Action) -> Vec<String> {
     let mut args: Vec<String> = match action.verb.as_str() {
-        "list" => vec!["get".into(), action.resource.clone(), "-o".into(), "name".into()],
+        "list" => vec![
+            "get".into(),
+            action.resource.clone(),
+            "-o".into(),
+            "name".into(),
+        ],
         "get" => {
             let mut a = vec!["get".into(), action.resource.clone()];
             a.extend(action.name.clone());
@@ -95,10 +107,20 @@ pub fn args_for(action: &Action) -> Vec<String> {
             a
         }
         "create" if matches!(action.resource.as_str(), "namespace" | "namespaces" | "ns") => {
-            vec!["create".into(), "namespace".into(), action.name.clone().unwrap_or_else(|| "lab-dry-run".into()), "--dry-run=server".into()]
+            vec![
+                "create".into(),
+                "namespace".into(),
+                action.name.clone().unwrap_or_else(|| "lab-dry-run".into()),
+                "--dry-run=server".into(),
+            ]
         }
         _ => {
-            let mut a = vec!["auth".into(), "can-i".into(), action.verb.clone(), action.resource.clone()];
+            let mut a = vec![
+                "auth".into(),
+                "can-i".into(),
+                action.verb.clone(),
+                action.resource.clone(),
+            ];
             a.extend(action.name.clone());
             a
         }
@@ -118,24 +140,51 @@ mod tests {
     #[test]
     fn classifies_kubectl_messages() {
         // Texts from k8s-authn-facts.md §3.3 and verified-by-running.md.
-        assert_eq!(classify(false, "", "error: You must be logged in to the server (Unauthorized)\n"), Verdict::Unauthorized);
         assert_eq!(
-            classify(false, "", "error: You must be logged in to the server (the server has asked for the client to provide credentials)"),
+            classify(
+                false,
+                "",
+                "error: You must be logged in to the server (Unauthorized)\n"
+            ),
             Verdict::Unauthorized
         );
         assert_eq!(
-            classify(false, "", r#"Error from server (Forbidden): namespaces "t1" is forbidden: User "alice@localhost" cannot delete resource "namespaces""#),
+            classify(
+                false,
+                "",
+                "error: You must be logged in to the server (the server has asked for the client to provide credentials)"
+            ),
+            Verdict::Unauthorized
+        );
+        assert_eq!(
+            classify(
+                false,
+                "",
+                r#"Error from server (Forbidden): namespaces "t1" is forbidden: User "alice@localhost" cannot delete resource "namespaces""#
+            ),
             Verdict::Forbidden
         );
         assert_eq!(classify(false, "no\n", ""), Verdict::Forbidden);
         assert_eq!(classify(true, "pod/x\n", ""), Verdict::Allowed);
-        assert!(matches!(classify(false, "", "error: connection refused"), Verdict::Error(_)));
+        assert!(matches!(
+            classify(false, "", "error: connection refused"),
+            Verdict::Error(_)
+        ));
     }
 
     #[test]
     fn mutations_are_dry_runs() {
         let a = args_for(&Action::parse("delete namespace scratch").unwrap());
-        assert_eq!(a, ["delete", "namespace", "scratch", "--dry-run=server", "--wait=false"]);
+        assert_eq!(
+            a,
+            [
+                "delete",
+                "namespace",
+                "scratch",
+                "--dry-run=server",
+                "--wait=false"
+            ]
+        );
         let l = args_for(&Action::parse("list pods -A").unwrap());
         assert_eq!(l, ["get", "pods", "-o", "name", "-A"]);
         let w = args_for(&Action::parse("watch secrets -n default").unwrap());

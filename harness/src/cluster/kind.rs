@@ -37,17 +37,26 @@ pub struct KindCluster {
 async fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
     use tokio::io::AsyncWriteExt;
     let mut c = tokio::process::Command::new(cmd);
-    c.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     if stdin.is_some() {
         c.stdin(std::process::Stdio::piped());
     }
-    let mut child = c.spawn().with_context(|| format!("running {}", cmd.display()))?;
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("running {}", cmd.display()))?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes()).await?;
     }
     let out = child.wait_with_output().await?;
     if !out.status.success() {
-        bail!("`{} {}` failed: {}", cmd.display(), args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{} {}` failed: {}",
+            cmd.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -57,7 +66,13 @@ fn docker() -> PathBuf {
 }
 
 impl KindCluster {
-    pub async fn create(dir: &Path, pki: &LabPki, v: K8sVersion, kind_configs: &Path, progress: &Progress) -> Result<KindCluster> {
+    pub async fn create(
+        dir: &Path,
+        pki: &LabPki,
+        v: K8sVersion,
+        kind_configs: &Path,
+        progress: &Progress,
+    ) -> Result<KindCluster> {
         let kind = tools::KIND.require()?;
         let base_path = kind_config::base_config_path(kind_configs, v);
         let base = std::fs::read_to_string(&base_path)
@@ -66,35 +81,67 @@ impl KindCluster {
         std::fs::create_dir_all(&host_authn_dir)?;
         std::fs::copy(&pki.ca_cert, host_authn_dir.join("ca.pem"))?;
         // Start with a structured config that has no JWT authenticators (valid, accepts nothing).
-        let api = v.authn_config_api_version().ok_or_else(|| anyhow!("Kubernetes {v} cannot take --authentication-config"))?;
-        std::fs::write(host_authn_dir.join("authentication-config.yaml"), format!("apiVersion: {api}\nkind: AuthenticationConfiguration\njwt: []\n"))?;
+        let api = v
+            .authn_config_api_version()
+            .ok_or_else(|| anyhow!("Kubernetes {v} cannot take --authentication-config"))?;
+        std::fs::write(
+            host_authn_dir.join("authentication-config.yaml"),
+            format!("apiVersion: {api}\nkind: AuthenticationConfiguration\njwt: []\n"),
+        )?;
         let kanidm_port = free_port()?;
-        let args = vec![format!("authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml")];
+        let args = vec![format!(
+            "authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
+        )];
         let mut text = kind_config::render(&base, &host_authn_dir, &args)?;
         // Publish Kanidm's port from the node (where the Kanidm container listens).
-        let mut doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| anyhow!("{e}"))?;
-        doc["nodes"][0]["extraPortMappings"] =
-            serde_json::json!([{"containerPort": kanidm_port, "hostPort": kanidm_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}]);
+        let mut doc: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| anyhow!("{e}"))?;
+        doc["nodes"][0]["extraPortMappings"] = serde_json::json!([{"containerPort": kanidm_port, "hostPort": kanidm_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}]);
         text = serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))?;
         let cfg_path = dir.join("kind-config.yaml");
         std::fs::write(&cfg_path, &text)?;
         let name = format!("kanidm-lab-{}", std::process::id());
         let kubeconfig = dir.join("admin.kubeconfig");
-        progress.step(&format!("kind create cluster --name {name} (Kubernetes {v})"));
+        progress.step(&format!(
+            "kind create cluster --name {name} (Kubernetes {v})"
+        ));
         run(
             &kind,
-            &["create", "cluster", "--name", &name, "--config", &cfg_path.to_string_lossy(), "--kubeconfig", &kubeconfig.to_string_lossy(), "--wait", "120s"],
+            &[
+                "create",
+                "cluster",
+                "--name",
+                &name,
+                "--config",
+                &cfg_path.to_string_lossy(),
+                "--kubeconfig",
+                &kubeconfig.to_string_lossy(),
+                "--wait",
+                "120s",
+            ],
             None,
         )
         .await?;
         let node = format!("{name}-control-plane");
-        let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig)?).map_err(|e| anyhow!("{e}"))?;
-        let url = kc["clusters"][0]["cluster"]["server"].as_str().unwrap_or_default().to_string();
-        let ca_b64 = kc["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap_or_default();
+        let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig)?)
+            .map_err(|e| anyhow!("{e}"))?;
+        let url = kc["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ca_b64 = kc["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap_or_default();
         use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.decode(ca_b64).context("kind kubeconfig CA")?;
-        let cert_b64 = kc["users"][0]["user"]["client-certificate-data"].as_str().unwrap_or_default();
-        let key_b64 = kc["users"][0]["user"]["client-key-data"].as_str().unwrap_or_default();
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca_b64)
+            .context("kind kubeconfig CA")?;
+        let cert_b64 = kc["users"][0]["user"]["client-certificate-data"]
+            .as_str()
+            .unwrap_or_default();
+        let key_b64 = kc["users"][0]["user"]["client-key-data"]
+            .as_str()
+            .unwrap_or_default();
         let mut ident = base64::engine::general_purpose::STANDARD.decode(cert_b64)?;
         ident.extend(base64::engine::general_purpose::STANDARD.decode(key_b64)?);
         let http = reqwest::Client::builder()
@@ -114,7 +161,9 @@ impl KindCluster {
             kubeconfig,
             url,
             kanidm_port,
-            current: Some(AuthSetup::Structured { config_yaml: String::new() }),
+            current: Some(AuthSetup::Structured {
+                config_yaml: String::new(),
+            }),
             http,
             created: true,
         })
@@ -125,10 +174,15 @@ impl KindCluster {
     }
 
     async fn reloads(&self) -> u64 {
-        let Ok(r) = self.http.get(format!("{}/metrics", self.url)).send().await else { return 0 };
+        let Ok(r) = self.http.get(format!("{}/metrics", self.url)).send().await else {
+            return 0;
+        };
         let text = r.text().await.unwrap_or_default();
         text.lines()
-            .filter(|l| l.starts_with("apiserver_authentication_config_controller_automatic_reloads_total") && l.contains("status=\"success\""))
+            .filter(|l| {
+                l.starts_with("apiserver_authentication_config_controller_automatic_reloads_total")
+                    && l.contains("status=\"success\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .map(|v| v as u64)
             .sum()
@@ -140,31 +194,87 @@ impl KindCluster {
 
     async fn edit_manifest(&self, flags: &[String]) -> Result<()> {
         let text = run(&docker(), &["exec", &self.node, "cat", MANIFEST], None).await?;
-        let mut doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
-        let cmd = doc["spec"]["containers"][0]["command"].as_array_mut().ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
-        cmd.retain(|a| a.as_str().is_some_and(|s| !s.starts_with("--oidc-") && !s.starts_with("--authentication-config")));
+        let mut doc: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
+        let cmd = doc["spec"]["containers"][0]["command"]
+            .as_array_mut()
+            .ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
+        cmd.retain(|a| {
+            a.as_str().is_some_and(|s| {
+                !s.starts_with("--oidc-") && !s.starts_with("--authentication-config")
+            })
+        });
         cmd.extend(flags.iter().map(|f| serde_json::Value::String(f.clone())));
         let out = serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))?;
-        let before = run(&docker(), &["exec", &self.node, "sh", "-c", "crictl ps --name kube-apiserver -q | head -1"], None).await.unwrap_or_default();
-        run(&docker(), &["exec", "-i", &self.node, "sh", "-c", &format!("cat > {MANIFEST}.new && mv {MANIFEST}.new {MANIFEST}")], Some(&out)).await?;
+        let before = run(
+            &docker(),
+            &[
+                "exec",
+                &self.node,
+                "sh",
+                "-c",
+                "crictl ps --name kube-apiserver -q | head -1",
+            ],
+            None,
+        )
+        .await
+        .unwrap_or_default();
+        run(
+            &docker(),
+            &[
+                "exec",
+                "-i",
+                &self.node,
+                "sh",
+                "-c",
+                &format!("cat > {MANIFEST}.new && mv {MANIFEST}.new {MANIFEST}"),
+            ],
+            Some(&out),
+        )
+        .await?;
         // kubelet notices the manifest and replaces the container: wait for a new one, then /readyz.
         let start = Instant::now();
         loop {
-            let now = run(&docker(), &["exec", &self.node, "sh", "-c", "crictl ps --name kube-apiserver -q | head -1"], None).await.unwrap_or_default();
+            let now = run(
+                &docker(),
+                &[
+                    "exec",
+                    &self.node,
+                    "sh",
+                    "-c",
+                    "crictl ps --name kube-apiserver -q | head -1",
+                ],
+                None,
+            )
+            .await
+            .unwrap_or_default();
             if !now.trim().is_empty() && now.trim() != before.trim() && self.ready().await {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(180) {
-                bail!("kube-apiserver did not come back within 180 s after the manifest change; see `docker exec {} crictl logs`", self.node);
+                bail!(
+                    "kube-apiserver did not come back within 180 s after the manifest change; see `docker exec {} crictl logs`",
+                    self.node
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     async fn pod_log(&self) -> String {
-        run(&docker(), &["exec", &self.node, "sh", "-c", "cat /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log 2>/dev/null"], None)
-            .await
-            .unwrap_or_default()
+        run(
+            &docker(),
+            &[
+                "exec",
+                &self.node,
+                "sh",
+                "-c",
+                "cat /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log 2>/dev/null",
+            ],
+            None,
+        )
+        .await
+        .unwrap_or_default()
     }
 }
 
@@ -185,7 +295,10 @@ impl ClusterBackend for KindCluster {
         self.dir.join("cluster-ca.pem")
     }
     fn kanidm_placement(&self) -> super::KanidmPlacement {
-        super::KanidmPlacement::ContainerInNode { node: self.node.clone(), port: self.kanidm_port }
+        super::KanidmPlacement::ContainerInNode {
+            node: self.node.clone(),
+            port: self.kanidm_port,
+        }
     }
 
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()> {
@@ -197,19 +310,27 @@ impl ClusterBackend for KindCluster {
                 let was_structured = matches!(self.current, Some(AuthSetup::Structured { .. }));
                 let before = self.reloads().await;
                 // Overwrite in place inside the mounted directory (fsnotify + 1 min poll).
-                std::fs::write(self.host_authn_dir.join("authentication-config.yaml"), config_yaml)?;
+                std::fs::write(
+                    self.host_authn_dir.join("authentication-config.yaml"),
+                    config_yaml,
+                )?;
                 if was_structured {
                     let start = Instant::now();
                     while self.reloads().await <= before {
                         if start.elapsed() > Duration::from_secs(120) {
-                            bail!("the API server did not reload the authentication config within 120 s; see its log");
+                            bail!(
+                                "the API server did not reload the authentication config within 120 s; see its log"
+                            );
                         }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     // Successful token authentications are cached for 10 s.
                     tokio::time::sleep(Duration::from_secs(10)).await;
                 } else {
-                    self.edit_manifest(&[format!("--authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml")]).await?;
+                    self.edit_manifest(&[format!(
+                        "--authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
+                    )])
+                    .await?;
                 }
             }
             AuthSetup::Flags(flags) => self.edit_manifest(flags).await?,
@@ -221,19 +342,32 @@ impl ClusterBackend for KindCluster {
     fn log_mark(&self) -> LogMark {
         // The pod log is read through docker exec; the mark is its length now.
         let len = futures_len(self);
-        LogMark { file: PathBuf::from(format!("kind:{}", self.node)), offset: len }
+        LogMark {
+            file: PathBuf::from(format!("kind:{}", self.node)),
+            offset: len,
+        }
     }
 
     fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
         let text = block(self.pod_log());
-        text.get(mark.offset as usize..).unwrap_or("").lines().map(str::to_string).collect()
+        text.get(mark.offset as usize..)
+            .unwrap_or("")
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn collect_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("kube-apiserver.log"), block(self.pod_log()))?;
         let out = std::process::Command::new(&self.kind)
-            .args(["export", "logs", &dir.join("kind").to_string_lossy(), "--name", &self.name])
+            .args([
+                "export",
+                "logs",
+                &dir.join("kind").to_string_lossy(),
+                "--name",
+                &self.name,
+            ])
             .output();
         if let Err(e) = out {
             tracing::warn!("kind export logs failed: {e}");
@@ -243,7 +377,12 @@ impl ClusterBackend for KindCluster {
 
     async fn shutdown(&mut self) {
         if self.created {
-            let _ = run(&self.kind, &["delete", "cluster", "--name", &self.name], None).await;
+            let _ = run(
+                &self.kind,
+                &["delete", "cluster", "--name", &self.name],
+                None,
+            )
+            .await;
             self.created = false;
         }
     }
@@ -260,7 +399,9 @@ fn futures_len(c: &KindCluster) -> u64 {
 impl Drop for KindCluster {
     fn drop(&mut self) {
         if self.created {
-            let _ = std::process::Command::new(&self.kind).args(["delete", "cluster", "--name", &self.name]).output();
+            let _ = std::process::Command::new(&self.kind)
+                .args(["delete", "cluster", "--name", &self.name])
+                .output();
         }
     }
 }

@@ -6,14 +6,26 @@ use serde_json::json;
 use std::path::Path;
 
 pub enum UserAuth<'a> {
-    ClientCert { cert: &'a Path, key: &'a Path },
+    ClientCert {
+        cert: &'a Path,
+        key: &'a Path,
+    },
     Token(&'a str),
     /// `client.authentication.k8s.io/v1` exec plugin: command and args.
-    Exec { command: &'a str, args: Vec<String> },
+    Exec {
+        command: &'a str,
+        args: Vec<String>,
+    },
 }
 
 /// Write a one-context kubeconfig (mode 0600: it may hold a token).
-pub fn write(path: &Path, server: &str, ca_file: &Path, user: &str, auth: UserAuth<'_>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    server: &str,
+    ca_file: &Path,
+    user: &str,
+    auth: UserAuth<'_>,
+) -> Result<()> {
     let user_obj = match auth {
         UserAuth::ClientCert { cert, key } => json!({
             "client-certificate": cert.to_string_lossy(), "client-key": key.to_string_lossy() }),
@@ -30,7 +42,8 @@ pub fn write(path: &Path, server: &str, ca_file: &Path, user: &str, auth: UserAu
         "contexts": [{"name": user, "context": {"cluster": "lab", "user": user}}],
         "current-context": user,
     });
-    let text = serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("kubeconfig yaml: {e}"))?;
+    let text =
+        serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("kubeconfig yaml: {e}"))?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

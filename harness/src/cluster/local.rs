@@ -54,7 +54,8 @@ impl LocalControlPlane {
             format!("--initial-cluster=lab={peer}"),
             "--log-level=warn".into(),
         ];
-        let etcd = ManagedProcess::spawn("etcd", &etcd_bin, &args, None, &[], &dir.join("etcd.log"))?;
+        let etcd =
+            ManagedProcess::spawn("etcd", &etcd_bin, &args, None, &[], &dir.join("etcd.log"))?;
         let port = free_port()?;
         let url = format!("https://127.0.0.1:{port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
@@ -63,10 +64,18 @@ impl LocalControlPlane {
             &url,
             &pki.ca_cert,
             "lab-admin",
-            UserAuth::ClientCert { cert: &pki.admin_cert, key: &pki.admin_key },
+            UserAuth::ClientCert {
+                cert: &pki.admin_cert,
+                key: &pki.admin_key,
+            },
         )?;
         let identity = reqwest::Identity::from_pem(
-            format!("{}{}", std::fs::read_to_string(&pki.admin_cert)?, std::fs::read_to_string(&pki.admin_key)?).as_bytes(),
+            format!(
+                "{}{}",
+                std::fs::read_to_string(&pki.admin_cert)?,
+                std::fs::read_to_string(&pki.admin_key)?
+            )
+            .as_bytes(),
         )
         .context("loading the admin client certificate")?;
         let http = reqwest::Client::builder()
@@ -119,7 +128,10 @@ impl LocalControlPlane {
         ];
         match auth {
             AuthSetup::Structured { config_yaml } => {
-                let file = self.dir.join("apiserver").join("authentication-config.yaml");
+                let file = self
+                    .dir
+                    .join("apiserver")
+                    .join("authentication-config.yaml");
                 std::fs::write(&file, config_yaml)?;
                 args.push(format!("--authentication-config={}", file.display()));
             }
@@ -139,7 +151,14 @@ impl LocalControlPlane {
         self.starts += 1;
         let args = self.apiserver_args(auth)?;
         let log = self.apiserver_log();
-        let mut proc = ManagedProcess::spawn("kube-apiserver", &self.apiserver_bin, &args, None, &[], &log)?;
+        let mut proc = ManagedProcess::spawn(
+            "kube-apiserver",
+            &self.apiserver_bin,
+            &args,
+            None,
+            &[],
+            &log,
+        )?;
         let start = Instant::now();
         loop {
             proc.ensure_running().map_err(|e| {
@@ -154,7 +173,10 @@ impl LocalControlPlane {
                 break;
             }
             if start.elapsed() > Duration::from_secs(60) {
-                bail!("kube-apiserver not ready after 60 s; log tail:\n{}", tail(&log, 20));
+                bail!(
+                    "kube-apiserver not ready after 60 s; log tail:\n{}",
+                    tail(&log, 20)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -165,9 +187,16 @@ impl LocalControlPlane {
 
     /// Is the built-in `view` role aggregated (has rules)?
     async fn view_has_rules(&self) -> bool {
-        let url = format!("{}/apis/rbac.authorization.k8s.io/v1/clusterroles/view", self.url);
-        let Ok(r) = self.http.get(url).send().await else { return false };
-        let Ok(v) = r.json::<serde_json::Value>().await else { return false };
+        let url = format!(
+            "{}/apis/rbac.authorization.k8s.io/v1/clusterroles/view",
+            self.url
+        );
+        let Ok(r) = self.http.get(url).send().await else {
+            return false;
+        };
+        let Ok(v) = r.json::<serde_json::Value>().await else {
+            return false;
+        };
         v["rules"].as_array().is_some_and(|r| !r.is_empty())
     }
 
@@ -183,12 +212,22 @@ impl LocalControlPlane {
             "--secure-port=0".into(),
         ];
         let log = self.dir.join("kube-controller-manager.log");
-        let mut kcm = ManagedProcess::spawn("kube-controller-manager", &self.kcm_bin, &args, None, &[], &log)?;
+        let mut kcm = ManagedProcess::spawn(
+            "kube-controller-manager",
+            &self.kcm_bin,
+            &args,
+            None,
+            &[],
+            &log,
+        )?;
         let start = Instant::now();
         while !self.view_has_rules().await {
             kcm.ensure_running()?;
             if start.elapsed() > Duration::from_secs(60) {
-                bail!("the view/edit/admin roles were not aggregated within 60 s; see {}", log.display());
+                bail!(
+                    "the view/edit/admin roles were not aggregated within 60 s; see {}",
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

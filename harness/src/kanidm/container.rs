@@ -29,7 +29,14 @@ pub struct ContainerKanidm {
 
 impl ContainerKanidm {
     /// Start `kanidm/server:<tag>` in the network namespace of `node_container`, serving on `port`.
-    pub async fn start(dir: &Path, pki: &LabPki, http: &reqwest::Client, node_container: &str, port: u16, tag: &str) -> Result<ContainerKanidm> {
+    pub async fn start(
+        dir: &Path,
+        pki: &LabPki,
+        http: &reqwest::Client,
+        node_container: &str,
+        port: u16,
+        tag: &str,
+    ) -> Result<ContainerKanidm> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
         std::fs::copy(&pki.kanidm_chain, data.join("chain.pem"))?;
@@ -68,27 +75,45 @@ impl ContainerKanidm {
         }
         let log = dir.join("kanidmd.log");
         let mut me = ContainerKanidm {
-            endpoint: KanidmEndpoint { domain: "localhost".into(), origin: origin.clone(), ca_file: pki.ca_cert.clone() },
+            endpoint: KanidmEndpoint {
+                domain: "localhost".into(),
+                origin: origin.clone(),
+                ca_file: pki.ca_cert.clone(),
+            },
             log,
             version: None,
             container: Some(container),
         };
         if !ready {
             me.save_log().await;
-            bail!("Kanidm container did not answer {status} within 60 s; its log is in {}", me.log.display());
+            bail!(
+                "Kanidm container did not answer {status} within 60 s; its log is in {}",
+                me.log.display()
+            );
         }
         me.version = server_version(http, &origin).await;
         Ok(me)
     }
 
     pub async fn recover_account(&self, name: &str) -> Result<String> {
-        let c = self.container.as_ref().ok_or_else(|| anyhow!("container already stopped"))?;
+        let c = self
+            .container
+            .as_ref()
+            .ok_or_else(|| anyhow!("container already stopped"))?;
         for _ in 0..100 {
             let mut res = c
-                .exec(ExecCommand::new(["/sbin/kanidmd", "scripting", "recover-account", name, "-c", "/data/server.toml"]))
+                .exec(ExecCommand::new([
+                    "/sbin/kanidmd",
+                    "scripting",
+                    "recover-account",
+                    name,
+                    "-c",
+                    "/data/server.toml",
+                ]))
                 .await
                 .context("docker exec kanidmd scripting recover-account")?;
-            let out = String::from_utf8_lossy(&res.stdout_to_vec().await.unwrap_or_default()).into_owned();
+            let out = String::from_utf8_lossy(&res.stdout_to_vec().await.unwrap_or_default())
+                .into_owned();
             for line in out.lines() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
                     && v["status"] == "ok"

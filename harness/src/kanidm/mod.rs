@@ -10,6 +10,8 @@ pub use server::{KanidmEndpoint, LocalKanidm};
 use std::path::Path;
 
 /// A running Kanidm server, however it was started.
+// A handful exist per run; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum KanidmServer {
     Local(LocalKanidm),
     Container(container::ContainerKanidm),

@@ -24,7 +24,10 @@ impl fmt::Debug for PersonSecrets {
         f.debug_struct("PersonSecrets")
             .field("password", &"<redacted>")
             .field("totp", &self.totp.as_ref().map(|_| "<redacted>"))
-            .field("reset_token", &self.reset_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "reset_token",
+                &self.reset_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -43,9 +46,19 @@ pub struct TotpKey {
 impl TotpKey {
     pub fn code_at(&self, unix_secs: u64) -> Result<(u32, u64)> {
         let step_no = unix_secs / self.step;
-        let totp = totp_rs::TOTP::new_unchecked(self.algorithm, self.digits as usize, 0, self.step, self.secret.clone());
+        let totp = totp_rs::TOTP::new_unchecked(
+            self.algorithm,
+            self.digits as usize,
+            0,
+            self.step,
+            self.secret.clone(),
+        );
         let code = totp.generate(step_no * self.step);
-        Ok((code.parse().map_err(|_| anyhow!("TOTP code is not numeric"))?, step_no))
+        Ok((
+            code.parse()
+                .map_err(|_| anyhow!("TOTP code is not numeric"))?,
+            step_no,
+        ))
     }
 }
 
@@ -73,7 +86,10 @@ fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + 
 }
 
 /// An admin client for the lab's Kanidm, logged in as `idm_admin`.
-pub async fn admin_client(endpoint: &KanidmEndpoint, idm_admin_password: &str) -> Result<KanidmClient> {
+pub async fn admin_client(
+    endpoint: &KanidmEndpoint,
+    idm_admin_password: &str,
+) -> Result<KanidmClient> {
     let client = KanidmClientBuilder::new()
         .address(endpoint.origin.clone())
         .enable_native_ca_roots(false)
@@ -97,20 +113,38 @@ pub fn generate_password(avoid: &[&str]) -> Result<String> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     loop {
         let mut buf = [0u8; 24];
-        provider.secure_random.fill(&mut buf).map_err(|_| anyhow!("no secure randomness"))?;
-        let pw = format!("Lab-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf));
+        provider
+            .secure_random
+            .fill(&mut buf)
+            .map_err(|_| anyhow!("no secure randomness"))?;
+        let pw = format!(
+            "Lab-{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+        );
         let lower = pw.to_lowercase();
-        if !avoid.iter().any(|a| !a.is_empty() && lower.contains(&a.to_lowercase())) {
+        if !avoid
+            .iter()
+            .any(|a| !a.is_empty() && lower.contains(&a.to_lowercase()))
+        {
             return Ok(pw);
         }
     }
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-async fn enrol_password(kc: &KanidmClient, name: &str, display: &str, mail: &[String], with_totp: bool) -> Result<PersonSecrets> {
+async fn enrol_password(
+    kc: &KanidmClient,
+    name: &str,
+    display: &str,
+    mail: &[String],
+    with_totp: bool,
+) -> Result<PersonSecrets> {
     let mut avoid = vec![name, display];
     avoid.extend(mail.iter().map(String::as_str));
     let password = generate_password(&avoid)?;
@@ -136,14 +170,30 @@ async fn enrol_password(kc: &KanidmClient, name: &str, display: &str, mail: &[St
             status.warnings
         );
     }
-    kc.idm_account_credential_update_commit(&session).await.map_err(ce("commit credentials"))?;
-    Ok(PersonSecrets { password, totp, reset_token: None })
+    kc.idm_account_credential_update_commit(&session)
+        .await
+        .map_err(ce("commit credentials"))?;
+    Ok(PersonSecrets {
+        password,
+        totp,
+        reset_token: None,
+    })
 }
 
-async fn enrol_totp(kc: &KanidmClient, session: &CUSessionToken, name: &str) -> Result<(CUStatus, TotpKey)> {
-    let status = kc.idm_account_credential_update_init_totp(session).await.map_err(ce("start TOTP enrolment"))?;
+async fn enrol_totp(
+    kc: &KanidmClient,
+    session: &CUSessionToken,
+    name: &str,
+) -> Result<(CUStatus, TotpKey)> {
+    let status = kc
+        .idm_account_credential_update_init_totp(session)
+        .await
+        .map_err(ce("start TOTP enrolment"))?;
     let CURegState::TotpCheck(secret) = status.mfaregstate else {
-        bail!("Kanidm did not offer a TOTP secret for {name} (state {:?})", status.mfaregstate);
+        bail!(
+            "Kanidm did not offer a TOTP secret for {name} (state {:?})",
+            status.mfaregstate
+        );
     };
     let key = TotpKey {
         secret: secret.secret.clone(),
@@ -165,7 +215,10 @@ async fn enrol_totp(kc: &KanidmClient, session: &CUSessionToken, name: &str) -> 
         .await
         .map_err(ce("verify the TOTP code"))?;
     if !matches!(status.mfaregstate, CURegState::None) {
-        bail!("TOTP enrolment for {name} did not complete (state {:?})", status.mfaregstate);
+        bail!(
+            "TOTP enrolment for {name} did not complete (state {:?})",
+            status.mfaregstate
+        );
     }
     if let Ok(mut last) = key.last_used_step.lock() {
         *last = step;
@@ -174,7 +227,12 @@ async fn enrol_totp(kc: &KanidmClient, session: &CUSessionToken, name: &str) -> 
 }
 
 /// Apply the scenario's Kanidm state. Returns secrets, UUIDs and the read-back client state.
-pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client, endpoint: &KanidmEndpoint) -> Result<Provisioned> {
+pub async fn apply(
+    kc: &KanidmClient,
+    s: &LoadedScenario,
+    http: &reqwest::Client,
+    endpoint: &KanidmEndpoint,
+) -> Result<Provisioned> {
     let k = &s.scenario.kanidm;
     if let Some(min) = k.credential_type_minimum {
         kc.group_account_policy_credential_type_minimum_set("idm_all_persons", min.as_kanidm())
@@ -182,12 +240,16 @@ pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client
             .map_err(ce("change the idm_all_persons account policy"))?;
     }
     for g in &k.groups {
-        kc.idm_group_create(&g.name.value, None).await.map_err(ce("create a group"))?;
+        kc.idm_group_create(&g.name.value, None)
+            .await
+            .map_err(ce("create a group"))?;
     }
     let mut out = Provisioned::default();
     for p in &k.persons {
         let name = p.name.value.as_str();
-        kc.idm_person_account_create(name, &p.display_name).await.map_err(ce("create a person"))?;
+        kc.idm_person_account_create(name, &p.display_name)
+            .await
+            .map_err(ce("create a person"))?;
         if !p.mail.is_empty() {
             kc.idm_person_account_update(name, None, None, None, Some(&p.mail))
                 .await
@@ -202,20 +264,30 @@ pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client
             .map(|p| p.name.value.as_str())
             .collect();
         if !members.is_empty() {
-            kc.idm_group_add_members(&g.name.value, &members).await.map_err(ce("add group members"))?;
+            kc.idm_group_add_members(&g.name.value, &members)
+                .await
+                .map_err(ce("add group members"))?;
         }
     }
     for p in &k.persons {
         let name = p.name.value.as_str();
         let secrets = match p.credential {
-            CredentialKind::PasswordTotp => enrol_password(kc, name, &p.display_name, &p.mail, true).await?,
-            CredentialKind::Password => enrol_password(kc, name, &p.display_name, &p.mail, false).await?,
+            CredentialKind::PasswordTotp => {
+                enrol_password(kc, name, &p.display_name, &p.mail, true).await?
+            }
+            CredentialKind::Password => {
+                enrol_password(kc, name, &p.display_name, &p.mail, false).await?
+            }
             CredentialKind::Passkey => {
                 let intent = kc
                     .idm_person_account_credential_update_intent(name, Some(900))
                     .await
                     .map_err(ce("create a credential reset token"))?;
-                PersonSecrets { password: String::new(), totp: None, reset_token: Some(intent.token) }
+                PersonSecrets {
+                    password: String::new(),
+                    totp: None,
+                    reset_token: Some(intent.token),
+                }
             }
         };
         out.secrets.insert(name.to_string(), secrets);
@@ -224,36 +296,57 @@ pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client
             .await
             .map_err(ce("read a person back"))?
             .ok_or_else(|| anyhow!("person {name} vanished after creation"))?;
-        let uuid = entry.attrs.get("uuid").and_then(|v| v.first()).cloned().ok_or_else(|| anyhow!("person {name} has no uuid"))?;
+        let uuid = entry
+            .attrs
+            .get("uuid")
+            .and_then(|v| v.first())
+            .cloned()
+            .ok_or_else(|| anyhow!("person {name} has no uuid"))?;
         out.uuids.insert(name.to_string(), uuid);
     }
     for c in &k.oauth2_clients {
         let name = c.name.value.as_str();
         if c.public {
-            kc.idm_oauth2_rs_public_create(name, &c.display_name, &c.landing_url).await.map_err(ce("create a public OAuth2 client"))?;
+            kc.idm_oauth2_rs_public_create(name, &c.display_name, &c.landing_url)
+                .await
+                .map_err(ce("create a public OAuth2 client"))?;
         } else {
-            kc.idm_oauth2_rs_basic_create(name, &c.display_name, &c.landing_url).await.map_err(ce("create an OAuth2 client"))?;
+            kc.idm_oauth2_rs_basic_create(name, &c.display_name, &c.landing_url)
+                .await
+                .map_err(ce("create an OAuth2 client"))?;
         }
         for u in &c.redirect_urls {
             let url = url::Url::parse(u).with_context(|| format!("redirect URL {u}"))?;
-            kc.idm_oauth2_client_add_origin(name, &url).await.map_err(ce("add a redirect URL"))?;
+            kc.idm_oauth2_client_add_origin(name, &url)
+                .await
+                .map_err(ce("add a redirect URL"))?;
         }
         if c.localhost_redirects {
-            kc.idm_oauth2_rs_enable_public_localhost_redirect(name).await.map_err(ce("enable localhost redirects"))?;
+            kc.idm_oauth2_rs_enable_public_localhost_redirect(name)
+                .await
+                .map_err(ce("enable localhost redirects"))?;
         }
         for m in &c.scope_maps {
             let scopes: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            kc.idm_oauth2_rs_update_scope_map(name, &m.group.value, scopes).await.map_err(ce("set a scope map"))?;
+            kc.idm_oauth2_rs_update_scope_map(name, &m.group.value, scopes)
+                .await
+                .map_err(ce("set a scope map"))?;
         }
         for m in &c.sup_scope_maps {
             let scopes: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            kc.idm_oauth2_rs_update_sup_scope_map(name, &m.group.value, scopes).await.map_err(ce("set a supplementary scope map"))?;
+            kc.idm_oauth2_rs_update_sup_scope_map(name, &m.group.value, scopes)
+                .await
+                .map_err(ce("set a supplementary scope map"))?;
         }
         if c.legacy_crypto {
-            kc.idm_oauth2_rs_enable_legacy_crypto(name).await.map_err(ce("enable legacy crypto"))?;
+            kc.idm_oauth2_rs_enable_legacy_crypto(name)
+                .await
+                .map_err(ce("enable legacy crypto"))?;
         }
         if c.prefer_short_username {
-            kc.idm_oauth2_rs_prefer_short_username(name).await.map_err(ce("prefer short usernames"))?;
+            kc.idm_oauth2_rs_prefer_short_username(name)
+                .await
+                .map_err(ce("prefer short usernames"))?;
         }
         for m in &c.claim_maps {
             kc.idm_oauth2_rs_update_claim_map(name, &m.claim.value, &m.group.value, &m.values)
@@ -265,22 +358,34 @@ pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client
                     ClaimJoin::Csv => kanidm_proto::internal::Oauth2ClaimMapJoin::Csv,
                     ClaimJoin::Ssv => kanidm_proto::internal::Oauth2ClaimMapJoin::Ssv,
                 };
-                kc.idm_oauth2_rs_update_claim_map_join(name, &m.claim.value, j).await.map_err(ce("set a claim map join"))?;
+                kc.idm_oauth2_rs_update_claim_map_join(name, &m.claim.value, j)
+                    .await
+                    .map_err(ce("set a claim map join"))?;
             }
         }
         if let Some(img) = &c.image {
-            let path = s.path.parent().unwrap_or(std::path::Path::new(".")).join(img);
-            let bytes = std::fs::read(&path).with_context(|| format!("reading client image {}", path.display()))?;
+            let path = s
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(img);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading client image {}", path.display()))?;
             let filetype = match path.extension().and_then(|e| e.to_str()) {
                 Some("png") => kanidm_proto::internal::ImageType::Png,
                 Some("jpg") | Some("jpeg") => kanidm_proto::internal::ImageType::Jpg,
                 Some("gif") => kanidm_proto::internal::ImageType::Gif,
                 Some("svg") => kanidm_proto::internal::ImageType::Svg,
                 Some("webp") => kanidm_proto::internal::ImageType::Webp,
-                _ => bail!("client image {} must be png, jpg, gif, svg or webp", path.display()),
+                _ => bail!(
+                    "client image {} must be png, jpg, gif, svg or webp",
+                    path.display()
+                ),
             };
             let image = kanidm_proto::internal::ImageValue::new(img.clone(), filetype, bytes);
-            kc.idm_oauth2_rs_update_image(name, image).await.map_err(ce("upload the client image"))?;
+            kc.idm_oauth2_rs_update_image(name, image)
+                .await
+                .map_err(ce("upload the client image"))?;
         }
         let readback = read_back(kc, http, endpoint, name).await?;
         out.clients.insert(name.to_string(), readback);
@@ -289,9 +394,19 @@ pub async fn apply(kc: &KanidmClient, s: &LoadedScenario, http: &reqwest::Client
 }
 
 /// Read a client back: its entry (redirect URLs) plus discovery and JWKS.
-pub async fn read_back(kc: &KanidmClient, http: &reqwest::Client, endpoint: &KanidmEndpoint, name: &str) -> Result<ClientReadback> {
-    let entry = kc.idm_oauth2_rs_get(name).await.map_err(ce("read an OAuth2 client back"))?;
-    let redirect_urls = entry.and_then(|e| e.attrs.get("oauth2_rs_origin").cloned()).unwrap_or_default();
+pub async fn read_back(
+    kc: &KanidmClient,
+    http: &reqwest::Client,
+    endpoint: &KanidmEndpoint,
+    name: &str,
+) -> Result<ClientReadback> {
+    let entry = kc
+        .idm_oauth2_rs_get(name)
+        .await
+        .map_err(ce("read an OAuth2 client back"))?;
+    let redirect_urls = entry
+        .and_then(|e| e.attrs.get("oauth2_rs_origin").cloned())
+        .unwrap_or_default();
     let issuer = endpoint.issuer(name);
     let disco: serde_json::Value = http
         .get(format!("{issuer}/.well-known/openid-configuration"))
@@ -302,13 +417,37 @@ pub async fn read_back(kc: &KanidmClient, http: &reqwest::Client, endpoint: &Kan
         .json()
         .await?;
     let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let jwks_uri = disco["jwks_uri"].as_str().ok_or_else(|| anyhow!("discovery for {name} has no jwks_uri"))?;
-    let jwks: serde_json::Value = http.get(jwks_uri).send().await.and_then(|r| r.error_for_status())?.json().await?;
+    let jwks_uri = disco["jwks_uri"]
+        .as_str()
+        .ok_or_else(|| anyhow!("discovery for {name} has no jwks_uri"))?;
+    let jwks: serde_json::Value = http
+        .get(jwks_uri)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())?
+        .json()
+        .await?;
     let jwks_key_types = jwks["keys"]
         .as_array()
-        .map(|ks| ks.iter().map(|k| format!("{}/{}", k["kty"].as_str().unwrap_or("?"), k["alg"].as_str().unwrap_or("?"))).collect())
+        .map(|ks| {
+            ks.iter()
+                .map(|k| {
+                    format!(
+                        "{}/{}",
+                        k["kty"].as_str().unwrap_or("?"),
+                        k["alg"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     Ok(ClientReadback {
         issuer: disco["issuer"].as_str().unwrap_or_default().to_string(),
@@ -331,28 +470,49 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
         };
         let want_alg = if c.legacy_crypto { "RS256" } else { "ES256" };
         if rb.signing_algs != [want_alg] {
-            problems.push(format!("client {name}: Kanidm signs with {:?}, scenario wanted [{want_alg}]", rb.signing_algs));
+            problems.push(format!(
+                "client {name}: Kanidm signs with {:?}, scenario wanted [{want_alg}]",
+                rb.signing_algs
+            ));
         }
         if !rb.jwks_key_types.iter().any(|k| k.ends_with(want_alg)) {
-            problems.push(format!("client {name}: JWKS has {:?}, scenario wanted a {want_alg} key", rb.jwks_key_types));
+            problems.push(format!(
+                "client {name}: JWKS has {:?}, scenario wanted a {want_alg} key",
+                rb.jwks_key_types
+            ));
         }
         if rb.issuer != endpoint.issuer(name) {
-            problems.push(format!("client {name}: issuer is {}, expected {}", rb.issuer, endpoint.issuer(name)));
+            problems.push(format!(
+                "client {name}: issuer is {}, expected {}",
+                rb.issuer,
+                endpoint.issuer(name)
+            ));
         }
         if c.public && rb.code_challenge_methods != ["S256"] {
-            problems.push(format!("client {name}: PKCE methods {:?}, a public client must require S256", rb.code_challenge_methods));
+            problems.push(format!(
+                "client {name}: PKCE methods {:?}, a public client must require S256",
+                rb.code_challenge_methods
+            ));
         }
         for m in c.scope_maps.iter().chain(&c.sup_scope_maps) {
             for sc in &m.scopes {
                 if !rb.scopes_supported.contains(&sc.value) {
-                    problems.push(format!("client {name}: scope {} missing from scopes_supported {:?}", sc.value, rb.scopes_supported));
+                    problems.push(format!(
+                        "client {name}: scope {} missing from scopes_supported {:?}",
+                        sc.value, rb.scopes_supported
+                    ));
                 }
             }
         }
         for u in &c.redirect_urls {
-            let norm = url::Url::parse(u).map(|x| x.to_string()).unwrap_or_else(|_| u.clone());
+            let norm = url::Url::parse(u)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|_| u.clone());
             if !rb.redirect_urls.iter().any(|r| r == u || *r == norm) {
-                problems.push(format!("client {name}: redirect URL {u} not registered (Kanidm has {:?})", rb.redirect_urls));
+                problems.push(format!(
+                    "client {name}: redirect URL {u} not registered (Kanidm has {:?})",
+                    rb.redirect_urls
+                ));
             }
         }
     }

@@ -77,8 +77,13 @@ impl LocalKanidm {
         };
         std::fs::write(&config_path, render(&cfg))?;
         let log = dir.join("kanidmd.log");
-        let args = vec!["server".to_string(), "-c".into(), config_path.to_string_lossy().into_owned()];
-        let mut process = ManagedProcess::spawn("kanidmd", &binary, &args, Some(&run_dir), &[], &log)?;
+        let args = vec![
+            "server".to_string(),
+            "-c".into(),
+            config_path.to_string_lossy().into_owned(),
+        ];
+        let mut process =
+            ManagedProcess::spawn("kanidmd", &binary, &args, Some(&run_dir), &[], &log)?;
         let status_url = format!("{origin}/status");
         let mut ready = false;
         for _ in 0..300 {
@@ -102,11 +107,25 @@ impl LocalKanidm {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if !ready {
-            bail!("kanidmd did not answer {status_url} within 15 s; log tail:\n{}", tail(&log, 15));
+            bail!(
+                "kanidmd did not answer {status_url} within 15 s; log tail:\n{}",
+                tail(&log, 15)
+            );
         }
-        let endpoint = KanidmEndpoint { domain: "localhost".into(), origin, ca_file: pki.ca_cert.clone() };
+        let endpoint = KanidmEndpoint {
+            domain: "localhost".into(),
+            origin,
+            ca_file: pki.ca_cert.clone(),
+        };
         let version = server_version(http, &endpoint.origin).await;
-        Ok(LocalKanidm { endpoint, config_path, log, binary, process, version })
+        Ok(LocalKanidm {
+            endpoint,
+            config_path,
+            log,
+            binary,
+            process,
+            version,
+        })
     }
 
     /// `kanidmd scripting recover-account <name>`: a fresh password for an admin account.
@@ -143,8 +162,16 @@ impl LocalKanidm {
 
 /// The server's version from the `X-KANIDM-VERSION` header of an API response.
 pub async fn server_version(http: &reqwest::Client, origin: &str) -> Option<String> {
-    let r = http.get(format!("{origin}/v1/auth/valid")).send().await.ok()?;
-    r.headers().get("x-kanidm-version")?.to_str().ok().map(str::to_string)
+    let r = http
+        .get(format!("{origin}/v1/auth/valid"))
+        .send()
+        .await
+        .ok()?;
+    r.headers()
+        .get("x-kanidm-version")?
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }
 
 /// Refuse early, with a clear message, where kanidm_client would exit the process.
@@ -156,6 +183,8 @@ pub fn check_version(found: Option<&str>) -> Result<()> {
             "kanidmd is version {v}, but this harness speaks kanidm_client {CLIENT_VERSION}, which exits the process \
              on a version mismatch in debug builds\n  help: use kanidmd {CLIENT_VERSION}, or set KANIDM_DEV_YOLO=1 to try anyway (version matrix runs)"
         ),
-        None => bail!("kanidmd did not report its version (no X-KANIDM-VERSION header); is this really kanidmd?"),
+        None => bail!(
+            "kanidmd did not report its version (no X-KANIDM-VERSION header); is this really kanidmd?"
+        ),
     }
 }

@@ -26,7 +26,14 @@ impl Browser {
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
         let args = vec![format!("--port={port}"), "--allowed-ips=127.0.0.1".into()];
-        let mut driver = ManagedProcess::spawn("chromedriver", &driver_bin, &args, None, &[], &dir.join("chromedriver.log"))?;
+        let mut driver = ManagedProcess::spawn(
+            "chromedriver",
+            &driver_bin,
+            &args,
+            None,
+            &[],
+            &dir.join("chromedriver.log"),
+        )?;
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let start = Instant::now();
@@ -38,16 +45,32 @@ impl Browser {
                 break;
             }
             if start.elapsed() > Duration::from_secs(15) {
-                bail!("chromedriver did not answer within 15 s:\n{}", tail(&dir.join("chromedriver.log"), 10));
+                bail!(
+                    "chromedriver did not answer within 15 s:\n{}",
+                    tail(&dir.join("chromedriver.log"), 10)
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Ok(Browser { driver, url, profiles: dir.join("profiles"), chromium, counter: Default::default() })
+        Ok(Browser {
+            driver,
+            url,
+            profiles: dir.join("profiles"),
+            chromium,
+            counter: Default::default(),
+        })
     }
 
     /// A fresh browser session with its own profile, trusting only `spki_pin`.
-    pub async fn session(&self, label: &str, spki_pin: &str, host_rules: Option<&str>) -> Result<Client> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub async fn session(
+        &self,
+        label: &str,
+        spki_pin: &str,
+        host_rules: Option<&str>,
+    ) -> Result<Client> {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profile = self.profiles.join(format!("{label}-{n}"));
         std::fs::create_dir_all(&profile)?;
         let mut args = vec![
@@ -127,7 +150,10 @@ return 'unknown:' + document.title;
 "#;
 
 pub async fn detect(client: &Client, redirect_prefix: &str) -> Result<Page> {
-    let v = client.execute(DETECT, vec![json!(redirect_prefix)]).await.map_err(|e| anyhow!("reading the page: {e}"))?;
+    let v = client
+        .execute(DETECT, vec![json!(redirect_prefix)])
+        .await
+        .map_err(|e| anyhow!("reading the page: {e}"))?;
     let s = v.as_str().unwrap_or("unknown:").to_string();
     Ok(match s.as_str() {
         "redirected" => Page::Redirected,
@@ -150,15 +176,23 @@ pub async fn detect(client: &Client, redirect_prefix: &str) -> Result<Page> {
 
 /// Type into an input and submit its form (by clicking the form's submit button).
 pub async fn fill_and_submit(client: &Client, input_id: &str, value: &str) -> Result<()> {
-    let input = client.find(Locator::Id(input_id)).await.with_context(|| format!("finding #{input_id}"))?;
+    let input = client
+        .find(Locator::Id(input_id))
+        .await
+        .with_context(|| format!("finding #{input_id}"))?;
     input.clear().await.ok();
-    input.send_keys(value).await.with_context(|| format!("typing into #{input_id}"))?;
+    input
+        .send_keys(value)
+        .await
+        .with_context(|| format!("typing into #{input_id}"))?;
     click_submit(client).await
 }
 
 pub async fn click_submit(client: &Client) -> Result<()> {
     let button = client
-        .find(Locator::Css("form#login button[type=submit], form#login input[type=submit]"))
+        .find(Locator::Css(
+            "form#login button[type=submit], form#login input[type=submit]",
+        ))
         .await
         .context("finding the submit button")?;
     button.click().await.context("clicking submit")?;
@@ -169,7 +203,9 @@ pub async fn click_button_with_text(client: &Client, text: &str) -> Result<()> {
     let buttons = client.find_all(Locator::Css("button")).await?;
     for b in buttons {
         if b.text().await.map(|t| t.trim() == text).unwrap_or(false) {
-            b.click().await.with_context(|| format!("clicking `{text}`"))?;
+            b.click()
+                .await
+                .with_context(|| format!("clicking `{text}`"))?;
             return Ok(());
         }
     }

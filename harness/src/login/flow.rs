@@ -52,21 +52,36 @@ pub struct LoginRequest<'a> {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-pub async fn login(browser: &Browser, http: &reqwest::Client, req: &LoginRequest<'_>, person: &Person<'_>) -> Result<LoginOutcomeActual> {
+pub async fn login(
+    browser: &Browser,
+    http: &reqwest::Client,
+    req: &LoginRequest<'_>,
+    person: &Person<'_>,
+) -> Result<LoginOutcomeActual> {
     let disco = oidc::discover(http, req.issuer).await?;
     let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
     let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
     let redirect_prefix = listener.redirect_uri();
-    let client = browser.session(person.name, req.spki_pin, req.host_rules).await?;
+    let client = browser
+        .session(person.name, req.spki_pin, req.host_rules)
+        .await?;
     if person.passkey {
         super::webauthn::add_virtual_authenticator(&client).await?;
         if let Some(token) = &person.secrets.reset_token
             && let Err(e) = super::webauthn::enrol_passkey(&client, req.origin, token).await
         {
-            browser::save_artifacts(&client, &req.artifacts.join(format!("enrol-{}", person.name)), &[]).await;
+            browser::save_artifacts(
+                &client,
+                &req.artifacts.join(format!("enrol-{}", person.name)),
+                &[],
+            )
+            .await;
             let _ = client.close().await;
             return Err(e.context(format!("enrolling a passkey for {}", person.name)));
         }
@@ -77,24 +92,39 @@ pub async fn login(browser: &Browser, http: &reqwest::Client, req: &LoginRequest
     let outcome = match result {
         Ok(Some(outcome)) => {
             if !matches!(outcome, LoginOutcomeActual::AccessDenied) {
-                browser::save_artifacts(&client, &req.artifacts.join(format!("login-{}", person.name)), &trail).await;
+                browser::save_artifacts(
+                    &client,
+                    &req.artifacts.join(format!("login-{}", person.name)),
+                    &trail,
+                )
+                .await;
             }
             accept.abort();
             outcome
         }
         Ok(None) => {
-            let (code, state) = accept.await.map_err(|e| anyhow!("redirect listener task: {e}"))??;
-            let token = oidc::exchange_and_verify(http, &disco, req.client_id, auth, &code, &state).await?;
+            let (code, state) = accept
+                .await
+                .map_err(|e| anyhow!("redirect listener task: {e}"))??;
+            let token =
+                oidc::exchange_and_verify(http, &disco, req.client_id, auth, &code, &state).await?;
             LoginOutcomeActual::Token(token)
         }
         Err(e) => {
-            browser::save_artifacts(&client, &req.artifacts.join(format!("login-{}", person.name)), &trail).await;
+            browser::save_artifacts(
+                &client,
+                &req.artifacts.join(format!("login-{}", person.name)),
+                &trail,
+            )
+            .await;
             accept.abort();
             let _ = client.close().await;
             return Err(e.context(format!(
                 "logging {} in through the Kanidm UI; screenshot and page HTML are in {}",
                 person.name,
-                req.artifacts.join(format!("login-{}", person.name)).display()
+                req.artifacts
+                    .join(format!("login-{}", person.name))
+                    .display()
             )));
         }
     };
@@ -110,14 +140,24 @@ async fn drive(
     person: &Person<'_>,
     trail: &mut Vec<String>,
 ) -> Result<Option<LoginOutcomeActual>> {
-    client.goto(url.as_str()).await.map_err(|e| anyhow!("opening the authorize URL: {e}"))?;
+    client
+        .goto(url.as_str())
+        .await
+        .map_err(|e| anyhow!("opening the authorize URL: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut last_acted: Option<(Page, String)> = None;
     loop {
         if Instant::now() > deadline {
-            bail!("login did not finish within 45 s (last page: {:?})", last_acted.map(|p| p.0));
+            bail!(
+                "login did not finish within 45 s (last page: {:?})",
+                last_acted.map(|p| p.0)
+            );
         }
-        let here = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let here = client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
         let page = match browser::detect(client, redirect_prefix).await {
             Ok(p) => p,
             // The page navigated while we looked: look again.
@@ -143,7 +183,9 @@ async fn drive(
             Page::LoginFailed(r) => return Ok(Some(LoginOutcomeActual::LoginFailed(r.clone()))),
             Page::Error(e) => return Ok(Some(LoginOutcomeActual::Error(e.clone()))),
             Page::BrowserError(code) if code.contains("CERT") => {
-                bail!("Chromium did not trust the server's certificate ({code}); it trusts only the lab's pinned Kanidm key")
+                bail!(
+                    "Chromium did not trust the server's certificate ({code}); it trusts only the lab's pinned Kanidm key"
+                )
             }
             Page::BrowserError(code) => bail!("Chromium could not load the page ({code})"),
             Page::Loading | Page::Unknown(_) | Page::Passkey => {
@@ -155,29 +197,56 @@ async fn drive(
                 true
             }
             Page::Totp => {
-                let key = person.secrets.totp.as_ref().ok_or_else(|| anyhow!("Kanidm asks {} for a TOTP code, but none was enrolled", person.name))?;
+                let key = person.secrets.totp.as_ref().ok_or_else(|| {
+                    anyhow!(
+                        "Kanidm asks {} for a TOTP code, but none was enrolled",
+                        person.name
+                    )
+                })?;
                 let code = next_unused_code(key).await?;
-                browser::fill_and_submit(client, "totp", &format!("{code:0width$}", width = key.digits as usize)).await?;
+                browser::fill_and_submit(
+                    client,
+                    "totp",
+                    &format!("{code:0width$}", width = key.digits as usize),
+                )
+                .await?;
                 true
             }
             Page::Password => {
                 if person.secrets.password.is_empty() {
-                    bail!("Kanidm asks {} for a password, but the scenario gives them none (passkey person?)", person.name);
+                    bail!(
+                        "Kanidm asks {} for a password, but the scenario gives them none (passkey person?)",
+                        person.name
+                    );
                 }
                 browser::fill_and_submit(client, "password", &person.secrets.password).await?;
                 true
             }
             Page::MechChoose => {
-                let want = if person.passkey { "passkey" } else if person.secrets.totp.is_some() { "passwordmfa" } else { "password" };
+                let want = if person.passkey {
+                    "passkey"
+                } else if person.secrets.totp.is_some() {
+                    "passwordmfa"
+                } else {
+                    "password"
+                };
                 let script = "const f=[...document.querySelectorAll('form[action=\"/ui/login/mech_choose\"]')].find(f=>f.querySelector('input[name=mech]').value===arguments[0]); if(!f) return false; f.querySelector('button').click(); return true;";
-                let ok = client.execute(script, vec![serde_json::json!(want)]).await.map_err(|e| anyhow!("choosing {want}: {e}"))?;
+                let ok = client
+                    .execute(script, vec![serde_json::json!(want)])
+                    .await
+                    .map_err(|e| anyhow!("choosing {want}: {e}"))?;
                 if ok != serde_json::json!(true) {
-                    bail!("Kanidm does not offer the `{want}` login mechanism to {}", person.name);
+                    bail!(
+                        "Kanidm does not offer the `{want}` login mechanism to {}",
+                        person.name
+                    );
                 }
                 true
             }
             Page::Consent => {
-                browser::click_button_with_text(client, "Proceed").await.context("consent page")?;
+                browser::click_button_with_text(client, "Proceed")
+                    .await
+                    .context("consent page")?;
                 true
             }
         };
@@ -193,7 +262,10 @@ async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<u32
         let now = unix_now();
         let (code, step) = key.code_at(now)?;
         let fresh = {
-            let mut last = key.last_used_step.lock().map_err(|_| anyhow!("TOTP state poisoned"))?;
+            let mut last = key
+                .last_used_step
+                .lock()
+                .map_err(|_| anyhow!("TOTP state poisoned"))?;
             if step > *last {
                 *last = step;
                 true
@@ -205,7 +277,9 @@ async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<u32
             return Ok(code);
         }
         let wait = key.step - now % key.step;
-        tracing::info!("TOTP code of this 30 s step already used; waiting {wait} s for the next one");
+        tracing::info!(
+            "TOTP code of this 30 s step already used; waiting {wait} s for the next one"
+        );
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
 }

@@ -31,7 +31,10 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery>
         .await
         .with_context(|| format!("parsing discovery from {url}"))?;
     if d.issuer != issuer {
-        bail!("discovery at {url} says issuer {}, expected {issuer}", d.issuer);
+        bail!(
+            "discovery at {url} says issuer {}, expected {issuer}",
+            d.issuer
+        );
     }
     Ok(d)
 }
@@ -47,11 +50,18 @@ pub struct AuthRequest {
 
 impl std::fmt::Debug for AuthRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthRequest").field("redirect_uri", &self.redirect_uri).finish_non_exhaustive()
+        f.debug_struct("AuthRequest")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
     }
 }
 
-pub fn auth_request(d: &Discovery, client_id: &str, scopes: &[String], redirect_uri: &str) -> Result<AuthRequest> {
+pub fn auth_request(
+    d: &Discovery,
+    client_id: &str,
+    scopes: &[String],
+    redirect_uri: &str,
+) -> Result<AuthRequest> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let state = CsrfToken::new_random().secret().clone();
     let nonce = CsrfToken::new_random().secret().clone();
@@ -65,7 +75,13 @@ pub fn auth_request(d: &Discovery, client_id: &str, scopes: &[String], redirect_
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", challenge.method().as_str());
-    Ok(AuthRequest { url, state, nonce, verifier, redirect_uri: redirect_uri.to_string() })
+    Ok(AuthRequest {
+        url,
+        state,
+        nonce,
+        verifier,
+        redirect_uri: redirect_uri.to_string(),
+    })
 }
 
 /// The localhost listener kubelogin runs: answers one redirect with the code.
@@ -79,9 +95,18 @@ impl RedirectListener {
     pub async fn bind(port: Option<u16>, path: &str) -> Result<RedirectListener> {
         let listener = TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
             .await
-            .with_context(|| format!("binding the redirect listener on 127.0.0.1:{}", port.unwrap_or(0)))?;
+            .with_context(|| {
+                format!(
+                    "binding the redirect listener on 127.0.0.1:{}",
+                    port.unwrap_or(0)
+                )
+            })?;
         let port = listener.local_addr()?.port();
-        Ok(RedirectListener { listener, port, path: path.to_string() })
+        Ok(RedirectListener {
+            listener,
+            port,
+            path: path.to_string(),
+        })
     }
 
     pub fn redirect_uri(&self) -> String {
@@ -96,9 +121,18 @@ impl RedirectListener {
                 let mut buf = vec![0u8; 8192];
                 let n = sock.read(&mut buf).await?;
                 let req = String::from_utf8_lossy(&buf[..n]);
-                let target = req.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
+                let target = req
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("/")
+                    .to_string();
                 let url = url::Url::parse(&format!("http://localhost{target}"))?;
-                let get = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+                let get = |k: &str| {
+                    url.query_pairs()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.into_owned())
+                };
                 if url.path() != self.path {
                     let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     continue;
@@ -110,7 +144,10 @@ impl RedirectListener {
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;
                 if let Some(err) = get("error") {
-                    bail!("the authorization server answered error={err} ({})", get("error_description").unwrap_or_default());
+                    bail!(
+                        "the authorization server answered error={err} ({})",
+                        get("error_description").unwrap_or_default()
+                    );
                 }
                 match (get("code"), get("state")) {
                     (Some(c), Some(s)) => return Ok((c, s)),
@@ -118,7 +155,9 @@ impl RedirectListener {
                 }
             }
         };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| anyhow!("no redirect to the localhost listener within {timeout:?}"))?
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| anyhow!("no redirect to the localhost listener within {timeout:?}"))?
     }
 }
 
@@ -138,7 +177,10 @@ pub struct VerifiedToken {
 
 impl std::fmt::Debug for VerifiedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedToken").field("alg", &self.alg).field("expires_at", &self.expires_at).finish_non_exhaustive()
+        f.debug_struct("VerifiedToken")
+            .field("alg", &self.alg)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,14 +202,21 @@ pub async fn exchange_and_verify(
         ("client_id", client_id),
         ("code_verifier", req.verifier.secret()),
     ];
-    let resp = http.post(&d.token_endpoint).form(&form).send().await.context("token request")?;
+    let resp = http
+        .post(&d.token_endpoint)
+        .form(&form)
+        .send()
+        .await
+        .context("token request")?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
         bail!("token endpoint answered {status}: {body}");
     }
     let t: TokenResponse = resp.json().await.context("parsing the token response")?;
-    let id_token = t.id_token.ok_or_else(|| anyhow!("no id_token in the token response: was `openid` granted?"))?;
+    let id_token = t
+        .id_token
+        .ok_or_else(|| anyhow!("no id_token in the token response: was `openid` granted?"))?;
     let jwks: JwkSet = http
         .get(&d.jwks_uri)
         .send()
@@ -181,13 +230,24 @@ pub async fn exchange_and_verify(
 }
 
 /// Verify signature (ES256 or RS256), issuer, audience, expiry and nonce.
-pub fn verify(id_token: &str, jwks: &JwkSet, issuer: &str, audience: &str, nonce: Option<&str>) -> Result<VerifiedToken> {
+pub fn verify(
+    id_token: &str,
+    jwks: &JwkSet,
+    issuer: &str,
+    audience: &str,
+    nonce: Option<&str>,
+) -> Result<VerifiedToken> {
     let header = decode_header(id_token).context("id_token header")?;
     if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256) {
-        bail!("id_token signed with {:?}; Kanidm signs ES256 (or RS256 with legacy crypto)", header.alg);
+        bail!(
+            "id_token signed with {:?}; Kanidm signs ES256 (or RS256 with legacy crypto)",
+            header.alg
+        );
     }
     let jwk = match &header.kid {
-        Some(kid) => jwks.find(kid).ok_or_else(|| anyhow!("no key {kid} in the JWKS"))?,
+        Some(kid) => jwks
+            .find(kid)
+            .ok_or_else(|| anyhow!("no key {kid} in the JWKS"))?,
         None => jwks.keys.first().ok_or_else(|| anyhow!("empty JWKS"))?,
     };
     let key = DecodingKey::from_jwk(jwk).context("JWKS key")?;
@@ -202,5 +262,10 @@ pub fn verify(id_token: &str, jwks: &JwkSet, issuer: &str, audience: &str, nonce
         bail!("id_token nonce does not match the request");
     }
     let expires_at = data.claims["exp"].as_u64().unwrap_or(0);
-    Ok(VerifiedToken { id_token: id_token.to_string(), alg: format!("{:?}", header.alg), claims: data.claims, expires_at })
+    Ok(VerifiedToken {
+        id_token: id_token.to_string(),
+        alg: format!("{:?}", header.alg),
+        claims: data.claims,
+        expires_at,
+    })
 }

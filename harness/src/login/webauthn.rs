@@ -9,8 +9,15 @@ use serde_json::json;
 struct AddVirtualAuthenticator(serde_json::Value);
 
 impl WebDriverCompatibleCommand for AddVirtualAuthenticator {
-    fn endpoint(&self, base: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/webauthn/authenticator", session_id.unwrap_or_default()))
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
     }
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(self.0.to_string()))
@@ -46,7 +53,11 @@ where
 }
 
 async fn js_bool(client: &Client, script: &str) -> bool {
-    client.execute(script, vec![]).await.map(|v| v == json!(true)).unwrap_or(false)
+    client
+        .execute(script, vec![])
+        .await
+        .map(|v| v == json!(true))
+        .unwrap_or(false)
 }
 
 /// Enrol a passkey through Kanidm's credential-reset page, as post 2 did with a YubiKey.
@@ -56,7 +67,9 @@ pub async fn enrol_passkey(client: &Client, origin: &str, reset_token: &str) -> 
         .await
         .map_err(|e| anyhow!("opening the credential reset page: {e}"))?;
     let click_text = |t: &'static str| {
-        format!("const b=[...document.querySelectorAll('button')].find(b=>b.textContent.trim()==='{t}' && b.offsetParent!==null); if(!b) return false; b.click(); return true;")
+        format!(
+            "const b=[...document.querySelectorAll('button')].find(b=>b.textContent.trim()==='{t}' && b.offsetParent!==null); if(!b) return false; b.click(); return true;"
+        )
     };
     let add = click_text("Add Passkey");
     wait_for("the `Add Passkey` button", 15, || js_bool(client, &add)).await?;
@@ -67,7 +80,11 @@ pub async fn enrol_passkey(client: &Client, origin: &str, reset_token: &str) -> 
     let save = click_text("Save Changes");
     wait_for("`Save Changes` to commit the passkey", 20, || async {
         let _ = js_bool(client, &save).await;
-        client.current_url().await.map(|u| u.path().starts_with("/ui/login")).unwrap_or(false)
+        client
+            .current_url()
+            .await
+            .map(|u| u.path().starts_with("/ui/login"))
+            .unwrap_or(false)
     })
     .await
 }

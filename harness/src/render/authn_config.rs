@@ -7,7 +7,11 @@ use crate::scenario::placeholder;
 use serde_json::{Map, Value, json};
 
 /// Render the `--authentication-config` file for `version`, or `None` if the scenario uses flags.
-pub fn render(s: &LoadedScenario, facts: &LabFacts, version: K8sVersion) -> Result<Option<String>, RenderError> {
+pub fn render(
+    s: &LoadedScenario,
+    facts: &LabFacts,
+    version: K8sVersion,
+) -> Result<Option<String>, RenderError> {
     let Some(structured) = &s.scenario.api_server.value.structured else {
         return Ok(None);
     };
@@ -28,7 +32,9 @@ pub fn render(s: &LoadedScenario, facts: &LabFacts, version: K8sVersion) -> Resu
         "kind": "AuthenticationConfiguration",
         "jwt": jwt,
     });
-    serde_saphyr::to_string(&doc).map(Some).map_err(|e| RenderError::Yaml(e.to_string()))
+    serde_saphyr::to_string(&doc)
+        .map(Some)
+        .map_err(|e| RenderError::Yaml(e.to_string()))
 }
 
 /// The issuer URL an authenticator uses: the client's Kanidm issuer unless overridden.
@@ -40,14 +46,23 @@ pub fn issuer_url(j: &JwtAuthenticator, facts: &LabFacts) -> Result<String, Rend
             .issuers
             .get(&j.issuer.client.value)
             .cloned()
-            .ok_or_else(|| RenderError::Placeholder(format!("no issuer for client `{}`", j.issuer.client.value))),
+            .ok_or_else(|| {
+                RenderError::Placeholder(format!(
+                    "no issuer for client `{}`",
+                    j.issuer.client.value
+                ))
+            }),
     }
 }
 
 fn jwt_entry(j: &JwtAuthenticator, facts: &LabFacts) -> Result<Value, RenderError> {
     let mut issuer = Map::new();
     issuer.insert("url".into(), issuer_url(j, facts)?.into());
-    let audiences = j.issuer.audiences.clone().unwrap_or_else(|| vec![j.issuer.client.value.clone()]);
+    let audiences = j
+        .issuer
+        .audiences
+        .clone()
+        .unwrap_or_else(|| vec![j.issuer.client.value.clone()]);
     issuer.insert("audiences".into(), json!(audiences));
     if let Some(p) = &j.issuer.audience_match_policy {
         issuer.insert("audienceMatchPolicy".into(), p.clone().into());
@@ -69,11 +84,17 @@ fn jwt_entry(j: &JwtAuthenticator, facts: &LabFacts) -> Result<Value, RenderErro
     let mut entry = Map::new();
     entry.insert("issuer".into(), Value::Object(issuer));
     if !j.claim_validation_rules.is_empty() {
-        entry.insert("claimValidationRules".into(), to_value(&j.claim_validation_rules)?);
+        entry.insert(
+            "claimValidationRules".into(),
+            to_value(&j.claim_validation_rules)?,
+        );
     }
     entry.insert("claimMappings".into(), Value::Object(mappings));
     if !j.user_validation_rules.is_empty() {
-        entry.insert("userValidationRules".into(), to_value(&j.user_validation_rules)?);
+        entry.insert(
+            "userValidationRules".into(),
+            to_value(&j.user_validation_rules)?,
+        );
     }
     Ok(Value::Object(entry))
 }

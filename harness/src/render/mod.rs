@@ -28,12 +28,22 @@ impl LabFacts {
     /// Stand-in facts for offline rendering (`cargo xtask render`): a local-process topology.
     pub fn example(scenario: &crate::scenario::LoadedScenario) -> LabFacts {
         let origin = "https://localhost:8443".to_string();
-        let mut values = Values { domain: "localhost".into(), origin: origin.clone(), ..Default::default() };
+        let mut values = Values {
+            domain: "localhost".into(),
+            origin: origin.clone(),
+            ..Default::default()
+        };
         for c in &scenario.scenario.kanidm.oauth2_clients {
-            values.issuers.insert(c.name.value.clone(), format!("{origin}/oauth2/openid/{}", c.name.value));
+            values.issuers.insert(
+                c.name.value.clone(),
+                format!("{origin}/oauth2/openid/{}", c.name.value),
+            );
         }
         for (i, p) in scenario.scenario.kanidm.persons.iter().enumerate() {
-            values.uuids.insert(p.name.value.clone(), format!("00000000-0000-4000-8000-{:012}", i + 1));
+            values.uuids.insert(
+                p.name.value.clone(),
+                format!("00000000-0000-4000-8000-{:012}", i + 1),
+            );
         }
         LabFacts {
             values,

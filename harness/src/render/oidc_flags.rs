@@ -9,14 +9,17 @@ pub fn render(s: &LoadedScenario, facts: &LabFacts) -> Result<Option<Vec<String>
         return Ok(None);
     };
     let f = &flags.value;
-    let issuer = facts
-        .values
-        .issuers
-        .get(&f.client.value)
-        .ok_or_else(|| RenderError::Placeholder(format!("no issuer for client `{}`", f.client.value)))?;
+    let issuer = facts.values.issuers.get(&f.client.value).ok_or_else(|| {
+        RenderError::Placeholder(format!("no issuer for client `{}`", f.client.value))
+    })?;
     let mut out = vec![
         format!("--oidc-issuer-url={issuer}"),
-        format!("--oidc-client-id={}", f.client_id.clone().unwrap_or_else(|| f.client.value.clone())),
+        format!(
+            "--oidc-client-id={}",
+            f.client_id
+                .clone()
+                .unwrap_or_else(|| f.client.value.clone())
+        ),
     ];
     if !f.omit_ca_file {
         out.push(format!("--oidc-ca-file={}", facts.ca_path_for_apiserver));

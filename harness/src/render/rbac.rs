@@ -3,7 +3,9 @@
 use super::{LabFacts, RenderError};
 use crate::scenario::LoadedScenario;
 use crate::scenario::placeholder;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -20,7 +22,10 @@ impl RbacObjects {
     /// All objects as one multi-document YAML stream (what `render` prints).
     pub fn to_yaml(&self) -> Result<String, RenderError> {
         let mut docs = Vec::new();
-        for v in self.cluster_roles.iter().map(serde_json::to_value)
+        for v in self
+            .cluster_roles
+            .iter()
+            .map(serde_json::to_value)
             .chain(self.cluster_role_bindings.iter().map(serde_json::to_value))
             .chain(self.role_bindings.iter().map(serde_json::to_value))
         {
@@ -32,7 +37,11 @@ impl RbacObjects {
 
     /// Namespaces the bindings live in (created before applying).
     pub fn namespaces(&self) -> Vec<String> {
-        let mut ns: Vec<String> = self.role_bindings.iter().filter_map(|r| r.metadata.namespace.clone()).collect();
+        let mut ns: Vec<String> = self
+            .role_bindings
+            .iter()
+            .filter_map(|r| r.metadata.namespace.clone())
+            .collect();
         ns.sort();
         ns.dedup();
         ns
@@ -74,7 +83,8 @@ pub fn render(s: &LoadedScenario, facts: &LabFacts) -> Result<RbacObjects, Rende
                 subjects.push(Subject {
                     api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: kind.into(),
-                    name: placeholder::resolve(n, &facts.values).map_err(RenderError::Placeholder)?,
+                    name: placeholder::resolve(n, &facts.values)
+                        .map_err(RenderError::Placeholder)?,
                     namespace: None,
                 });
             }

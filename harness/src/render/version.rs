@@ -37,12 +37,22 @@ impl FromStr for K8sVersion {
         let mut parts = t.split('.');
         let (major, minor) = (parts.next(), parts.next());
         let minor: u32 = match (major, minor) {
-            (Some("1"), Some(m)) => m.parse().map_err(|_| format!("`{s}`: minor version is not a number"))?,
-            _ => return Err(format!("`{s}` is not a Kubernetes version; write it like `1.36`")),
+            (Some("1"), Some(m)) => m
+                .parse()
+                .map_err(|_| format!("`{s}`: minor version is not a number"))?,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a Kubernetes version; write it like `1.36`"
+                ));
+            }
         };
         let v = K8sVersion { minor };
         if v < Self::MIN || v > Self::MAX {
-            return Err(format!("Kubernetes {v} is not supported; supported: {} to {}", Self::MIN, Self::MAX));
+            return Err(format!(
+                "Kubernetes {v} is not supported; supported: {} to {}",
+                Self::MIN,
+                Self::MAX
+            ));
         }
         Ok(v)
     }
@@ -54,9 +64,26 @@ mod tests {
 
     #[test]
     fn api_versions_by_minor() {
-        assert_eq!("1.33".parse::<K8sVersion>().unwrap().authn_config_api_version(), Some("apiserver.config.k8s.io/v1beta1"));
-        assert_eq!("v1.34.2".parse::<K8sVersion>().unwrap().authn_config_api_version(), Some("apiserver.config.k8s.io/v1"));
-        assert!("1.29".parse::<K8sVersion>().unwrap_err().contains("not supported"));
+        assert_eq!(
+            "1.33"
+                .parse::<K8sVersion>()
+                .unwrap()
+                .authn_config_api_version(),
+            Some("apiserver.config.k8s.io/v1beta1")
+        );
+        assert_eq!(
+            "v1.34.2"
+                .parse::<K8sVersion>()
+                .unwrap()
+                .authn_config_api_version(),
+            Some("apiserver.config.k8s.io/v1")
+        );
+        assert!(
+            "1.29"
+                .parse::<K8sVersion>()
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!("2.0".parse::<K8sVersion>().is_err());
     }
 }

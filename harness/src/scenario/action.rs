@@ -18,7 +18,17 @@ pub enum Scope {
     AllNamespaces,
 }
 
-pub const VERBS: [&str; 9] = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "impersonate"];
+pub const VERBS: [&str; 9] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "impersonate",
+];
 
 impl Action {
     pub fn parse(text: &str) -> Result<Action, String> {
@@ -34,7 +44,11 @@ impl Action {
                     scope = Scope::Namespace((*ns).to_string());
                     i += 1;
                 }
-                w if w.starts_with('-') => return Err(format!("unknown flag `{w}`; only `-n <namespace>` and `-A` are supported")),
+                w if w.starts_with('-') => {
+                    return Err(format!(
+                        "unknown flag `{w}`; only `-n <namespace>` and `-A` are supported"
+                    ));
+                }
                 w => positional.push(w),
             }
             i += 1;
@@ -47,14 +61,25 @@ impl Action {
             }
         };
         if !VERBS.contains(&verb) {
-            return Err(format!("unknown verb `{verb}`; expected one of {}", VERBS.join(", ")));
+            return Err(format!(
+                "unknown verb `{verb}`; expected one of {}",
+                VERBS.join(", ")
+            ));
         }
-        Ok(Action { verb: verb.to_string(), resource: resource.to_string(), name, scope })
+        Ok(Action {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            name,
+            scope,
+        })
     }
 
     /// Does this action change state (and so runs with `--dry-run=server`)?
     pub fn is_mutating(&self) -> bool {
-        matches!(self.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection")
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
     }
 
     /// Is the resource a namespace (which must exist before a delete is meaningful)?
@@ -88,7 +113,10 @@ mod tests {
     #[test]
     fn parses_forms() {
         let a = Action::parse("list pods -A").unwrap();
-        assert_eq!((a.verb.as_str(), a.resource.as_str(), a.scope), ("list", "pods", Scope::AllNamespaces));
+        assert_eq!(
+            (a.verb.as_str(), a.resource.as_str(), a.scope),
+            ("list", "pods", Scope::AllNamespaces)
+        );
         let d = Action::parse("delete namespace scratch").unwrap();
         assert_eq!(d.namespace_target(), Some("scratch"));
         assert!(d.is_mutating());
@@ -99,8 +127,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        assert!(Action::parse("fly pods").unwrap_err().contains("unknown verb"));
+        assert!(
+            Action::parse("fly pods")
+                .unwrap_err()
+                .contains("unknown verb")
+        );
         assert!(Action::parse("list").unwrap_err().contains("expected"));
-        assert!(Action::parse("list pods --watch").unwrap_err().contains("unknown flag"));
+        assert!(
+            Action::parse("list pods --watch")
+                .unwrap_err()
+                .contains("unknown flag")
+        );
     }
 }

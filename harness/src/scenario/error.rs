@@ -16,7 +16,12 @@ pub struct ScenarioError {
 }
 
 impl ScenarioError {
-    pub fn at(file: &Path, loc: Location, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: &Path,
+        loc: Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.to_path_buf(),
             line: loc.line(),
@@ -68,10 +73,16 @@ impl fmt::Display for ScenarioErrors {
 impl std::error::Error for ScenarioErrors {}
 
 /// "did you mean" for a name among candidates, when one is close.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
-        .filter(|c| strsim::damerau_levenshtein(name, c) <= (name.len() / 3).max(1) || strsim::jaro_winkler(name, c) > 0.85)
+        .filter(|c| {
+            strsim::damerau_levenshtein(name, c) <= (name.len() / 3).max(1)
+                || strsim::jaro_winkler(name, c) > 0.85
+        })
         .min_by_key(|c| strsim::damerau_levenshtein(name, c))
         .map(|c| format!("did you mean `{c}`?"))
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// Roles every cluster has (the RBAC bootstrap creates them).
 pub const BUILTIN_CLUSTER_ROLES: [&str; 4] = ["view", "edit", "admin", "cluster-admin"];
-pub const SIGNING_ALGS: [&str; 9] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"];
+pub const SIGNING_ALGS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+];
 
 /// A scenario that parsed and passed every check.
 #[derive(Debug, Clone)]
@@ -24,10 +26,18 @@ pub struct LoadedScenario {
 
 impl LoadedScenario {
     pub fn client(&self, name: &str) -> Option<&OAuth2Client> {
-        self.scenario.kanidm.oauth2_clients.iter().find(|c| c.name.value == name)
+        self.scenario
+            .kanidm
+            .oauth2_clients
+            .iter()
+            .find(|c| c.name.value == name)
     }
     pub fn person(&self, name: &str) -> Option<&Person> {
-        self.scenario.kanidm.persons.iter().find(|p| p.name.value == name)
+        self.scenario
+            .kanidm
+            .persons
+            .iter()
+            .find(|p| p.name.value == name)
     }
 }
 
@@ -39,19 +49,25 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
             column: 0,
             field: String::new(),
             message: format!("cannot read scenario file: {e}"),
-            help: Some("check the path; `cargo xtask scenarios list` shows the shipped scenarios".into()),
+            help: Some(
+                "check the path; `cargo xtask scenarios list` shows the shipped scenarios".into(),
+            ),
         }])
     })?;
     load_str(path, &text)
 }
 
 pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
-    let scenario: Scenario = serde_saphyr::from_str(text).map_err(|e| ScenarioErrors(vec![syntax_error(path, &e)]))?;
+    let scenario: Scenario =
+        serde_saphyr::from_str(text).map_err(|e| ScenarioErrors(vec![syntax_error(path, &e)]))?;
     let errors = check(path, &scenario);
     if !errors.is_empty() {
         return Err(ScenarioErrors(errors));
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let header = text
         .lines()
         .take_while(|l| l.starts_with('#') || l.trim().is_empty())
@@ -59,7 +75,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError
         .map(|l| l.strip_prefix(' ').unwrap_or(l))
         .collect::<Vec<_>>()
         .join("\n");
-    Ok(LoadedScenario { path: path.to_path_buf(), name: scenario.name.clone().unwrap_or(stem), scenario, header })
+    Ok(LoadedScenario {
+        path: path.to_path_buf(),
+        name: scenario.name.clone().unwrap_or(stem),
+        scenario,
+        header,
+    })
 }
 
 fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {
@@ -103,33 +124,63 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err(&mut self, loc: Location, field: impl Into<String>, msg: impl Into<String>) -> &mut ScenarioError {
-        self.errors.push(ScenarioError::at(self.path, loc, field, msg));
+    fn err(
+        &mut self,
+        loc: Location,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> &mut ScenarioError {
+        self.errors
+            .push(ScenarioError::at(self.path, loc, field, msg));
         let last = self.errors.len() - 1;
         &mut self.errors[last]
     }
 
-    fn reference(&mut self, name: &Spanned<String>, field: &str, what: &str, known: &BTreeSet<&str>, section: &str) {
+    fn reference(
+        &mut self,
+        name: &Spanned<String>,
+        field: &str,
+        what: &str,
+        known: &BTreeSet<&str>,
+        section: &str,
+    ) {
         if known.contains(name.value.as_str()) {
             return;
         }
         let hint = did_you_mean(&name.value, known.iter().copied())
             .unwrap_or_else(|| format!("declare it under `{section}` (known: {})", list(known)));
-        self.err(name.referenced, field, format!("unknown {what} `{}`", name.value)).help = Some(hint);
+        self.err(
+            name.referenced,
+            field,
+            format!("unknown {what} `{}`", name.value),
+        )
+        .help = Some(hint);
     }
 
     fn iname(&mut self, name: &Spanned<String>, field: &str) {
         let v = &name.value;
         let ok = v.len() <= 64
             && v.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+            && v.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
         if !ok {
-            self.err(name.referenced, field, format!("`{v}` is not a valid Kanidm name"))
-                .help = Some("Kanidm names match ^[a-z][a-z0-9-_.]{0,63}$".into());
+            self.err(
+                name.referenced,
+                field,
+                format!("`{v}` is not a valid Kanidm name"),
+            )
+            .help = Some("Kanidm names match ^[a-z][a-z0-9-_.]{0,63}$".into());
         }
     }
 
-    fn placeholders(&mut self, text: &str, loc: Location, field: &str, clients: &BTreeSet<&str>, persons: &BTreeSet<&str>) {
+    fn placeholders(
+        &mut self,
+        text: &str,
+        loc: Location,
+        field: &str,
+        clients: &BTreeSet<&str>,
+        persons: &BTreeSet<&str>,
+    ) {
         match placeholder::scan(text) {
             Err(msg) => {
                 self.err(loc, field, msg);
@@ -138,11 +189,19 @@ impl Checker<'_> {
                 for p in found {
                     match p {
                         Placeholder::Issuer(c) if !clients.contains(c.as_str()) => {
-                            let e = self.err(loc, field, format!("placeholder refers to unknown client `{c}`"));
+                            let e = self.err(
+                                loc,
+                                field,
+                                format!("placeholder refers to unknown client `{c}`"),
+                            );
                             e.help = did_you_mean(&c, clients.iter().copied());
                         }
                         Placeholder::Uuid(p) if !persons.contains(p.as_str()) => {
-                            let e = self.err(loc, field, format!("placeholder refers to unknown person `{p}`"));
+                            let e = self.err(
+                                loc,
+                                field,
+                                format!("placeholder refers to unknown person `{p}`"),
+                            );
                             e.help = did_you_mean(&p, persons.iter().copied());
                         }
                         _ => {}
@@ -154,46 +213,94 @@ impl Checker<'_> {
 }
 
 fn list(known: &BTreeSet<&str>) -> String {
-    if known.is_empty() { "none".into() } else { known.iter().copied().collect::<Vec<_>>().join(", ") }
+    if known.is_empty() {
+        "none".into()
+    } else {
+        known.iter().copied().collect::<Vec<_>>().join(", ")
+    }
 }
 
-fn duplicates<'a>(c: &mut Checker<'_>, names: impl Iterator<Item = (&'a Spanned<String>, String)>, what: &str) {
+fn duplicates<'a>(
+    c: &mut Checker<'_>,
+    names: impl Iterator<Item = (&'a Spanned<String>, String)>,
+    what: &str,
+) {
     let mut seen = BTreeSet::new();
     for (n, field) in names {
         if !seen.insert(n.value.clone()) {
-            c.err(n.referenced, field, format!("duplicate {what} `{}`", n.value));
+            c.err(
+                n.referenced,
+                field,
+                format!("duplicate {what} `{}`", n.value),
+            );
         }
     }
 }
 
 fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
-    let mut c = Checker { path, errors: Vec::new() };
+    let mut c = Checker {
+        path,
+        errors: Vec::new(),
+    };
     let k = &s.kanidm;
     let groups: BTreeSet<&str> = k.groups.iter().map(|g| g.name.value.as_str()).collect();
     let persons: BTreeSet<&str> = k.persons.iter().map(|p| p.name.value.as_str()).collect();
-    let clients: BTreeSet<&str> = k.oauth2_clients.iter().map(|o| o.name.value.as_str()).collect();
+    let clients: BTreeSet<&str> = k
+        .oauth2_clients
+        .iter()
+        .map(|o| o.name.value.as_str())
+        .collect();
 
-    duplicates(&mut c, k.groups.iter().enumerate().map(|(i, g)| (&g.name, format!("kanidm.groups[{i}].name"))), "group");
-    duplicates(&mut c, k.persons.iter().enumerate().map(|(i, p)| (&p.name, format!("kanidm.persons[{i}].name"))), "person");
     duplicates(
         &mut c,
-        k.oauth2_clients.iter().enumerate().map(|(i, o)| (&o.name, format!("kanidm.oauth2Clients[{i}].name"))),
+        k.groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (&g.name, format!("kanidm.groups[{i}].name"))),
+        "group",
+    );
+    duplicates(
+        &mut c,
+        k.persons
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p.name, format!("kanidm.persons[{i}].name"))),
+        "person",
+    );
+    duplicates(
+        &mut c,
+        k.oauth2_clients
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (&o.name, format!("kanidm.oauth2Clients[{i}].name"))),
         "OAuth2 client",
     );
 
     for (i, g) in k.groups.iter().enumerate() {
         c.iname(&g.name, &format!("kanidm.groups[{i}].name"));
         if g.name.value.starts_with("idm_") {
-            c.err(g.name.referenced, format!("kanidm.groups[{i}].name"), "names starting with `idm_` are reserved by Kanidm");
+            c.err(
+                g.name.referenced,
+                format!("kanidm.groups[{i}].name"),
+                "names starting with `idm_` are reserved by Kanidm",
+            );
         }
     }
     for (i, p) in k.persons.iter().enumerate() {
         let f = format!("kanidm.persons[{i}]");
         c.iname(&p.name, &format!("{f}.name"));
         for (j, g) in p.groups.iter().enumerate() {
-            c.reference(g, &format!("{f}.groups[{j}]"), "group", &groups, "kanidm.groups");
+            c.reference(
+                g,
+                &format!("{f}.groups[{j}]"),
+                "group",
+                &groups,
+                "kanidm.groups",
+            );
         }
-        if p.credential == CredentialKind::Password && k.credential_type_minimum != Some(CredentialTypeMinimum::Any) {
+        if p.credential == CredentialKind::Password
+            && k.credential_type_minimum != Some(CredentialTypeMinimum::Any)
+        {
             c.err(p.name.referenced, format!("{f}.credential"), "a password-only person needs the MFA policy relaxed")
                 .help = Some("Kanidm requires MFA for persons by default: add `credentialTypeMinimum: any` under `kanidm`, or use `credential: password-totp`".into());
         }
@@ -202,27 +309,64 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         let f = format!("kanidm.oauth2Clients[{i}]");
         c.iname(&o.name, &format!("{f}.name"));
         if !o.public && o.localhost_redirects {
-            c.err(o.name.referenced, format!("{f}.localhostRedirects"), "localhost redirects are only allowed for public clients")
-                .help = Some("set `public: true` (kubelogin-style clients are public and use PKCE)".into());
+            c.err(
+                o.name.referenced,
+                format!("{f}.localhostRedirects"),
+                "localhost redirects are only allowed for public clients",
+            )
+            .help =
+                Some("set `public: true` (kubelogin-style clients are public and use PKCE)".into());
         }
-        for u in o.redirect_urls.iter().chain(std::iter::once(&o.landing_url)) {
+        for u in o
+            .redirect_urls
+            .iter()
+            .chain(std::iter::once(&o.landing_url))
+        {
             if url::Url::parse(u).is_err() {
-                c.err(o.name.referenced, format!("{f}.redirectUrls"), format!("`{u}` is not an absolute URL"));
+                c.err(
+                    o.name.referenced,
+                    format!("{f}.redirectUrls"),
+                    format!("`{u}` is not an absolute URL"),
+                );
             }
         }
-        for (kind, maps) in [("scopeMaps", &o.scope_maps), ("supScopeMaps", &o.sup_scope_maps)] {
+        for (kind, maps) in [
+            ("scopeMaps", &o.scope_maps),
+            ("supScopeMaps", &o.sup_scope_maps),
+        ] {
             for (j, m) in maps.iter().enumerate() {
-                c.reference(&m.group, &format!("{f}.{kind}[{j}].group"), "group", &groups, "kanidm.groups");
+                c.reference(
+                    &m.group,
+                    &format!("{f}.{kind}[{j}].group"),
+                    "group",
+                    &groups,
+                    "kanidm.groups",
+                );
                 for (n, sc) in m.scopes.iter().enumerate() {
-                    if sc.value.is_empty() || !sc.value.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                        c.err(sc.referenced, format!("{f}.{kind}[{j}].scopes[{n}]"), format!("invalid scope `{}`", sc.value))
-                            .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+                    if sc.value.is_empty()
+                        || !sc
+                            .value
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                    {
+                        c.err(
+                            sc.referenced,
+                            format!("{f}.{kind}[{j}].scopes[{n}]"),
+                            format!("invalid scope `{}`", sc.value),
+                        )
+                        .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
                     }
                 }
             }
         }
         for (j, m) in o.claim_maps.iter().enumerate() {
-            c.reference(&m.group, &format!("{f}.claimMaps[{j}].group"), "group", &groups, "kanidm.groups");
+            c.reference(
+                &m.group,
+                &format!("{f}.claimMaps[{j}].group"),
+                "group",
+                &groups,
+                "kanidm.groups",
+            );
         }
     }
 
@@ -239,39 +383,88 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         }
         (Some(st), None) => {
             if st.value.jwt.is_empty() {
-                c.err(st.referenced, "apiServer.structured.jwt", "at least one JWT authenticator is required");
+                c.err(
+                    st.referenced,
+                    "apiServer.structured.jwt",
+                    "at least one JWT authenticator is required",
+                );
             }
             for (i, j) in st.value.jwt.iter().enumerate() {
                 let f = format!("apiServer.structured.jwt[{i}]");
                 let loc = j.issuer.client.referenced;
-                c.reference(&j.issuer.client, &format!("{f}.issuer.client"), "OAuth2 client", &clients, "kanidm.oauth2Clients");
+                c.reference(
+                    &j.issuer.client,
+                    &format!("{f}.issuer.client"),
+                    "OAuth2 client",
+                    &clients,
+                    "kanidm.oauth2Clients",
+                );
                 if let Some(u) = &j.issuer.url_override {
-                    c.placeholders(u, loc, &format!("{f}.issuer.urlOverride"), &clients, &persons);
+                    c.placeholders(
+                        u,
+                        loc,
+                        &format!("{f}.issuer.urlOverride"),
+                        &clients,
+                        &persons,
+                    );
                 }
                 if let Some(a) = &j.issuer.audiences {
                     if a.is_empty() {
-                        c.err(loc, format!("{f}.issuer.audiences"), "audiences must not be empty");
+                        c.err(
+                            loc,
+                            format!("{f}.issuer.audiences"),
+                            "audiences must not be empty",
+                        );
                     }
                     match j.issuer.audience_match_policy.as_deref() {
                         None | Some("MatchAny") if a.len() <= 1 => {}
                         Some("MatchAny") => {}
                         None => {
-                            c.err(loc, format!("{f}.issuer.audienceMatchPolicy"), "several audiences need `audienceMatchPolicy: MatchAny`");
+                            c.err(
+                                loc,
+                                format!("{f}.issuer.audienceMatchPolicy"),
+                                "several audiences need `audienceMatchPolicy: MatchAny`",
+                            );
                         }
                         Some(other) => {
-                            c.err(loc, format!("{f}.issuer.audienceMatchPolicy"), format!("unknown policy `{other}`; the only value is `MatchAny`"));
+                            c.err(
+                                loc,
+                                format!("{f}.issuer.audienceMatchPolicy"),
+                                format!("unknown policy `{other}`; the only value is `MatchAny`"),
+                            );
                         }
                     }
                 }
-                mapping(&mut c, loc, &format!("{f}.claimMappings.username"), &j.claim_mappings.username, true);
+                mapping(
+                    &mut c,
+                    loc,
+                    &format!("{f}.claimMappings.username"),
+                    &j.claim_mappings.username,
+                    true,
+                );
                 if let Some(g) = &j.claim_mappings.groups {
                     mapping(&mut c, loc, &format!("{f}.claimMappings.groups"), g, false);
                 }
-                let uses_email = j.claim_mappings.username.expression.as_deref().is_some_and(|e| e.contains("claims.email"));
-                let mentions_verified = j.claim_mappings.username.expression.iter()
+                let uses_email = j
+                    .claim_mappings
+                    .username
+                    .expression
+                    .as_deref()
+                    .is_some_and(|e| e.contains("claims.email"));
+                let mentions_verified = j
+                    .claim_mappings
+                    .username
+                    .expression
+                    .iter()
                     .chain(j.claim_mappings.extra.iter().map(|e| &e.value_expression))
-                    .chain(j.claim_validation_rules.iter().filter_map(|r| r.expression.as_ref()))
-                    .any(|e| e.contains("claims.email_verified") || e.contains("claims.?email_verified"));
+                    .chain(
+                        j.claim_validation_rules
+                            .iter()
+                            .filter_map(|r| r.expression.as_ref()),
+                    )
+                    .any(|e| {
+                        e.contains("claims.email_verified") || e.contains("claims.?email_verified")
+                    });
                 if uses_email && !mentions_verified {
                     c.err(loc, format!("{f}.claimMappings.username.expression"), "uses claims.email but never checks claims.email_verified")
                         .help = Some("the API server rejects this config; add e.g. a claimValidationRule `claims.?email_verified.orValue(true) == true`".into());
@@ -279,26 +472,51 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 for (n, r) in j.claim_validation_rules.iter().enumerate() {
                     let rf = format!("{f}.claimValidationRules[{n}]");
                     match (&r.claim, &r.expression) {
-                        (Some(_), Some(_)) => { c.err(loc, rf, "`claim` and `expression` can't both be set"); }
-                        (None, None) => { c.err(loc, rf, "`claim` or `expression` is required"); }
-                        (Some(_), None) if r.message.is_some() => { c.err(loc, rf, "`message` may not be set with `claim`"); }
-                        (None, Some(_)) if r.required_value.is_some() => { c.err(loc, rf, "`requiredValue` may not be set with `expression`"); }
+                        (Some(_), Some(_)) => {
+                            c.err(loc, rf, "`claim` and `expression` can't both be set");
+                        }
+                        (None, None) => {
+                            c.err(loc, rf, "`claim` or `expression` is required");
+                        }
+                        (Some(_), None) if r.message.is_some() => {
+                            c.err(loc, rf, "`message` may not be set with `claim`");
+                        }
+                        (None, Some(_)) if r.required_value.is_some() => {
+                            c.err(loc, rf, "`requiredValue` may not be set with `expression`");
+                        }
                         _ => {}
                     }
                 }
             }
         }
         (None, Some(l)) => {
-            c.reference(&l.value.client, "apiServer.legacyFlags.client", "OAuth2 client", &clients, "kanidm.oauth2Clients");
+            c.reference(
+                &l.value.client,
+                "apiServer.legacyFlags.client",
+                "OAuth2 client",
+                &clients,
+                "kanidm.oauth2Clients",
+            );
             for (i, a) in l.value.signing_algs.iter().enumerate() {
                 if !SIGNING_ALGS.contains(&a.value.as_str()) {
-                    let e = c.err(a.referenced, format!("apiServer.legacyFlags.signingAlgs[{i}]"), format!("unsupported signing algorithm `{}`", a.value));
-                    e.help = Some(did_you_mean(&a.value, SIGNING_ALGS).unwrap_or_else(|| format!("one of {}", SIGNING_ALGS.join(", "))));
+                    let e = c.err(
+                        a.referenced,
+                        format!("apiServer.legacyFlags.signingAlgs[{i}]"),
+                        format!("unsupported signing algorithm `{}`", a.value),
+                    );
+                    e.help = Some(
+                        did_you_mean(&a.value, SIGNING_ALGS)
+                            .unwrap_or_else(|| format!("one of {}", SIGNING_ALGS.join(", "))),
+                    );
                 }
             }
             for rc in &l.value.required_claims {
                 if !rc.contains('=') {
-                    c.err(l.referenced, "apiServer.legacyFlags.requiredClaims", format!("`{rc}` is not `key=value`"));
+                    c.err(
+                        l.referenced,
+                        "apiServer.legacyFlags.requiredClaims",
+                        format!("`{rc}` is not `key=value`"),
+                    );
                 }
             }
         }
@@ -309,32 +527,72 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
     for r in &s.rbac.cluster_roles {
         roles.insert(r.name.value.as_str());
     }
-    duplicates(&mut c, s.rbac.bindings.iter().enumerate().map(|(i, b)| (&b.name, format!("rbac.bindings[{i}].name"))), "binding");
+    duplicates(
+        &mut c,
+        s.rbac
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (&b.name, format!("rbac.bindings[{i}].name"))),
+        "binding",
+    );
     for (i, b) in s.rbac.bindings.iter().enumerate() {
         let f = format!("rbac.bindings[{i}]");
-        c.reference(&b.cluster_role, &format!("{f}.clusterRole"), "role", &roles, "rbac.clusterRoles (or use view, edit, admin, cluster-admin)");
+        c.reference(
+            &b.cluster_role,
+            &format!("{f}.clusterRole"),
+            "role",
+            &roles,
+            "rbac.clusterRoles (or use view, edit, admin, cluster-admin)",
+        );
         if b.groups.is_empty() && b.users.is_empty() {
-            c.err(b.name.referenced, f.clone(), "a binding needs at least one of `groups` or `users`");
+            c.err(
+                b.name.referenced,
+                f.clone(),
+                "a binding needs at least one of `groups` or `users`",
+            );
         }
         for subject in b.groups.iter().chain(&b.users) {
-            c.placeholders(subject, b.name.referenced, &format!("{f}.subjects"), &clients, &persons);
+            c.placeholders(
+                subject,
+                b.name.referenced,
+                &format!("{f}.subjects"),
+                &clients,
+                &persons,
+            );
         }
     }
 
     // Login.
-    c.reference(&s.login.client, "login.client", "OAuth2 client", &clients, "kanidm.oauth2Clients");
+    c.reference(
+        &s.login.client,
+        "login.client",
+        "OAuth2 client",
+        &clients,
+        "kanidm.oauth2Clients",
+    );
     if !s.login.scopes.iter().any(|sc| sc == "openid") {
-        c.err(s.login.client.referenced, "login.scopes", "`openid` must be requested, or Kanidm issues no id_token");
+        c.err(
+            s.login.client.referenced,
+            "login.scopes",
+            "`openid` must be requested, or Kanidm issues no id_token",
+        );
     }
 
     // Expectations.
     if s.expect.is_empty() {
-        c.err(api.referenced, "expect", "a scenario must expect something").help =
-            Some("add at least one `- person: <name>` entry under `expect`".into());
+        c.err(api.referenced, "expect", "a scenario must expect something")
+            .help = Some("add at least one `- person: <name>` entry under `expect`".into());
     }
     for (i, e) in s.expect.iter().enumerate() {
         let f = format!("expect[{i}]");
-        c.reference(&e.person, &format!("{f}.person"), "person", &persons, "kanidm.persons");
+        c.reference(
+            &e.person,
+            &format!("{f}.person"),
+            "person",
+            &persons,
+            "kanidm.persons",
+        );
         for (kind, actions) in [("allowed", &e.allowed), ("forbidden", &e.forbidden)] {
             for (j, a) in actions.iter().enumerate() {
                 if let Err(msg) = Action::parse(&a.value) {
@@ -343,8 +601,19 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
             }
         }
         if let Some(w) = &e.whoami {
-            for t in w.username.iter().chain(&w.groups_include).chain(&w.groups_exclude) {
-                c.placeholders(t, e.person.referenced, &format!("{f}.whoami"), &clients, &persons);
+            for t in w
+                .username
+                .iter()
+                .chain(&w.groups_include)
+                .chain(&w.groups_exclude)
+            {
+                c.placeholders(
+                    t,
+                    e.person.referenced,
+                    &format!("{f}.whoami"),
+                    &clients,
+                    &persons,
+                );
             }
         }
         let denied = e.login == LoginOutcome::AccessDenied;
@@ -353,18 +622,37 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
             c.err(e.person.referenced, f.clone(), "a person whose login is denied gets no token, so it cannot have Kubernetes expectations");
         }
         if e.unauthorized.is_some() && has_k8s {
-            c.err(e.person.referenced, f.clone(), "`unauthorized` excludes `whoami`, `allowed` and `forbidden`")
-                .help = Some("a rejected token is rejected for every request; split into two scenarios".into());
+            c.err(
+                e.person.referenced,
+                f.clone(),
+                "`unauthorized` excludes `whoami`, `allowed` and `forbidden`",
+            )
+            .help = Some(
+                "a rejected token is rejected for every request; split into two scenarios".into(),
+            );
         }
         if !denied && !has_k8s && e.unauthorized.is_none() {
-            c.err(e.person.referenced, f.clone(), "this expectation checks nothing")
-                .help = Some("add `whoami`, `allowed`, `forbidden`, `unauthorized`, or `login: access-denied`".into());
+            c.err(
+                e.person.referenced,
+                f.clone(),
+                "this expectation checks nothing",
+            )
+            .help = Some(
+                "add `whoami`, `allowed`, `forbidden`, `unauthorized`, or `login: access-denied`"
+                    .into(),
+            );
         }
     }
     c.errors
 }
 
-fn mapping(c: &mut Checker<'_>, loc: Location, field: &str, m: &PrefixedClaimOrExpression, required: bool) {
+fn mapping(
+    c: &mut Checker<'_>,
+    loc: Location,
+    field: &str,
+    m: &PrefixedClaimOrExpression,
+    required: bool,
+) {
     match (&m.claim, &m.expression) {
         (Some(_), Some(_)) => {
             c.err(loc, field, "`claim` and `expression` can't both be set");
@@ -373,11 +661,21 @@ fn mapping(c: &mut Checker<'_>, loc: Location, field: &str, m: &PrefixedClaimOrE
             c.err(loc, field, "`claim` or `expression` is required");
         }
         (Some(_), None) if m.prefix.is_none() => {
-            c.err(loc, format!("{field}.prefix"), "`prefix` is required when `claim` is set")
-                .help = Some("use `prefix: \"\"` for no prefix (the API server has no default here)".into());
+            c.err(
+                loc,
+                format!("{field}.prefix"),
+                "`prefix` is required when `claim` is set",
+            )
+            .help = Some(
+                "use `prefix: \"\"` for no prefix (the API server has no default here)".into(),
+            );
         }
         (None, Some(_)) if m.prefix.is_some() => {
-            c.err(loc, format!("{field}.prefix"), "`prefix` may not be set with `expression`");
+            c.err(
+                loc,
+                format!("{field}.prefix"),
+                "`prefix` may not be set with `expression`",
+            );
         }
         _ => {}
     }

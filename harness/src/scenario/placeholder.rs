@@ -58,12 +58,22 @@ pub fn resolve(text: &str, values: &Values) -> Result<String, String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
         let value = match parse_one(&after[..end])? {
             Placeholder::Domain => values.domain.clone(),
             Placeholder::Origin => values.origin.clone(),
-            Placeholder::Issuer(c) => values.issuers.get(&c).cloned().ok_or(format!("no issuer known for client `{c}`"))?,
-            Placeholder::Uuid(p) => values.uuids.get(&p).cloned().ok_or(format!("no UUID known for person `{p}`"))?,
+            Placeholder::Issuer(c) => values
+                .issuers
+                .get(&c)
+                .cloned()
+                .ok_or(format!("no issuer known for client `{c}`"))?,
+            Placeholder::Uuid(p) => values
+                .uuids
+                .get(&p)
+                .cloned()
+                .ok_or(format!("no UUID known for person `{p}`"))?,
         };
         out.push_str(&value);
         rest = &after[end + 1..];
@@ -78,11 +88,24 @@ mod tests {
 
     #[test]
     fn resolves_all_kinds() {
-        let mut v = Values { domain: "idm.lab".into(), origin: "https://idm.lab:8443".into(), ..Default::default() };
-        v.issuers.insert("k8s".into(), "https://idm.lab:8443/oauth2/openid/k8s".into());
+        let mut v = Values {
+            domain: "idm.lab".into(),
+            origin: "https://idm.lab:8443".into(),
+            ..Default::default()
+        };
+        v.issuers.insert(
+            "k8s".into(),
+            "https://idm.lab:8443/oauth2/openid/k8s".into(),
+        );
         v.uuids.insert("alice".into(), "u-1".into());
-        assert_eq!(resolve("k8s_users@${domain}", &v).unwrap(), "k8s_users@idm.lab");
-        assert_eq!(resolve("${issuer:k8s}#${uuid:alice}", &v).unwrap(), "https://idm.lab:8443/oauth2/openid/k8s#u-1");
+        assert_eq!(
+            resolve("k8s_users@${domain}", &v).unwrap(),
+            "k8s_users@idm.lab"
+        );
+        assert_eq!(
+            resolve("${issuer:k8s}#${uuid:alice}", &v).unwrap(),
+            "https://idm.lab:8443/oauth2/openid/k8s#u-1"
+        );
         assert!(resolve("${uuid:bob}", &v).unwrap_err().contains("bob"));
     }
 

@@ -28,11 +28,15 @@ fn page(body: &str) -> String {
 }
 
 fn form(action: &str, inner: &str) -> String {
-    format!("<form id=\"login\" action=\"{action}\" method=\"post\">{inner}<button type=\"submit\" class=\"btn\">Submit</button></form>")
+    format!(
+        "<form id=\"login\" action=\"{action}\" method=\"post\">{inner}<button type=\"submit\" class=\"btn\">Submit</button></form>"
+    )
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 impl FakeIssuer {
@@ -40,9 +44,15 @@ impl FakeIssuer {
     pub async fn start(chain_pem: &str, key_pem: &str) -> FakeIssuer {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes()).map(|c| c.unwrap()).collect();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -52,28 +62,53 @@ impl FakeIssuer {
         let raw = signing.public_key_raw().to_vec(); // 0x04 || X || Y
         let jwk = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "fake-1",
             "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65])}]});
-        let enc = jsonwebtoken::EncodingKey::from_ec_pem(signing.serialize_pem().as_bytes()).unwrap();
+        let enc =
+            jsonwebtoken::EncodingKey::from_ec_pem(signing.serialize_pem().as_bytes()).unwrap();
         let state = Arc::new(Mutex::new(Flow::default()));
         let password = "correct horse battery staple".to_string();
         let (iss, org, pw) = (issuer.clone(), origin.clone(), password.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let acceptor = acceptor.clone();
-                let (state, iss, org, pw, jwk, enc) = (state.clone(), iss.clone(), org.clone(), pw.clone(), jwk.clone(), enc.clone());
+                let (state, iss, org, pw, jwk, enc) = (
+                    state.clone(),
+                    iss.clone(),
+                    org.clone(),
+                    pw.clone(),
+                    jwk.clone(),
+                    enc.clone(),
+                );
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut buf = vec![0u8; 65536];
                     let mut n = 0;
                     // Read headers and body (Content-Length).
                     loop {
-                        let Ok(r) = tls.read(&mut buf[n..]).await else { return };
-                        if r == 0 { return; }
+                        let Ok(r) = tls.read(&mut buf[n..]).await else {
+                            return;
+                        };
+                        if r == 0 {
+                            return;
+                        }
                         n += r;
                         let text = String::from_utf8_lossy(&buf[..n]).to_string();
                         if let Some(h) = text.find("\r\n\r\n") {
-                            let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
-                            if n >= h + 4 + len { break; }
+                            let len = text
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if n >= h + 4 + len {
+                                break;
+                            }
                         }
                     }
                     let text = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -83,22 +118,33 @@ impl FakeIssuer {
                     let target = parts.next().unwrap_or("/").to_string();
                     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
                     let form_data = parse_query(body);
-                    let resp = route(&method, path, query, &form_data, &state, &iss, &org, &pw, &jwk, &enc);
+                    let resp = route(
+                        &method, path, query, &form_data, &state, &iss, &org, &pw, &jwk, &enc,
+                    );
                     let _ = tls.write_all(resp.as_bytes()).await;
                     let _ = tls.shutdown().await;
                 });
             }
         });
-        FakeIssuer { issuer, origin, password }
+        FakeIssuer {
+            issuer,
+            origin,
+            password,
+        }
     }
 }
 
 fn ok(content_type: &str, body: &str) -> String {
-    format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 fn see_other(location: &str) -> String {
-    format!("HTTP/1.1 303 See Other\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    format!(
+        "HTTP/1.1 303 See Other\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -116,7 +162,7 @@ fn route(
 ) -> String {
     let mut st = state.lock().unwrap();
     match (method, path) {
-        ("GET", p) if p == "/oauth2/openid/fake/.well-known/openid-configuration" => ok(
+        ("GET", "/oauth2/openid/fake/.well-known/openid-configuration") => ok(
             "application/json",
             &serde_json::json!({"issuer": issuer, "authorization_endpoint": format!("{origin}/ui/oauth2"),
                 "token_endpoint": format!("{origin}/oauth2/token"), "jwks_uri": format!("{issuer}/public_key.jwk"),
@@ -172,6 +218,16 @@ fn route(
 fn finish(st: &mut Flow) -> String {
     let code = format!("code-{}", st.codes.len() + 1);
     let p = st.params.clone();
-    st.codes.insert(code.clone(), (p["code_challenge"].clone(), p.get("nonce").cloned().unwrap_or_default(), st.user.clone()));
-    see_other(&format!("{}?code={code}&state={}", p["redirect_uri"], p["state"]))
+    st.codes.insert(
+        code.clone(),
+        (
+            p["code_challenge"].clone(),
+            p.get("nonce").cloned().unwrap_or_default(),
+            st.user.clone(),
+        ),
+    );
+    see_other(&format!(
+        "{}?code={code}&state={}",
+        p["redirect_uri"], p["state"]
+    ))
 }
