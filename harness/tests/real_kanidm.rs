@@ -25,27 +25,6 @@ fn kanidmd_available() -> bool {
     found
 }
 
-fn our_children() -> Vec<String> {
-    let me = std::process::id().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid ...
-        if let Some(rest) = stat.rsplit_once(") ").map(|x| x.1) {
-            let ppid = rest.split_whitespace().nth(1).unwrap_or("");
-            if ppid == me && !stat.contains("(defunct)") && !rest.starts_with('Z') {
-                out.push(
-                    stat.split_whitespace()
-                        .take(2)
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn provisions_every_scenario_and_reads_it_back() {
     harness::init_crypto();
@@ -61,6 +40,7 @@ async fn provisions_every_scenario_and_reads_it_back() {
     .unwrap();
     let http = lab_http_client(&pki.ca_pem).unwrap();
     let mut checked = 0;
+    let mut pids = Vec::new();
     for (i, path) in discover(&root().join("scenarios"))
         .unwrap()
         .into_iter()
@@ -97,16 +77,16 @@ async fn provisions_every_scenario_and_reads_it_back() {
             s.name,
             took.as_secs_f64()
         );
+        let pid = server.pid().expect("running server has a pid");
         server.stop().await;
+        pids.push(pid);
         checked += 1;
     }
     assert!(checked >= 10);
-    // No process of ours is left, and the lab's secrets go with the directory.
-    assert!(
-        our_children().iter().all(|c| !c.contains("kanidmd")),
-        "{:?}",
-        our_children()
-    );
+    // No kanidmd we started is left running, and the lab's secrets go with the directory.
+    for pid in pids {
+        assert!(!harness::labkit::process_alive(pid), "kanidmd pid {pid} is still running");
+    }
     let pki_dir = dir.path().join("pki");
     drop(dir);
     assert!(!pki_dir.exists());

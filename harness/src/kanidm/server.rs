@@ -158,6 +158,11 @@ impl LocalKanidm {
     pub async fn stop(&mut self) {
         self.process.stop(Duration::from_secs(5)).await;
     }
+
+    /// The kanidmd process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
 }
 
 /// The server's version from the `X-KANIDM-VERSION` header of an API response.
