@@ -597,12 +597,19 @@ fn check_whoami(
             problems.push(format!("group `{want}` present but must not be"));
         }
     }
-    let actual = format!("user {username}, groups [{}]", groups.join(", "));
+    let shown: Vec<&str> = groups.iter().filter(|g| !looks_like_uuid(g)).map(String::as_str).collect();
+    let hidden = groups.len() - shown.len();
+    let more = if hidden > 0 { format!(" (+{hidden} UUIDs)") } else { String::new() };
+    let actual = format!("user {username}, groups [{}]{more}", shown.join(", "));
     if problems.is_empty() {
         (true, actual, None)
     } else {
         (false, actual, Some(problems.join("; ")))
     }
+}
+
+fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') && s.matches('-').count() == 4
 }
 
 /// Log every person of the scenario in (once per Kanidm state); returns per-login times.
@@ -696,25 +703,27 @@ impl Drop for LabDir {
     }
 }
 
-/// Copy what a user needs to debug a run (never keys, tokens or kubeconfigs).
+/// Copy what a user needs to debug a run: logs, rendered configs, screenshots, page HTML.
+/// Never keys, tokens, kubeconfigs, databases, the browser profiles or symlinked UI assets.
 fn copy_artifacts(from: &Path, to: &Path) {
-    let Ok(entries) = std::fs::read_dir(from) else {
-        return;
-    };
+    let Ok(entries) = std::fs::read_dir(from) else { return };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name();
         let n = name.to_string_lossy();
-        if p.is_dir() {
-            if n == "pki" || n == "profiles" || n == "etcd" || n.ends_with(".db") {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        if meta.is_dir() {
+            if matches!(n.as_ref(), "pki" | "profiles" | "etcd" | "core" | "tokens" | "data") {
                 continue;
             }
             copy_artifacts(&p, &to.join(&name));
-        } else if !(n.ends_with(".kubeconfig")
-            || n.contains("key")
-            || n.ends_with(".db")
-            || n == "admin.sock")
-        {
+            continue;
+        }
+        let secret = n.ends_with(".kubeconfig") || n.contains("key") || n.contains(".db") || n.ends_with(".sock") || n == "lab.json";
+        if !secret {
             let _ = std::fs::create_dir_all(to);
             let _ = std::fs::copy(&p, to.join(&name));
         }

@@ -96,9 +96,9 @@ struct E2eArgs {
     /// Kubernetes minors, comma-separated (the kind backend runs each; local uses the binary found).
     #[arg(long, value_delimiter = ',', default_value = "1.36")]
     k8s: Vec<K8sVersion>,
-    /// Only scenarios whose name matches this glob.
-    #[arg(long)]
-    scenario: Option<String>,
+    /// Only scenarios whose name matches one of these globs (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
     /// Where logs, rendered configs, screenshots and junit.xml go.
     #[arg(long)]
     artifacts: Option<PathBuf>,
@@ -284,11 +284,15 @@ fn doctor() -> ExitCode {
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     let mut scenarios = load_all()?;
-    if let Some(glob) = &args.scenario {
-        let pat = glob::Pattern::new(glob).with_context(|| format!("--scenario {glob}"))?;
-        scenarios.retain(|s| pat.matches(&s.name));
+    if !args.scenario.is_empty() {
+        let pats = args
+            .scenario
+            .iter()
+            .map(|g| glob::Pattern::new(g).with_context(|| format!("--scenario {g}")))
+            .collect::<Result<Vec<_>>>()?;
+        scenarios.retain(|s| pats.iter().any(|p| p.matches(&s.name)));
         if scenarios.is_empty() {
-            bail!("no scenario matches `{glob}`\n  help: `cargo xtask scenarios list`");
+            bail!("no scenario matches `{}`\n  help: `cargo xtask scenarios list`", args.scenario.join(","));
         }
     }
     let backend = match args.backend.as_deref() {
@@ -327,6 +331,9 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     println!("\n{}", harness::report::summary_table(&report.results));
     if bench {
         println!("timings (benchmark)\n{}", report.timings.render());
+        if let Some(hwm) = peak_rss_kib() {
+            println!("  harness process peak RSS            {:>7.1} MB", hwm as f64 / 1024.0);
+        }
     }
     println!("artifacts: {}", report.artifacts.display());
     Ok(if report.failed() == 0 {
@@ -432,4 +439,11 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// This process's peak resident set size (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
