@@ -411,12 +411,13 @@ async fn run_scenario(
                 }
                 (other, _) => other.label().to_string(),
             };
-            let detail = (!passed).then(|| {
-                format!(
-                    "expected Unauthorized with cause {} ({})",
+            let detail = (!passed).then(|| match cause {
+                Some(c) if run.verdict == Verdict::Unauthorized => format!(
+                    "expected Unauthorized with cause {}, but the API server rejected the token for {c}: {}",
                     want.cause.value,
-                    want.cause.value.hint()
-                )
+                    c.hint()
+                ),
+                _ => format!("expected Unauthorized with cause {} ({})", want.cause.value, want.cause.value.hint()),
             });
             push(
                 format!("unauthorized: {}", want.cause.value),
@@ -597,9 +598,17 @@ fn check_whoami(
             problems.push(format!("group `{want}` present but must not be"));
         }
     }
-    let shown: Vec<&str> = groups.iter().filter(|g| !looks_like_uuid(g)).map(String::as_str).collect();
+    let shown: Vec<&str> = groups
+        .iter()
+        .filter(|g| !looks_like_uuid(g))
+        .map(String::as_str)
+        .collect();
     let hidden = groups.len() - shown.len();
-    let more = if hidden > 0 { format!(" (+{hidden} UUIDs)") } else { String::new() };
+    let more = if hidden > 0 {
+        format!(" (+{hidden} UUIDs)")
+    } else {
+        String::new()
+    };
     let actual = format!("user {username}, groups [{}]{more}", shown.join(", "));
     if problems.is_empty() {
         (true, actual, None)
@@ -609,7 +618,9 @@ fn check_whoami(
 }
 
 fn looks_like_uuid(s: &str) -> bool {
-    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') && s.matches('-').count() == 4
+    s.len() == 36
+        && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && s.matches('-').count() == 4
 }
 
 /// Log every person of the scenario in (once per Kanidm state); returns per-login times.
@@ -706,23 +717,34 @@ impl Drop for LabDir {
 /// Copy what a user needs to debug a run: logs, rendered configs, screenshots, page HTML.
 /// Never keys, tokens, kubeconfigs, databases, the browser profiles or symlinked UI assets.
 fn copy_artifacts(from: &Path, to: &Path) {
-    let Ok(entries) = std::fs::read_dir(from) else { return };
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name();
         let n = name.to_string_lossy();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.file_type().is_symlink() {
             continue;
         }
         if meta.is_dir() {
-            if matches!(n.as_ref(), "pki" | "profiles" | "etcd" | "core" | "tokens" | "data") {
+            if matches!(
+                n.as_ref(),
+                "pki" | "profiles" | "etcd" | "core" | "tokens" | "data"
+            ) {
                 continue;
             }
             copy_artifacts(&p, &to.join(&name));
             continue;
         }
-        let secret = n.ends_with(".kubeconfig") || n.contains("key") || n.contains(".db") || n.ends_with(".sock") || n == "lab.json";
+        let secret = n.ends_with(".kubeconfig")
+            || n.contains("key")
+            || n.contains(".db")
+            || n.ends_with(".sock")
+            || n == "lab.json";
         if !secret {
             let _ = std::fs::create_dir_all(to);
             let _ = std::fs::copy(&p, to.join(&name));

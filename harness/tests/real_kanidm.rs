@@ -85,7 +85,10 @@ async fn provisions_every_scenario_and_reads_it_back() {
     assert!(checked >= 10);
     // No kanidmd we started is left running, and the lab's secrets go with the directory.
     for pid in pids {
-        assert!(!harness::labkit::process_alive(pid), "kanidmd pid {pid} is still running");
+        assert!(
+            !harness::labkit::process_alive(pid),
+            "kanidmd pid {pid} is still running"
+        );
     }
     let pki_dir = dir.path().join("pki");
     drop(dir);

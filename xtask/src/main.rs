@@ -96,7 +96,8 @@ struct E2eArgs {
     /// Kubernetes minors, comma-separated (the kind backend runs each; local uses the binary found).
     #[arg(long, value_delimiter = ',', default_value = "1.36")]
     k8s: Vec<K8sVersion>,
-    /// Only scenarios whose name matches one of these globs (comma-separated).
+    /// Only scenarios whose name matches one of these globs, or scenario files given by
+    /// path (`./my-bug.yaml`); comma-separated.
     #[arg(long, value_delimiter = ',')]
     scenario: Vec<String>,
     /// Where logs, rendered configs, screenshots and junit.xml go.
@@ -283,7 +284,20 @@ fn doctor() -> ExitCode {
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
-    let mut scenarios = load_all()?;
+    let (files, globs): (Vec<String>, Vec<String>) = args
+        .scenario
+        .iter()
+        .cloned()
+        .partition(|s| s.ends_with(".yaml") || s.ends_with(".yml"));
+    let mut scenarios = if globs.is_empty() && !args.scenario.is_empty() {
+        Vec::new()
+    } else {
+        load_all()?
+    };
+    let args = E2eArgs {
+        scenario: globs,
+        ..args
+    };
     if !args.scenario.is_empty() {
         let pats = args
             .scenario
@@ -292,8 +306,15 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
             .collect::<Result<Vec<_>>>()?;
         scenarios.retain(|s| pats.iter().any(|p| p.matches(&s.name)));
         if scenarios.is_empty() {
-            bail!("no scenario matches `{}`\n  help: `cargo xtask scenarios list`", args.scenario.join(","));
+            bail!(
+                "no scenario matches `{}`\n  help: `cargo xtask scenarios list`",
+                args.scenario.join(",")
+            );
         }
+    }
+    // Scenario files given by path (bug reproductions outside scenarios/).
+    for f in &files {
+        scenarios.push(scenario::load_file(Path::new(f))?);
     }
     let backend = match args.backend.as_deref() {
         Some(b) => b.to_string(),
@@ -332,7 +353,10 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     if bench {
         println!("timings (benchmark)\n{}", report.timings.render());
         if let Some(hwm) = peak_rss_kib() {
-            println!("  harness process peak RSS            {:>7.1} MB", hwm as f64 / 1024.0);
+            println!(
+                "  harness process peak RSS            {:>7.1} MB",
+                hwm as f64 / 1024.0
+            );
         }
     }
     println!("artifacts: {}", report.artifacts.display());
