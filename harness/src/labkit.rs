@@ -121,7 +121,8 @@ impl RunningLab {
             c.shutdown().await;
         }
         self.kanidm.stop().await;
-        let _ = std::fs::remove_file(state_path(&self.state.dir));
+        // Keys, passwords and tokens go with the lab.
+        let _ = std::fs::remove_dir_all(&self.state.dir);
     }
 }
 
