@@ -5,6 +5,7 @@
 //! steps together. See ARCHITECTURE.md.
 
 pub mod check;
+pub mod cleanup;
 pub mod cluster;
 pub mod kanidm;
 pub mod labkit;

@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         action: LabCmd,
     },
+    /// Remove leftovers of interrupted runs: labelled Kanidm containers, kind clusters named
+    /// kanidm-lab-*, and lab directories whose process is gone.
+    Clean,
     /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
     /// person's id_token, logging in through the browser when the cache is empty or expired.
     ExecCredential {
@@ -234,6 +237,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor()),
+        Command::Clean => clean().await,
         Command::Lab { action } => lab(action, true).await,
         Command::Kanidm { action } => lab(action, false).await,
         Command::ExecCredential { lab, person } => {
@@ -470,4 +474,15 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn clean() -> Result<ExitCode> {
+    let report = harness::cleanup::clean(&root().join(".lab")).await;
+    for line in &report {
+        println!("{line}");
+    }
+    if report.is_empty() {
+        println!("nothing to clean");
+    }
+    Ok(ExitCode::SUCCESS)
 }

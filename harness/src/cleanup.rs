@@ -1,0 +1,76 @@
+//! `cargo xtask clean`: find and remove what interrupted runs left behind.
+
+use crate::kanidm::container::LABEL;
+use std::path::Path;
+
+async fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Returns one line per thing removed (or that could not be checked).
+pub async fn clean(lab_root: &Path) -> Vec<String> {
+    let mut done = Vec::new();
+    // Containers we labelled (Kanidm for the kind backend).
+    let filter = format!("label={}={}", LABEL.0, LABEL.1);
+    match output("docker", &["ps", "-aq", "--filter", &filter]).await {
+        Some(ids) => {
+            for id in ids.split_whitespace() {
+                if output("docker", &["rm", "-f", id]).await.is_some() {
+                    done.push(format!("removed container {id}"));
+                }
+            }
+        }
+        None => done.push("docker not available: containers not checked".into()),
+    }
+    // kind clusters named by this harness whose owning process is gone.
+    if let Some(list) = output("kind", &["get", "clusters"]).await {
+        for name in list.lines().filter(|n| n.starts_with("kanidm-lab-")) {
+            let pid: Option<u32> = name.trim_start_matches("kanidm-lab-").parse().ok();
+            if pid.is_some_and(crate::labkit::process_alive) {
+                continue;
+            }
+            if output("kind", &["delete", "cluster", "--name", name])
+                .await
+                .is_some()
+            {
+                done.push(format!("deleted kind cluster {name}"));
+            }
+        }
+    }
+    // Lab working directories (keys, tokens, databases) of processes that no longer exist.
+    let tmp = std::env::temp_dir();
+    for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("kanidm-k8s-lab-") else {
+            continue;
+        };
+        let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        if pid.is_some_and(crate::labkit::process_alive) {
+            continue;
+        }
+        if std::fs::remove_dir_all(e.path()).is_ok() {
+            done.push(format!("removed {}", e.path().display()));
+        }
+    }
+    for sub in ["lab", "kanidm"] {
+        let dir = lab_root.join(sub);
+        if let Ok(state) = crate::labkit::read_state(&dir) {
+            if crate::labkit::process_alive(state.pid) {
+                continue;
+            }
+        } else if !dir.exists() {
+            continue;
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    done
+}
