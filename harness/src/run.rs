@@ -95,6 +95,7 @@ pub async fn run_scenarios(
         progress.scenario_start(i + 1, opts.scenarios.len(), &s.name);
         let outcome = run_scenario(
             s,
+            &opts.artifacts,
             opts.k8s,
             cluster,
             lab,
@@ -237,8 +238,10 @@ pub fn auth_setup(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result
     Ok(AuthSetup::Flags(flags))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_scenario(
     s: &LoadedScenario,
+    artifacts: &Path,
     v: K8sVersion,
     cluster: &mut impl ClusterBackend,
     lab: &Lab,
@@ -266,13 +269,16 @@ async fn run_scenario(
         .ok_or_else(|| anyhow!("kanidm lab vanished"))?;
     let facts = facts_for(k, lab, cluster.ca_path_for_apiserver());
     let auth = auth_setup(s, &facts, v)?;
+    // Secrets (kubeconfigs with tokens) stay in the lab; what helps debugging goes to artifacts.
     let scen_dir = lab.dir.join("scenarios").join(&s.name);
     std::fs::create_dir_all(&scen_dir)?;
+    let art_dir = artifacts.join("scenarios").join(&s.name);
+    std::fs::create_dir_all(&art_dir)?;
     match &auth {
         AuthSetup::Structured { config_yaml } => {
-            std::fs::write(scen_dir.join("authentication-config.yaml"), config_yaml)?
+            std::fs::write(art_dir.join("authentication-config.yaml"), config_yaml)?
         }
-        AuthSetup::Flags(f) => std::fs::write(scen_dir.join("oidc-flags.txt"), f.join("\n"))?,
+        AuthSetup::Flags(f) => std::fs::write(art_dir.join("oidc-flags.txt"), f.join("\n"))?,
     }
 
     // The API server restart and the browser logins do not depend on each other: overlap them.
@@ -287,7 +293,7 @@ async fn run_scenario(
         p
     };
     let t_cluster = Instant::now();
-    let login_fut = login_all(s, k, lab, &scen_dir, &people);
+    let login_fut = login_all(s, k, lab, &art_dir, &people);
     let (cluster_res, login_res) = tokio::join!(cluster.configure_auth(&auth), login_fut);
     cluster_res.context("configuring the API server")?;
     let login_times = login_res?;
@@ -365,7 +371,7 @@ async fn run_scenario(
                     actual.label(),
                     Some(format!(
                         "expected login {want:?}; artifacts in {}",
-                        scen_dir.display()
+                        art_dir.display()
                     )),
                     None,
                 );
@@ -482,8 +488,8 @@ async fn run_scenario(
         }
     }
     if results.iter().any(|r| !r.passed) {
-        let _ = cluster.collect_logs(&scen_dir.join("logs"));
-        let _ = std::fs::copy(k.server.log(), scen_dir.join("kanidmd.log"));
+        let _ = cluster.collect_logs(&art_dir.join("logs"));
+        let _ = std::fs::copy(k.server.log(), art_dir.join("kanidmd.log"));
     }
     Ok(results)
 }
@@ -628,7 +634,7 @@ async fn login_all(
     s: &LoadedScenario,
     k: &mut KanidmLab,
     lab: &Lab,
-    scen_dir: &Path,
+    art_dir: &Path,
     people: &[String],
 ) -> Result<Vec<(String, Duration)>> {
     let mut times = Vec::new();
@@ -655,7 +661,7 @@ async fn login_all(
             redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
             spki_pin: &lab.pki.kanidm_spki_sha256,
             host_rules: None,
-            artifacts: scen_dir,
+            artifacts: art_dir,
         };
         let t = Instant::now();
         let outcome = crate::login::login(

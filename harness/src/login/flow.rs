@@ -146,10 +146,14 @@ async fn drive(
         .map_err(|e| anyhow!("opening the authorize URL: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut last_acted: Option<(Page, String)> = None;
+    let mut last_error: Option<anyhow::Error> = None;
     loop {
         if Instant::now() > deadline {
+            let why = last_error
+                .map(|e| format!("; last error: {e:#}"))
+                .unwrap_or_default();
             bail!(
-                "login did not finish within 45 s (last page: {:?})",
+                "login did not finish within 45 s (last page acted on: {:?}){why}",
                 last_acted.map(|p| p.0)
             );
         }
@@ -177,7 +181,8 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        let acted = match &page {
+        // Terminal pages first; everything else is an action that may race a navigation.
+        match &page {
             Page::Redirected => return Ok(None),
             Page::AccessDenied => return Ok(Some(LoginOutcomeActual::AccessDenied)),
             Page::LoginFailed(r) => return Ok(Some(LoginOutcomeActual::LoginFailed(r.clone()))),
@@ -190,64 +195,19 @@ async fn drive(
             Page::BrowserError(code) => bail!("Chromium could not load the page ({code})"),
             Page::Loading | Page::Unknown(_) | Page::Passkey => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            _ => {}
+        }
+        let acted = match act(client, &page, person).await {
+            Ok(()) => true,
+            // The page changed between looking and acting (stale or missing element):
+            // look again; the deadline bounds this.
+            Err(e) => {
+                tracing::debug!("retrying after a page change: {e:#}");
+                last_error = Some(e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 false
-            }
-            Page::Username => {
-                browser::fill_and_submit(client, "username", person.name).await?;
-                true
-            }
-            Page::Totp => {
-                let key = person.secrets.totp.as_ref().ok_or_else(|| {
-                    anyhow!(
-                        "Kanidm asks {} for a TOTP code, but none was enrolled",
-                        person.name
-                    )
-                })?;
-                let code = next_unused_code(key).await?;
-                browser::fill_and_submit(
-                    client,
-                    "totp",
-                    &format!("{code:0width$}", width = key.digits as usize),
-                )
-                .await?;
-                true
-            }
-            Page::Password => {
-                if person.secrets.password.is_empty() {
-                    bail!(
-                        "Kanidm asks {} for a password, but the scenario gives them none (passkey person?)",
-                        person.name
-                    );
-                }
-                browser::fill_and_submit(client, "password", &person.secrets.password).await?;
-                true
-            }
-            Page::MechChoose => {
-                let want = if person.passkey {
-                    "passkey"
-                } else if person.secrets.totp.is_some() {
-                    "passwordmfa"
-                } else {
-                    "password"
-                };
-                let script = "const f=[...document.querySelectorAll('form[action=\"/ui/login/mech_choose\"]')].find(f=>f.querySelector('input[name=mech]').value===arguments[0]); if(!f) return false; f.querySelector('button').click(); return true;";
-                let ok = client
-                    .execute(script, vec![serde_json::json!(want)])
-                    .await
-                    .map_err(|e| anyhow!("choosing {want}: {e}"))?;
-                if ok != serde_json::json!(true) {
-                    bail!(
-                        "Kanidm does not offer the `{want}` login mechanism to {}",
-                        person.name
-                    );
-                }
-                true
-            }
-            Page::Consent => {
-                browser::click_button_with_text(client, "Proceed")
-                    .await
-                    .context("consent page")?;
-                true
             }
         };
         if acted {
@@ -256,25 +216,81 @@ async fn drive(
     }
 }
 
+/// Do what a person does on this page. Errors mean the page changed under us.
+async fn act(client: &Client, page: &Page, person: &Person<'_>) -> Result<()> {
+    match page {
+        Page::Username => browser::fill_and_submit(client, "username", person.name).await,
+        Page::Totp => {
+            let key = person.secrets.totp.as_ref().ok_or_else(|| {
+                anyhow!(
+                    "Kanidm asks {} for a TOTP code, but none was enrolled",
+                    person.name
+                )
+            })?;
+            let (code, step) = next_unused_code(key).await?;
+            browser::fill_and_submit(
+                client,
+                "totp",
+                &format!("{code:0width$}", width = key.digits as usize),
+            )
+            .await?;
+            // Submitted: this step's code is spent (Kanidm rejects reuse).
+            if let Ok(mut last) = key.last_used_step.lock() {
+                *last = (*last).max(step);
+            }
+            Ok(())
+        }
+        Page::Password => {
+            if person.secrets.password.is_empty() {
+                bail!(
+                    "Kanidm asks {} for a password, but the scenario gives them none (passkey person?)",
+                    person.name
+                );
+            }
+            browser::fill_and_submit(client, "password", &person.secrets.password).await
+        }
+        Page::MechChoose => {
+            let want = if person.passkey {
+                "passkey"
+            } else if person.secrets.totp.is_some() {
+                "passwordmfa"
+            } else {
+                "password"
+            };
+            let script = "const f=[...document.querySelectorAll('form[action=\"/ui/login/mech_choose\"]')].find(f=>f.querySelector('input[name=mech]').value===arguments[0]); if(!f) return false; f.querySelector('button').click(); return true;";
+            let ok = client
+                .execute(script, vec![serde_json::json!(want)])
+                .await
+                .map_err(|e| anyhow!("choosing {want}: {e}"))?;
+            if ok != serde_json::json!(true) {
+                bail!(
+                    "Kanidm does not offer the `{want}` login mechanism to {}",
+                    person.name
+                );
+            }
+            Ok(())
+        }
+        Page::Consent => browser::click_button_with_text(client, "Proceed")
+            .await
+            .context("consent page"),
+        other => bail!("no action for page {other:?}"),
+    }
+}
+
 /// A TOTP code for a time step that has not been used yet (Kanidm rejects reuse).
-async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<u32> {
+async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<(u32, u64)> {
     loop {
         let now = unix_now();
         let (code, step) = key.code_at(now)?;
         let fresh = {
-            let mut last = key
+            let last = key
                 .last_used_step
                 .lock()
                 .map_err(|_| anyhow!("TOTP state poisoned"))?;
-            if step > *last {
-                *last = step;
-                true
-            } else {
-                false
-            }
+            step > *last
         };
         if fresh {
-            return Ok(code);
+            return Ok((code, step));
         }
         let wait = key.step - now % key.step;
         tracing::info!(
