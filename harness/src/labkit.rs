@@ -155,7 +155,7 @@ pub async fn up(
     let http = lab_http_client(&pki.ca_pem)?;
     let kdir = dir.join("kanidm");
     std::fs::create_dir_all(&kdir)?;
-    let kanidm = LocalKanidm::start(&kdir, &pki, &http).await?;
+    let kanidm = LocalKanidm::start(&kdir, &pki, &http, 0).await?;
     check_version(kanidm.version.as_deref())?;
     let pw = kanidm.recover_account("idm_admin").await?;
     let kc = provision::admin_client(&kanidm.endpoint, &pw).await?;

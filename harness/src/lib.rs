@@ -4,6 +4,7 @@
 //! [`login`] → [`check`] → [`report`]. [`render`] holds the pure renderers; [`run`] ties the
 //! steps together. See ARCHITECTURE.md.
 
+pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod cluster;

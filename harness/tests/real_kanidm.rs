@@ -50,7 +50,7 @@ async fn provisions_every_scenario_and_reads_it_back() {
         let kdir = dir.path().join(format!("k{i}"));
         std::fs::create_dir_all(&kdir).unwrap();
         let t = Instant::now();
-        let mut server = LocalKanidm::start(&kdir, &pki, &http).await.unwrap();
+        let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
         if let Err(e) = check_version(server.version.as_deref()) {
             eprintln!("\n==== SKIPPED: {e} ====\n");
             server.stop().await;
@@ -119,7 +119,7 @@ async fn logs_in_through_the_real_kanidm_ui() {
         let s = load_file(&root().join(format!("scenarios/{scenario}.yaml"))).unwrap();
         let kdir = dir.path().join(scenario);
         std::fs::create_dir_all(&kdir).unwrap();
-        let mut server = LocalKanidm::start(&kdir, &pki, &http).await.unwrap();
+        let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
         if let Err(e) = check_version(server.version.as_deref()) {
             eprintln!("\n==== SKIPPED: {e} ====\n");
             return;

@@ -41,6 +41,12 @@ enum Command {
     E2e(E2eArgs),
     /// Like e2e, then print per-phase timings (control plane, Kanidm, logins, scenarios).
     Bench(E2eArgs),
+    /// Benchmark logins alone: Kanidm in a scenario's state, chromedriver started once, then
+    /// each person's login from browser session start to verified id_token.
+    BenchLogin {
+        #[arg(long, default_value = "post1-structured")]
+        scenario: String,
+    },
     /// Say which real components are installed and how to get the missing ones.
     Doctor,
     /// Leave Kanidm and a local API server running in a scenario's state (the posts' end state).
@@ -237,6 +243,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => Ok(doctor()),
+        Command::BenchLogin { scenario } => {
+            let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
+            let lines = harness::bench::logins(&s).await?;
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Clean => clean().await,
         Command::Lab { action } => lab(action, true).await,
         Command::Kanidm { action } => lab(action, false).await,

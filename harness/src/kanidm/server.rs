@@ -47,8 +47,14 @@ pub fn lab_http_client(ca_pem: &str) -> Result<reqwest::Client> {
 }
 
 impl LocalKanidm {
-    /// Start kanidmd with a fresh database under `dir` and wait until `/status` is true.
-    pub async fn start(dir: &Path, pki: &LabPki, http: &reqwest::Client) -> Result<LocalKanidm> {
+    /// Start kanidmd on `port` (0 = any free port) with a fresh database under `dir`, and
+    /// wait until `/status` is true.
+    pub async fn start(
+        dir: &Path,
+        pki: &LabPki,
+        http: &reqwest::Client,
+        port: u16,
+    ) -> Result<LocalKanidm> {
         let binary = tools::KANIDMD.require()?;
         let run_dir = dir.join("run");
         std::fs::create_dir_all(&run_dir)?;
@@ -62,7 +68,7 @@ impl LocalKanidm {
                 std::os::unix::fs::symlink(&ui, &link).context("linking the Kanidm UI folder")?;
             }
         }
-        let port = free_port()?;
+        let port = if port == 0 { free_port()? } else { port };
         let origin = format!("https://localhost:{port}");
         let config_path = dir.join("server.toml");
         let bind = format!("127.0.0.1:{port}");

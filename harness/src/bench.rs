@@ -1,0 +1,86 @@
+//! Benchmarks that are not a whole e2e run (`cargo xtask bench-login`).
+
+use crate::kanidm::provision;
+use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use crate::login::browser::Browser;
+use crate::login::flow::{LoginRequest, Person};
+use crate::pki::{self, ServingNames};
+use crate::run::LabDir;
+use crate::scenario::LoadedScenario;
+use crate::scenario::model::CredentialKind;
+use anyhow::Result;
+use std::time::Instant;
+
+/// Per-phase figures of logging in every person of `s` once (fresh Kanidm, one chromedriver).
+pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
+    let lab = LabDir::create(false)?;
+    let mut out = Vec::new();
+    let pki = pki::generate(
+        &lab.path.join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )?;
+    let http = lab_http_client(&pki.ca_pem)?;
+    let t = Instant::now();
+    let kdir = lab.path.join("kanidm");
+    std::fs::create_dir_all(&kdir)?;
+    let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await?;
+    check_version(server.version.as_deref())?;
+    out.push(format!(
+        "kanidmd start to /status ready        {:>6.2} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let pw = server.recover_account("idm_admin").await?;
+    let kc = provision::admin_client(&server.endpoint, &pw).await?;
+    let p = provision::apply(&kc, s, &http, &server.endpoint).await?;
+    out.push(format!(
+        "kanidmd start to scenario state applied {:>6.2} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    let mut browser = Browser::start(&lab.path.join("browser")).await?;
+    out.push(format!(
+        "chromedriver start (once per run)       {:>6.2} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let issuer = server.endpoint.issuer(&s.scenario.login.client.value);
+    for person in &s.scenario.kanidm.persons {
+        let name = &person.name.value;
+        let req = LoginRequest {
+            issuer: &issuer,
+            origin: &server.endpoint.origin,
+            client_id: &s.scenario.login.client.value,
+            scopes: &s.scenario.login.scopes,
+            redirect_port: s.scenario.login.redirect_port,
+            redirect_path: s
+                .scenario
+                .login
+                .redirect_path
+                .as_deref()
+                .unwrap_or("/callback"),
+            spki_pin: &pki.kanidm_spki_sha256,
+            host_rules: None,
+            artifacts: &lab.path.join("artifacts"),
+        };
+        let t = Instant::now();
+        let outcome = crate::login::login(
+            &browser,
+            &http,
+            &req,
+            &Person {
+                name,
+                secrets: &p.secrets[name],
+                passkey: person.credential == CredentialKind::Passkey,
+            },
+        )
+        .await?;
+        out.push(format!(
+            "login {name:<12} {:<22} {:>6.2} s",
+            outcome.label(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    browser.stop().await;
+    server.stop().await;
+    Ok(out)
+}
