@@ -8,12 +8,20 @@ use harness::login::browser::Browser;
 use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
 use harness::pki::{self, ServingNames};
 
+/// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+    }};
+}
+
 fn browser_available() -> bool {
     let ok =
         harness::tools::CHROMEDRIVER.find().is_some() && harness::tools::CHROMIUM.find().is_some();
     if !ok {
-        eprintln!(
-            "\n==== SKIPPED: chromium/chromedriver not found ({}) ====\n",
+        skipped!(
+            "chromium/chromedriver not found ({})",
             harness::tools::CHROMEDRIVER.how_to_get
         );
     }

@@ -8,6 +8,14 @@ use harness::render::LabFacts;
 use harness::scenario::{discover, load_file};
 use std::path::PathBuf;
 
+/// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+    }};
+}
+
 fn available() -> bool {
     let tools = [
         harness::tools::KUBE_APISERVER,
@@ -20,8 +28,8 @@ fn available() -> bool {
         .map(|t| t.name)
         .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "\n==== SKIPPED: {} not found (see `cargo xtask doctor`) ====\n",
+        skipped!(
+            "{} not found (see `cargo xtask doctor`)",
             missing.join(", ")
         );
     }

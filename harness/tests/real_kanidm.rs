@@ -10,6 +10,14 @@ use harness::scenario::{discover, load_file};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+    }};
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -17,8 +25,8 @@ fn root() -> PathBuf {
 fn kanidmd_available() -> bool {
     let found = harness::tools::KANIDMD.find().is_some();
     if !found {
-        eprintln!(
-            "\n==== SKIPPED: kanidmd not found (set KANIDMD_BIN): {} ====\n",
+        skipped!(
+            "kanidmd not found (set KANIDMD_BIN): {}",
             harness::tools::KANIDMD.how_to_get
         );
     }
@@ -52,7 +60,7 @@ async fn provisions_every_scenario_and_reads_it_back() {
         let t = Instant::now();
         let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
         if let Err(e) = check_version(server.version.as_deref()) {
-            eprintln!("\n==== SKIPPED: {e} ====\n");
+            skipped!("{e}");
             server.stop().await;
             return;
         }
@@ -99,7 +107,7 @@ async fn provisions_every_scenario_and_reads_it_back() {
 async fn logs_in_through_the_real_kanidm_ui() {
     harness::init_crypto();
     if !kanidmd_available() || harness::tools::CHROMEDRIVER.find().is_none() {
-        eprintln!("\n==== SKIPPED: needs kanidmd and chromedriver ====\n");
+        skipped!("needs kanidmd and chromedriver");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -121,7 +129,7 @@ async fn logs_in_through_the_real_kanidm_ui() {
         std::fs::create_dir_all(&kdir).unwrap();
         let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
         if let Err(e) = check_version(server.version.as_deref()) {
-            eprintln!("\n==== SKIPPED: {e} ====\n");
+            skipped!("{e}");
             return;
         }
         let pw = server.recover_account("idm_admin").await.unwrap();
