@@ -106,6 +106,36 @@ impl Browser {
 
     pub async fn stop(&mut self) {
         self.driver.stop(Duration::from_secs(2)).await;
+        kill_browsers_using(&self.profiles);
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // chromedriver dies with its ManagedProcess; the browsers it started may not (they
+        // can outlive it when it is killed): find them by their profile directory.
+        kill_browsers_using(&self.profiles);
+    }
+}
+
+/// SIGKILL every process whose command line mentions `dir` (our per-lab browser profiles).
+fn kill_browsers_using(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) on a browser process this lab started.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
     }
 }
 
