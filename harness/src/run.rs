@@ -984,6 +984,10 @@ pub fn kanidm_plan(s: &LoadedScenario) -> String {
         if c.prefer_short_username {
             out.push_str(&format!("system oauth2 prefer-short-username {n}\n"));
         }
+        if let Some(img) = &c.image {
+            let ext = img.rsplit('.').next().unwrap_or_default();
+            out.push_str(&format!("system oauth2 set-image {n} {img} {ext}\n"));
+        }
         for m in &c.claim_maps {
             out.push_str(&format!(
                 "system oauth2 update-claim-map {n} {} {} {}\n",

@@ -178,6 +178,34 @@ async fn logs_in_through_the_real_kanidm_ui() {
             }
             (w, other) => panic!("{scenario}: wanted {w}, got {other:?}"),
         }
+        if scenario == "post1-structured" {
+            // A forced failure: bob with a wrong password. Kanidm's "Login Failed" page is a
+            // typed outcome, and the screenshot, page HTML and URL trail are saved.
+            let mut wrong = p.secrets["bob"].clone();
+            wrong.password = "not-bobs-password-at-all".into();
+            let out = login(
+                &browser,
+                &http,
+                &req,
+                &Person {
+                    name: "bob",
+                    secrets: &wrong,
+                    passkey: false,
+                },
+            )
+            .await
+            .unwrap();
+            assert!(matches!(out, LoginOutcomeActual::LoginFailed(_)), "{out:?}");
+            let art = dir.path().join("artifacts/login-bob");
+            for f in ["screenshot.png", "page.html", "url-trail.txt"] {
+                assert!(art.join(f).exists(), "{f} missing after a failed login");
+            }
+            let html = std::fs::read_to_string(art.join("page.html")).unwrap();
+            assert!(
+                html.contains("Login Failed"),
+                "page.html is not Kanidm's failure page"
+            );
+        }
         server.stop().await;
     }
 }

@@ -79,6 +79,8 @@ pub struct ClientReadback {
     pub code_challenge_methods: Vec<String>,
     pub scopes_supported: Vec<String>,
     pub redirect_urls: Vec<String>,
+    /// Whether Kanidm stores an image for the client.
+    pub has_image: bool,
 }
 
 fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + '_ {
@@ -404,6 +406,9 @@ pub async fn read_back(
         .idm_oauth2_rs_get(name)
         .await
         .map_err(ce("read an OAuth2 client back"))?;
+    let has_image = entry
+        .as_ref()
+        .is_some_and(|e| e.attrs.contains_key("image"));
     let redirect_urls = entry
         .and_then(|e| e.attrs.get("oauth2_rs_origin").cloned())
         .unwrap_or_default();
@@ -456,6 +461,7 @@ pub async fn read_back(
         code_challenge_methods: strings(&disco["code_challenge_methods_supported"]),
         scopes_supported: strings(&disco["scopes_supported"]),
         redirect_urls,
+        has_image,
     })
 }
 
@@ -503,6 +509,11 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
                     ));
                 }
             }
+        }
+        if c.image.is_some() && !rb.has_image {
+            problems.push(format!(
+                "client {name}: scenario sets an image, Kanidm has none"
+            ));
         }
         for u in &c.redirect_urls {
             let norm = url::Url::parse(u)

@@ -359,6 +359,26 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 }
             }
         }
+        if let Some(img) = &o.image {
+            let file = path.parent().unwrap_or(Path::new(".")).join(img);
+            let ext_ok = ["png", "jpg", "jpeg", "gif", "svg", "webp"]
+                .iter()
+                .any(|e| img.to_lowercase().ends_with(&format!(".{e}")));
+            if !ext_ok {
+                c.err(
+                    o.name.referenced,
+                    format!("{f}.image"),
+                    format!("`{img}` is not png, jpg, gif, svg or webp"),
+                );
+            } else if !file.is_file() {
+                c.err(
+                    o.name.referenced,
+                    format!("{f}.image"),
+                    format!("image `{}` not found", file.display()),
+                )
+                .help = Some("the path is relative to the scenario file".into());
+            }
+        }
         for (j, m) in o.claim_maps.iter().enumerate() {
             c.reference(
                 &m.group,
