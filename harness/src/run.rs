@@ -612,7 +612,7 @@ fn check_whoami(
     }
     let shown: Vec<&str> = groups
         .iter()
-        .filter(|g| !looks_like_uuid(g))
+        .filter(|g| !looks_like_uuid(g.rsplit(':').next().unwrap_or(g)))
         .map(String::as_str)
         .collect();
     let hidden = groups.len() - shown.len();
