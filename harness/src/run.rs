@@ -141,6 +141,16 @@ pub async fn run_scenarios(
             );
         }
     }
+    if let Some(v) = cluster.server_version().await {
+        let wanted = format!("v1.{}.", opts.k8s.minor);
+        if !v.starts_with(&wanted) {
+            progress.phase(&format!(
+                "note: the API server binary is {v}; configs were rendered for Kubernetes {} (the kind backend runs each minor's own node image)",
+                opts.k8s
+            ));
+        }
+        versions.insert("kube-apiserver".into(), v);
+    }
     let _ = cluster.collect_logs(&opts.artifacts.join("logs"));
     Ok(RunReport {
         results,
@@ -837,6 +847,11 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
             other => anyhow::bail!("unknown backend `{other}`; use local or kind"),
         };
         copy_artifacts(&dir, &opts.artifacts.join(format!("k8s-{v}")));
+        if opts.k8s.len() > 1 {
+            for r in &mut report.results {
+                r.scenario = format!("{}@{v}", r.scenario);
+            }
+        }
         all.results.append(&mut report.results);
         all.timings.entries.append(&mut report.timings.entries);
         all.versions.append(&mut report.versions);

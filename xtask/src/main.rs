@@ -377,6 +377,14 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
             );
         }
     }
+    if !report.versions.is_empty() {
+        let v: Vec<String> = report
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("components: {}", v.join(", "));
+    }
     println!("artifacts: {}", report.artifacts.display());
     Ok(if report.failed() == 0 {
         ExitCode::SUCCESS

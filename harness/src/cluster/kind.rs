@@ -375,6 +375,17 @@ impl ClusterBackend for KindCluster {
         Ok(())
     }
 
+    async fn server_version(&self) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("{}/version", self.url))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        v["gitVersion"].as_str().map(str::to_string)
+    }
+
     async fn shutdown(&mut self) {
         if self.created {
             let _ = run(

@@ -289,6 +289,17 @@ impl ClusterBackend for LocalControlPlane {
         Ok(())
     }
 
+    async fn server_version(&self) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("{}/version", self.url))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        v["gitVersion"].as_str().map(str::to_string)
+    }
+
     async fn shutdown(&mut self) {
         if let Some(mut k) = self.kcm.take() {
             k.stop(Duration::from_secs(2)).await;

@@ -72,6 +72,10 @@ pub trait ClusterBackend {
     }
     /// Copy every component log into `dir` (artifacts).
     fn collect_logs(&self, dir: &Path) -> Result<()>;
+    /// The API server's reported version (`/version` gitVersion), once it runs.
+    async fn server_version(&self) -> Option<String> {
+        None
+    }
     /// Stop everything; idempotent.
     async fn shutdown(&mut self);
 }
