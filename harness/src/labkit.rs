@@ -95,19 +95,6 @@ pub fn read_state(dir: &Path) -> Result<LabState> {
     serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
-}
-
 /// Running pieces of a lab started by `up`.
 pub struct RunningLab {
     pub state: LabState,
@@ -257,7 +244,7 @@ pub async fn up(
         }
         cluster = Some(cp);
     }
-    write_private(&state_path(dir), &serde_json::to_string_pretty(&state)?)?;
+    crate::pki::write_secret(&state_path(dir), &serde_json::to_string_pretty(&state)?)?;
     Ok(RunningLab {
         state,
         kanidm,
@@ -361,7 +348,7 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
             }
             match out? {
                 LoginOutcomeActual::Token(t) => {
-                    write_private(
+                    crate::pki::write_secret(
                         &cache,
                         &serde_json::json!({"id_token": t.id_token, "exp": t.expires_at})
                             .to_string(),

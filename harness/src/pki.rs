@@ -73,7 +73,8 @@ fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
     d
 }
 
-fn write_secret(path: &Path, contents: &str) -> Result<()> {
+/// Write a file only its owner can read (keys, tokens, kubeconfigs with tokens).
+pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

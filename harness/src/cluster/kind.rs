@@ -376,14 +376,7 @@ impl ClusterBackend for KindCluster {
     }
 
     async fn server_version(&self) -> Option<String> {
-        let r = self
-            .http
-            .get(format!("{}/version", self.url))
-            .send()
-            .await
-            .ok()?;
-        let v: serde_json::Value = r.json().await.ok()?;
-        v["gitVersion"].as_str().map(str::to_string)
+        super::git_version(&self.http, &self.url).await
     }
 
     async fn shutdown(&mut self) {

@@ -1,7 +1,7 @@
 //! kubeconfig files for the admin (client certificate) and for people (bearer id_token or
 //! the exec credential plugin).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 use std::path::Path;
 
@@ -44,15 +44,5 @@ pub fn write(
     });
     let text =
         serde_saphyr::to_string(&doc).map_err(|e| anyhow::anyhow!("kubeconfig yaml: {e}"))?;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    crate::pki::write_secret(path, &text)
 }

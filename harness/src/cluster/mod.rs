@@ -16,6 +16,13 @@ pub enum AuthSetup {
     Flags(Vec<String>),
 }
 
+/// `gitVersion` from an API server's `/version`.
+pub(crate) async fn git_version(http: &reqwest::Client, server: &str) -> Option<String> {
+    let r = http.get(format!("{server}/version")).send().await.ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["gitVersion"].as_str().map(str::to_string)
+}
+
 /// A position in the API server's log, to collect the lines one check caused.
 #[derive(Debug, Clone)]
 pub struct LogMark {
