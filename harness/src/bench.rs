@@ -39,8 +39,6 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     ));
     let t = Instant::now();
     let mut browser = Browser::start(&lab.path.join("browser")).await?;
-    // Cold logins: Chromium starts inside each measured login (no warm spare session).
-    browser.set_warm(false);
     out.push(format!(
         "chromedriver start (once per run)       {:>6.2} s",
         t.elapsed().as_secs_f64()

@@ -71,8 +71,6 @@ impl Lab {
         )?;
         let http = lab_http_client(&pki.ca_pem)?;
         let browser = Browser::start(&dir.join("browser")).await?;
-        // Chromium's start is most of a login: have a session ready before the first one.
-        browser.prewarm(&pki.kanidm_spki_sha256, None).await;
         Ok(Lab {
             dir: dir.to_path_buf(),
             pki,

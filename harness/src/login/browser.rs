@@ -17,48 +17,6 @@ pub struct Browser {
     profiles: PathBuf,
     chromium: PathBuf,
     counter: std::sync::atomic::AtomicU32,
-    /// Keep a spare session warm (on by default).
-    warm: std::sync::atomic::AtomicBool,
-    /// A warm session (and the pin/host rules it was made for).
-    spare: tokio::sync::Mutex<Option<(String, tokio::task::JoinHandle<Result<Client>>)>>,
-}
-
-async fn new_session(
-    url: &str,
-    chromium: &Path,
-    profile: &Path,
-    spki_pin: &str,
-    host_rules: Option<&str>,
-) -> Result<Client> {
-    std::fs::create_dir_all(profile)?;
-    let mut args = vec![
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--no-first-run".into(),
-        "--disable-quic".into(),
-        "--window-size=1024,900".into(),
-        format!("--user-data-dir={}", profile.display()),
-        format!("--ignore-certificate-errors-spki-list={spki_pin}"),
-    ];
-    if let Some(rules) = host_rules {
-        args.push(format!("--host-resolver-rules={rules}"));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"binary": chromium.to_string_lossy(), "args": args}),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(url)
-        .await
-        .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))
 }
 
 impl Browser {
@@ -100,78 +58,50 @@ impl Browser {
             profiles: dir.join("profiles"),
             chromium,
             counter: Default::default(),
-            spare: Default::default(),
-            warm: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     /// A fresh browser session with its own profile, trusting only `spki_pin`.
-    ///
-    /// Starting Chromium is most of a login's cost, so one spare session is kept warm: this
-    /// call takes it (when it was made for the same pin and host rules) and starts the next.
     pub async fn session(
         &self,
-        _label: &str,
+        label: &str,
         spki_pin: &str,
         host_rules: Option<&str>,
     ) -> Result<Client> {
-        let key = format!("{spki_pin}|{}", host_rules.unwrap_or(""));
-        let spare = self.spare.lock().await.take();
-        let client = match spare {
-            Some((k, handle)) if k == key => match handle.await {
-                Ok(Ok(c)) => Some(c),
-                _ => None,
-            },
-            Some((_, handle)) => {
-                if let Ok(Ok(c)) = handle.await {
-                    let _ = c.close().await;
-                }
-                None
-            }
-            None => None,
-        };
-        let client = match client {
-            Some(c) => c,
-            None => self
-                .spawn_session(spki_pin, host_rules)
-                .await
-                .map_err(|e| anyhow!("{e}"))??,
-        };
-        self.prewarm(spki_pin, host_rules).await;
-        Ok(client)
-    }
-
-    /// Turn the warm spare session off (for measuring cold logins) or on.
-    pub fn set_warm(&self, on: bool) {
-        self.warm.store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Start a spare session in the background (at most one).
-    pub async fn prewarm(&self, spki_pin: &str, host_rules: Option<&str>) {
-        if !self.warm.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let mut spare = self.spare.lock().await;
-        if spare.is_none() {
-            let key = format!("{spki_pin}|{}", host_rules.unwrap_or(""));
-            *spare = Some((key, self.spawn_session(spki_pin, host_rules)));
-        }
-    }
-
-    fn spawn_session(
-        &self,
-        spki_pin: &str,
-        host_rules: Option<&str>,
-    ) -> tokio::task::JoinHandle<Result<Client>> {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let profile = self.profiles.join(format!("session-{n}"));
-        let (url, chromium) = (self.url.clone(), self.chromium.clone());
-        let (pin, rules) = (spki_pin.to_string(), host_rules.map(str::to_string));
-        tokio::spawn(
-            async move { new_session(&url, &chromium, &profile, &pin, rules.as_deref()).await },
-        )
+        let profile = self.profiles.join(format!("{label}-{n}"));
+        std::fs::create_dir_all(&profile)?;
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-quic".into(),
+            "--window-size=1024,900".into(),
+            format!("--user-data-dir={}", profile.display()),
+            format!("--ignore-certificate-errors-spki-list={spki_pin}"),
+        ];
+        if let Some(rules) = host_rules {
+            args.push(format!("--host-resolver-rules={rules}"));
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": self.chromium.to_string_lossy(), "args": args}),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
+        Ok(client)
     }
 
     pub async fn stop(&mut self) {
