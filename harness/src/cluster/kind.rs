@@ -177,15 +177,7 @@ impl KindCluster {
         let Ok(r) = self.http.get(format!("{}/metrics", self.url)).send().await else {
             return 0;
         };
-        let text = r.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("apiserver_authentication_config_controller_automatic_reloads_total")
-                    && l.contains("status=\"success\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
+        successful_reloads(&r.text().await.unwrap_or_default())
     }
 
     async fn ready(&self) -> bool {
@@ -194,18 +186,7 @@ impl KindCluster {
 
     async fn edit_manifest(&self, flags: &[String]) -> Result<()> {
         let text = run(&docker(), &["exec", &self.node, "cat", MANIFEST], None).await?;
-        let mut doc: serde_json::Value =
-            serde_saphyr::from_str(&text).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
-        let cmd = doc["spec"]["containers"][0]["command"]
-            .as_array_mut()
-            .ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
-        cmd.retain(|a| {
-            a.as_str().is_some_and(|s| {
-                !s.starts_with("--oidc-") && !s.starts_with("--authentication-config")
-            })
-        });
-        cmd.extend(flags.iter().map(|f| serde_json::Value::String(f.clone())));
-        let out = serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))?;
+        let out = with_auth_flags(&text, flags)?;
         let before = run(
             &docker(),
             &[
@@ -392,6 +373,36 @@ impl ClusterBackend for KindCluster {
     }
 }
 
+/// Sum of `apiserver_authentication_config_controller_automatic_reloads_total{status="success"}`
+/// in a Prometheus text exposition.
+fn successful_reloads(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_authentication_config_controller_automatic_reloads_total")
+                && l.contains("status=\"success\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// The kube-apiserver static pod manifest with every `--oidc-*` and
+/// `--authentication-config` argument replaced by `flags`.
+fn with_auth_flags(manifest: &str, flags: &[String]) -> Result<String> {
+    let mut doc: serde_json::Value =
+        serde_saphyr::from_str(manifest).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
+    let cmd = doc["spec"]["containers"][0]["command"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
+    cmd.retain(|a| {
+        a.as_str()
+            .is_some_and(|s| !s.starts_with("--oidc-") && !s.starts_with("--authentication-config"))
+    });
+    cmd.extend(flags.iter().map(|f| serde_json::Value::String(f.clone())));
+    serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
@@ -407,5 +418,50 @@ impl Drop for KindCluster {
                 .args(["delete", "cluster", "--name", &self.name])
                 .output();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The shape kubeadm writes (trimmed).
+    const MANIFEST_TEXT: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=172.18.0.2\n    - --authentication-config=/etc/kubernetes/kanidm-lab/authentication-config.yaml\n    - --secure-port=6443\n    image: registry.k8s.io/kube-apiserver:v1.36.4\n    name: kube-apiserver\n  hostNetwork: true\n";
+
+    #[test]
+    fn switching_to_flags_replaces_the_structured_config() {
+        let flags = vec![
+            "--oidc-issuer-url=https://localhost:1/oauth2/openid/k8s".to_string(),
+            "--oidc-client-id=k8s".into(),
+        ];
+        let out = with_auth_flags(MANIFEST_TEXT, &flags).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+        let cmd: Vec<&str> = v["spec"]["containers"][0]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect();
+        assert_eq!(
+            cmd,
+            [
+                "kube-apiserver",
+                "--advertise-address=172.18.0.2",
+                "--secure-port=6443",
+                flags[0].as_str(),
+                flags[1].as_str()
+            ]
+        );
+        assert_eq!(v["spec"]["hostNetwork"], true);
+        // And back: flags out, structured config in.
+        let back = with_auth_flags(&out, &["--authentication-config=/x.yaml".to_string()]).unwrap();
+        assert!(!back.contains("--oidc-") && back.contains("--authentication-config=/x.yaml"));
+    }
+
+    #[test]
+    fn reload_counter_reads_only_successes() {
+        let m = "# HELP x\napiserver_authentication_config_controller_automatic_reloads_total{apiserver_id_hash=\"sha256:ab\",status=\"failure\"} 2\napiserver_authentication_config_controller_automatic_reloads_total{apiserver_id_hash=\"sha256:ab\",status=\"success\"} 3\n";
+        assert_eq!(successful_reloads(m), 3);
+        assert_eq!(successful_reloads(""), 0);
     }
 }
