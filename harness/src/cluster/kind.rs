@@ -184,22 +184,22 @@ impl KindCluster {
         matches!(self.http.get(format!("{}/readyz", self.url)).send().await, Ok(r) if r.status().is_success())
     }
 
+    /// Run a shell snippet inside the node container.
+    async fn node_sh(&self, script: &str) -> Result<String> {
+        run(&docker(), &["exec", &self.node, "sh", "-c", script], None).await
+    }
+
+    /// The id of the running kube-apiserver container in the node ("" if none).
+    async fn apiserver_container(&self) -> String {
+        self.node_sh("crictl ps --name kube-apiserver -q | head -1")
+            .await
+            .unwrap_or_default()
+    }
+
     async fn edit_manifest(&self, flags: &[String]) -> Result<()> {
         let text = run(&docker(), &["exec", &self.node, "cat", MANIFEST], None).await?;
         let out = with_auth_flags(&text, flags)?;
-        let before = run(
-            &docker(),
-            &[
-                "exec",
-                &self.node,
-                "sh",
-                "-c",
-                "crictl ps --name kube-apiserver -q | head -1",
-            ],
-            None,
-        )
-        .await
-        .unwrap_or_default();
+        let before = self.apiserver_container().await;
         run(
             &docker(),
             &[
@@ -216,19 +216,7 @@ impl KindCluster {
         // kubelet notices the manifest and replaces the container: wait for a new one, then /readyz.
         let start = Instant::now();
         loop {
-            let now = run(
-                &docker(),
-                &[
-                    "exec",
-                    &self.node,
-                    "sh",
-                    "-c",
-                    "crictl ps --name kube-apiserver -q | head -1",
-                ],
-                None,
-            )
-            .await
-            .unwrap_or_default();
+            let now = self.apiserver_container().await;
             if !now.trim().is_empty() && now.trim() != before.trim() && self.ready().await {
                 return Ok(());
             }
@@ -243,16 +231,8 @@ impl KindCluster {
     }
 
     async fn pod_log(&self) -> String {
-        run(
-            &docker(),
-            &[
-                "exec",
-                &self.node,
-                "sh",
-                "-c",
-                "cat /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log 2>/dev/null",
-            ],
-            None,
+        self.node_sh(
+            "cat /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log 2>/dev/null",
         )
         .await
         .unwrap_or_default()
