@@ -1,0 +1,79 @@
+//! `lab up`'s kubeconfigs log people in through `cargo xtask exec-credential` (the exec
+//! credential plugin) with real kubectl, kanidmd, kube-apiserver and Chromium; skipped loudly
+//! when any of them is missing.
+
+use std::path::PathBuf;
+
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_logs_in_through_the_exec_plugin() {
+    harness::init_crypto();
+    let missing: Vec<&str> = harness::tools::ALL
+        .iter()
+        .filter(|t| t.name != "kind" && t.find().is_none())
+        .map(|t| t.name)
+        .collect();
+    if !missing.is_empty() {
+        skipped!("needs {} (see `cargo xtask doctor`)", missing.join(", "));
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = harness::scenario::load_file(&root.join("scenarios/post1-structured.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lab_dir = dir.path().join("lab");
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_xtask"));
+    let running = harness::labkit::up(&s, &lab_dir, true, "1.36".parse().unwrap(), &exe)
+        .await
+        .unwrap();
+    let kubeconfig = running.state.persons["alice"].kubeconfig.clone().unwrap();
+    let kubectl = harness::tools::KUBECTL.require().unwrap();
+    let whoami = |kc: PathBuf| {
+        let kubectl = kubectl.clone();
+        async move {
+            tokio::process::Command::new(&kubectl)
+                .arg(format!("--kubeconfig={}", kc.display()))
+                .args(["auth", "whoami", "-o", "json"])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    // First call: no cached token, so the plugin logs in through the browser.
+    let out = whoami(kubeconfig.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"]["userInfo"]["username"], "alice@localhost");
+    // Second call: the cached token is used (no login), so it is fast.
+    let t = std::time::Instant::now();
+    let again = whoami(kubeconfig).await;
+    assert!(again.status.success());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "cached token not used: {:?}",
+        t.elapsed()
+    );
+    // The plugin prints a v1 ExecCredential with an expiry.
+    let cred = harness::labkit::exec_credential(&lab_dir, "alice")
+        .await
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_str(&cred).unwrap();
+    assert_eq!(c["apiVersion"], "client.authentication.k8s.io/v1");
+    assert!(
+        c["status"]["expirationTimestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    running.shutdown().await;
+    assert!(!lab_dir.exists(), "lab secrets must go with the lab");
+}
