@@ -214,7 +214,7 @@ pub async fn up(
             ca_pem: pki.ca_pem.clone(),
             ca_path_for_apiserver: cp.ca_path_for_apiserver(),
         };
-        let auth = crate::run::auth_setup(s, &facts, v)?;
+        let auth = crate::render::plan::auth_setup(s, &facts, v)?;
         cp.configure_auth(&auth).await?;
         let admin = crate::rbac_apply::admin_client(cp.admin_kubeconfig()).await?;
         crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;

@@ -2,6 +2,7 @@
 
 use crate::check::CheckResult;
 use crate::check::cause::{Cause, auth_error_of};
+use crate::check::expect::{check_whoami, find_auth_line, last_init_failure, wait_oidc_ready};
 use crate::check::kubectl::{self, Verdict};
 use crate::cluster::{AuthSetup, ClusterBackend, KanidmPlacement, kubeconfig};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
@@ -10,11 +11,12 @@ use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
 use crate::pki::{self, LabPki, ServingNames};
 use crate::progress::Progress;
+use crate::render::plan::auth_setup;
 use crate::render::{self, K8sVersion, LabFacts};
 use crate::scenario::LoadedScenario;
 use crate::scenario::action::Action;
 use crate::scenario::model::{CredentialKind, LoginOutcome};
-use crate::scenario::placeholder::{self, Values};
+use crate::scenario::placeholder::Values;
 use crate::timings::Timings;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
@@ -234,19 +236,6 @@ fn facts_for(k: &KanidmLab, lab: &Lab, ca_path: String) -> LabFacts {
         ca_pem: lab.pki.ca_pem.clone(),
         ca_path_for_apiserver: ca_path,
     }
-}
-
-pub fn auth_setup(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result<AuthSetup> {
-    if let Some(yaml) = render::authn_config::render(s, facts, v)? {
-        return Ok(AuthSetup::Structured { config_yaml: yaml });
-    }
-    let flags = render::oidc_flags::render(s, facts)?.ok_or_else(|| {
-        anyhow!(
-            "scenario {} configures no API server authentication",
-            s.name
-        )
-    })?;
-    Ok(AuthSetup::Flags(flags))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -510,139 +499,11 @@ async fn run_scenario(
     Ok(results)
 }
 
-/// The latest discovery failure in the current API server log.
-fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
-    let mut whole = cluster.log_mark();
-    whole.offset = 0;
-    cluster
-        .log_lines_since(&whole)
-        .iter()
-        .rev()
-        .find_map(|l| crate::check::cause::init_failure_of(l))
-}
-
 /// A fresh number for a Kanidm working directory in this lab.
 fn lab_counter(dir: &Path) -> usize {
     (1..)
         .find(|n| !dir.join(format!("kanidm-{n}")).exists())
         .unwrap_or(1)
-}
-
-fn find_auth_line(lines: &[String]) -> Option<String> {
-    lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("Unable to authenticate the request"))
-        .cloned()
-}
-
-/// Discovery runs asynchronously after start: wait with a real token until the API server
-/// answers with anything but "authenticator not initialized".
-async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let mark = cluster.log_mark();
-        let run = kubectl::run(
-            kubeconfig_path,
-            &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
-        )
-        .await?;
-        if run.verdict != Verdict::Unauthorized {
-            return Ok(());
-        }
-        let cause = find_auth_line(&cluster.log_lines_since(&mark))
-            .as_deref()
-            .and_then(auth_error_of)
-            .as_deref()
-            .and_then(Cause::classify);
-        if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
-            return Ok(());
-        }
-        // A discovery failure that is not a transient connection problem will not heal.
-        if let Some((c, _)) = last_init_failure(cluster)
-            && c != Cause::AuthenticatorNotInitialized
-            && start.elapsed() > Duration::from_secs(1)
-        {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(45) {
-            return Ok(()); // the check itself reports the cause
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn check_whoami(
-    run: &kubectl::KubectlRun,
-    w: &crate::scenario::model::WhoamiExpect,
-    values: &Values,
-) -> (bool, String, Option<String>) {
-    if run.verdict != Verdict::Allowed {
-        return (
-            false,
-            run.verdict.label().to_string(),
-            Some(format!(
-                "`kubectl auth whoami` failed: {}",
-                run.stderr.trim()
-            )),
-        );
-    }
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
-    let username = v["status"]["userInfo"]["username"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let groups: Vec<String> = v["status"]["userInfo"]["groups"]
-        .as_array()
-        .map(|g| {
-            g.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut problems = Vec::new();
-    let resolve = |t: &String| placeholder::resolve(t, values).unwrap_or_else(|e| e);
-    if let Some(u) = &w.username {
-        let want = resolve(u);
-        if want != username {
-            problems.push(format!("username is `{username}`, expected `{want}`"));
-        }
-    }
-    for g in &w.groups_include {
-        let want = resolve(g);
-        if !groups.contains(&want) {
-            problems.push(format!("group `{want}` missing"));
-        }
-    }
-    for g in &w.groups_exclude {
-        let want = resolve(g);
-        if groups.contains(&want) {
-            problems.push(format!("group `{want}` present but must not be"));
-        }
-    }
-    let shown: Vec<&str> = groups
-        .iter()
-        .filter(|g| !looks_like_uuid(g.rsplit(':').next().unwrap_or(g)))
-        .map(String::as_str)
-        .collect();
-    let hidden = groups.len() - shown.len();
-    let more = if hidden > 0 {
-        format!(" (+{hidden} UUIDs)")
-    } else {
-        String::new()
-    };
-    let actual = format!("user {username}, groups [{}]{more}", shown.join(", "));
-    if problems.is_empty() {
-        (true, actual, None)
-    } else {
-        (false, actual, Some(problems.join("; ")))
-    }
-}
-
-fn looks_like_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        && s.matches('-').count() == 4
 }
 
 /// Log every person of the scenario in (once per Kanidm state); returns per-login times.
@@ -864,153 +725,4 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     )?;
     std::fs::write(opts.artifacts.join("timings.txt"), all.timings.render())?;
     Ok(all)
-}
-
-/// Everything `cargo xtask render` prints for a scenario.
-pub fn render_all(
-    s: &LoadedScenario,
-    facts: &LabFacts,
-    v: K8sVersion,
-    kind_configs: &Path,
-) -> Result<String> {
-    let mut out = String::new();
-    out.push_str(&format!("# scenario: {} (Kubernetes {v})\n", s.name));
-    if !s.header.is_empty() {
-        for l in s.header.lines() {
-            out.push_str(&format!("# {l}\n"));
-        }
-    }
-    out.push_str("\n## Kanidm (applied through kanidm_client as idm_admin)\n");
-    out.push_str(&kanidm_plan(s));
-    out.push_str("\n## API server authentication\n");
-    let auth = auth_setup(s, facts, v)?;
-    let kind_args: Vec<String> = match &auth {
-        AuthSetup::Structured { config_yaml } => {
-            out.push_str("# --authentication-config=<lab>/apiserver/authentication-config.yaml\n");
-            out.push_str(config_yaml);
-            vec![format!(
-                "authentication-config={}/authentication-config.yaml",
-                render::kind_config::NODE_AUTHN_DIR
-            )]
-        }
-        AuthSetup::Flags(flags) => {
-            for f in flags {
-                out.push_str(&format!("{f}\n"));
-            }
-            flags
-                .iter()
-                .map(|f| {
-                    f.trim_start_matches('-').replace(
-                        &facts.ca_path_for_apiserver,
-                        &format!("{}/ca.pem", render::kind_config::NODE_AUTHN_DIR),
-                    )
-                })
-                .collect()
-        }
-    };
-    out.push_str("\n## RBAC\n");
-    out.push_str(&render::rbac::render(s, facts)?.to_yaml()?);
-    let base_path = render::kind_config::base_config_path(kind_configs, v);
-    let base_name = base_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.push_str(&format!(
-        "\n## kind cluster config (kind-configs/{base_name} + this scenario's auth)\n"
-    ));
-    match std::fs::read_to_string(&base_path) {
-        Ok(base) => out.push_str(&render::kind_config::render(
-            &base,
-            Path::new("<lab>/apiserver"),
-            &kind_args,
-        )?),
-        Err(_) => out.push_str(&format!(
-            "# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n"
-        )),
-    }
-    Ok(out)
-}
-
-/// A readable plan of the Kanidm state (the `kanidm` CLI commands the posts ran).
-pub fn kanidm_plan(s: &LoadedScenario) -> String {
-    let k = &s.scenario.kanidm;
-    let mut out = String::new();
-    if let Some(m) = k.credential_type_minimum {
-        out.push_str(&format!(
-            "group account-policy credential-type-minimum idm_all_persons {}\n",
-            m.as_kanidm()
-        ));
-    }
-    for g in &k.groups {
-        out.push_str(&format!("group create {}\n", g.name.value));
-    }
-    for p in &k.persons {
-        out.push_str(&format!(
-            "person create {} {:?}\n",
-            p.name.value, p.display_name
-        ));
-        if !p.mail.is_empty() {
-            out.push_str(&format!(
-                "person update {} --mail {}\n",
-                p.name.value,
-                p.mail.join(" --mail ")
-            ));
-        }
-        for g in &p.groups {
-            out.push_str(&format!("group add-members {} {}\n", g.value, p.name.value));
-        }
-        out.push_str(&format!(
-            "# credentials for {}: {:?} (generated, never printed)\n",
-            p.name.value, p.credential
-        ));
-    }
-    for c in &k.oauth2_clients {
-        let n = &c.name.value;
-        let kind = if c.public { "create-public" } else { "create" };
-        out.push_str(&format!(
-            "system oauth2 {kind} {n} {:?} {}\n",
-            c.display_name, c.landing_url
-        ));
-        for u in &c.redirect_urls {
-            out.push_str(&format!("system oauth2 add-redirect-url {n} {u}\n"));
-        }
-        if c.localhost_redirects {
-            out.push_str(&format!("system oauth2 enable-localhost-redirects {n}\n"));
-        }
-        for m in &c.scope_maps {
-            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!(
-                "system oauth2 update-scope-map {n} {} {}\n",
-                m.group.value,
-                sc.join(" ")
-            ));
-        }
-        for m in &c.sup_scope_maps {
-            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!(
-                "system oauth2 update-sup-scope-map {n} {} {}\n",
-                m.group.value,
-                sc.join(" ")
-            ));
-        }
-        if c.legacy_crypto {
-            out.push_str(&format!("system oauth2 warning-enable-legacy-crypto {n}\n"));
-        }
-        if c.prefer_short_username {
-            out.push_str(&format!("system oauth2 prefer-short-username {n}\n"));
-        }
-        if let Some(img) = &c.image {
-            let ext = img.rsplit('.').next().unwrap_or_default();
-            out.push_str(&format!("system oauth2 set-image {n} {img} {ext}\n"));
-        }
-        for m in &c.claim_maps {
-            out.push_str(&format!(
-                "system oauth2 update-claim-map {n} {} {} {}\n",
-                m.claim.value,
-                m.group.value,
-                m.values.join(" ")
-            ));
-        }
-    }
-    out
 }

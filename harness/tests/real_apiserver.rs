@@ -59,7 +59,7 @@ async fn api_server_accepts_every_rendered_auth_config() {
         let mut facts = LabFacts::example(&s);
         facts.ca_pem = pki.ca_pem.clone();
         facts.ca_path_for_apiserver = pki.ca_cert.to_string_lossy().into_owned();
-        let auth = harness::run::auth_setup(&s, &facts, "1.36".parse().unwrap()).unwrap();
+        let auth = harness::render::plan::auth_setup(&s, &facts, "1.36".parse().unwrap()).unwrap();
         cp.configure_auth(&auth).await.unwrap_or_else(|e| {
             panic!(
                 "{}: the API server rejected the rendered config: {e:#}",

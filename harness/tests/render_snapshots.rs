@@ -16,9 +16,13 @@ fn render_every_scenario(#[case] version: &str) {
     let v: K8sVersion = version.parse().unwrap();
     for path in discover(&root().join("scenarios")).unwrap() {
         let s = load_file(&path).unwrap();
-        let out =
-            harness::run::render_all(&s, &LabFacts::example(&s), v, &root().join("kind-configs"))
-                .unwrap();
+        let out = harness::render::plan::render_all(
+            &s,
+            &LabFacts::example(&s),
+            v,
+            &root().join("kind-configs"),
+        )
+        .unwrap();
         insta::assert_snapshot!(format!("{}-{}", s.name, version), out);
     }
 }

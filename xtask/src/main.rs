@@ -233,7 +233,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let s = scenario::load_file(&path)?;
             print!(
                 "{}",
-                harness::run::render_all(
+                harness::render::plan::render_all(
                     &s,
                     &LabFacts::example(&s),
                     k8s,

@@ -1,6 +1,7 @@
 //! Assertions: run real kubectl as each person, classify, and explain 401s.
 
 pub mod cause;
+pub mod expect;
 pub mod kubectl;
 
 /// The result of one expectation check.

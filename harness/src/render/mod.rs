@@ -7,6 +7,7 @@ pub mod authn_config;
 pub mod kanidm_config;
 pub mod kind_config;
 pub mod oidc_flags;
+pub mod plan;
 pub mod rbac;
 pub mod version;
 
