@@ -59,7 +59,6 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
                 .as_deref()
                 .unwrap_or("/callback"),
             spki_pin: &pki.kanidm_spki_sha256,
-            host_rules: None,
             artifacts: &lab.path.join("artifacts"),
         };
         let t = Instant::now();

@@ -324,7 +324,6 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
                 redirect_port: state.redirect_port,
                 redirect_path: &state.redirect_path,
                 spki_pin: &state.spki_pin,
-                host_rules: None,
                 artifacts: &dir.join("artifacts"),
             };
             let out = crate::login::login(

@@ -535,7 +535,6 @@ async fn login_all(
         redirect_port: login.redirect_port,
         redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
         spki_pin: &lab.pki.kanidm_spki_sha256,
-        host_rules: None,
         artifacts: art_dir,
     };
     let todo: Vec<&String> = people

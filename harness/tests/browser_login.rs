@@ -55,7 +55,6 @@ async fn logs_in_through_the_browser_and_verifies_the_token() {
         redirect_port: None,
         redirect_path: "/callback",
         spki_pin: &pki.kanidm_spki_sha256,
-        host_rules: None,
         artifacts: &dir.path().join("artifacts"),
     };
     let secrets = PersonSecrets {
@@ -164,7 +163,6 @@ async fn a_browser_that_does_not_trust_the_issuer_key_fails_with_artifacts() {
         redirect_port: None,
         redirect_path: "/callback",
         spki_pin: &other.kanidm_spki_sha256, // pinned to a different key: TLS must fail
-        host_rules: None,
         artifacts: &dir.path().join("artifacts"),
     };
     let secrets = PersonSecrets {

@@ -148,7 +148,6 @@ async fn logs_in_through_the_real_kanidm_ui() {
             redirect_port: None,
             redirect_path: "/callback",
             spki_pin: &pki.kanidm_spki_sha256,
-            host_rules: None,
             artifacts: &dir.path().join("artifacts"),
         };
         let t = Instant::now();

@@ -62,18 +62,13 @@ impl Browser {
     }
 
     /// A fresh browser session with its own profile, trusting only `spki_pin`.
-    pub async fn session(
-        &self,
-        label: &str,
-        spki_pin: &str,
-        host_rules: Option<&str>,
-    ) -> Result<Client> {
+    pub async fn session(&self, label: &str, spki_pin: &str) -> Result<Client> {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profile = self.profiles.join(format!("{label}-{n}"));
         std::fs::create_dir_all(&profile)?;
-        let mut args = vec![
+        let args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -87,9 +82,6 @@ impl Browser {
             format!("--user-data-dir={}", profile.display()),
             format!("--ignore-certificate-errors-spki-list={spki_pin}"),
         ];
-        if let Some(rules) = host_rules {
-            args.push(format!("--host-resolver-rules={rules}"));
-        }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(

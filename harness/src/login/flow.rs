@@ -46,7 +46,6 @@ pub struct LoginRequest<'a> {
     pub redirect_port: Option<u16>,
     pub redirect_path: &'a str,
     pub spki_pin: &'a str,
-    pub host_rules: Option<&'a str>,
     /// Where screenshots/HTML go when the login fails unexpectedly.
     pub artifacts: &'a Path,
 }
@@ -68,9 +67,7 @@ pub async fn login(
     let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
     let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
     let redirect_prefix = listener.redirect_uri();
-    let client = browser
-        .session(person.name, req.spki_pin, req.host_rules)
-        .await?;
+    let client = browser.session(person.name, req.spki_pin).await?;
     if person.passkey {
         super::webauthn::add_virtual_authenticator(&client).await?;
         if let Some(token) = &person.secrets.reset_token
