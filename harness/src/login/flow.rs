@@ -67,6 +67,7 @@ pub async fn login(
     let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
     let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
     let redirect_prefix = listener.redirect_uri();
+    let t_session = Instant::now();
     let client = browser.session(person.name, req.spki_pin).await?;
     if person.passkey {
         super::webauthn::add_virtual_authenticator(&client).await?;
@@ -84,6 +85,8 @@ pub async fn login(
         }
     }
     let accept = tokio::spawn(async move { listener.accept(Duration::from_secs(60)).await });
+    let session_time = t_session.elapsed();
+    let t_flow = Instant::now();
     let mut trail = Vec::new();
     let result = drive(&client, &auth.url, &redirect_prefix, person, &mut trail).await;
     let outcome = match result {
@@ -100,11 +103,20 @@ pub async fn login(
             outcome
         }
         Ok(None) => {
+            let flow_time = t_flow.elapsed();
+            let t_exchange = Instant::now();
             let (code, state) = accept
                 .await
                 .map_err(|e| anyhow!("redirect listener task: {e}"))??;
             let token =
                 oidc::exchange_and_verify(http, &disco, req.client_id, auth, &code, &state).await?;
+            tracing::debug!(
+                person = person.name,
+                session_ms = session_time.as_millis() as u64,
+                pages_ms = flow_time.as_millis() as u64,
+                exchange_ms = t_exchange.elapsed().as_millis() as u64,
+                "login timings"
+            );
             LoginOutcomeActual::Token(token)
         }
         Err(e) => {
