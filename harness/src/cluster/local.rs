@@ -186,24 +186,40 @@ impl LocalControlPlane {
     }
 
     /// Is the built-in `view` role aggregated (has rules)?
-    async fn view_has_rules(&self) -> bool {
-        let url = format!(
-            "{}/apis/rbac.authorization.k8s.io/v1/clusterroles/view",
-            self.url
-        );
-        let Ok(r) = self.http.get(url).send().await else {
-            return false;
-        };
-        let Ok(v) = r.json::<serde_json::Value>().await else {
-            return false;
-        };
-        v["rules"].as_array().is_some_and(|r| !r.is_empty())
+    /// Rule counts of `view`, `edit` and `admin` (which kube-controller-manager aggregates).
+    async fn aggregated_rule_counts(&self) -> Option<[usize; 3]> {
+        let mut out = [0; 3];
+        for (slot, role) in out.iter_mut().zip(["view", "edit", "admin"]) {
+            let url = format!(
+                "{}/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}",
+                self.url
+            );
+            let v: serde_json::Value = self.http.get(url).send().await.ok()?.json().await.ok()?;
+            *slot = v["rules"].as_array().map(Vec::len).unwrap_or(0);
+        }
+        Some(out)
+    }
+
+    /// All three roles have rules, each includes the one below it, and nothing changed
+    /// since the previous look (the controller writes them one after another).
+    fn aggregation_settled(prev: Option<[usize; 3]>, now: Option<[usize; 3]>) -> bool {
+        match (prev, now) {
+            (Some(p), Some(n)) => p == n && n[0] > 0 && n[1] >= n[0] && n[2] >= n[1],
+            _ => false,
+        }
     }
 
     async fn ensure_roles_aggregated(&mut self) -> Result<()> {
-        if self.view_has_rules().await {
-            self.roles_aggregated = true;
-            return Ok(());
+        if self.roles_aggregated {
+            // Aggregated rules live in etcd; check they survived the restart.
+            if self
+                .aggregated_rule_counts()
+                .await
+                .is_some_and(|c| c.iter().all(|n| *n > 0))
+            {
+                return Ok(());
+            }
+            self.roles_aggregated = false;
         }
         let args = vec![
             format!("--kubeconfig={}", self.admin_kubeconfig.display()),
@@ -221,7 +237,14 @@ impl LocalControlPlane {
             &log,
         )?;
         let start = Instant::now();
-        while !self.view_has_rules().await {
+        let mut prev = None;
+        loop {
+            let now = self.aggregated_rule_counts().await;
+            if Self::aggregation_settled(prev, now) {
+                break;
+            }
+            prev = now;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             kcm.ensure_running()?;
             if start.elapsed() > Duration::from_secs(60) {
                 bail!(
@@ -229,7 +252,6 @@ impl LocalControlPlane {
                     log.display()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Stop it: it holds watches that make the next API server stop take 60 s.
         kcm.stop(Duration::from_secs(5)).await;
