@@ -4,7 +4,7 @@ use crate::kanidm::provision;
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginRequest, Person};
-use crate::pki::{self, ServingNames};
+use crate::pki;
 use crate::run::LabDir;
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::CredentialKind;
@@ -15,11 +15,7 @@ use std::time::Instant;
 pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     let lab = LabDir::create(false)?;
     let mut out = Vec::new();
-    let pki = pki::generate(
-        &lab.path.join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )?;
+    let pki = pki::generate_local(&lab.path.join("pki"))?;
     let http = lab_http_client(&pki.ca_pem)?;
     let t = Instant::now();
     let kdir = lab.path.join("kanidm");

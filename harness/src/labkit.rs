@@ -7,7 +7,7 @@ use crate::kanidm::provision::{self, PersonSecrets, TotpKey};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
-use crate::pki::{self, ServingNames};
+use crate::pki;
 use crate::render::{K8sVersion, LabFacts};
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::CredentialKind;
@@ -134,11 +134,7 @@ pub async fn up(
     std::fs::create_dir_all(dir)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let pki = pki::generate(
-        &dir.join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&["localhost"]),
-    )?;
+    let pki = pki::generate_local(&dir.join("pki"))?;
     let http = lab_http_client(&pki.ca_pem)?;
     let kdir = dir.join("kanidm");
     std::fs::create_dir_all(&kdir)?;

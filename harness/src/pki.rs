@@ -118,6 +118,12 @@ fn leaf(
     Ok((cert.pem(), key))
 }
 
+/// The local topology's PKI: Kanidm and the API server both served as localhost/127.0.0.1.
+pub fn generate_local(dir: &Path) -> Result<LabPki> {
+    let names = ServingNames::loopback(&["localhost"]);
+    generate(dir, &names, &names)
+}
+
 /// Generate a fresh CA and all lab certificates into `dir` (created with mode 0700).
 pub fn generate(
     dir: &Path,

@@ -9,7 +9,7 @@ use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::kanidm::{KanidmServer, Provisioned, provision};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
-use crate::pki::{self, LabPki, ServingNames};
+use crate::pki::{self, LabPki};
 use crate::progress::Progress;
 use crate::render::plan::auth_setup;
 use crate::render::{self, K8sVersion, LabFacts};
@@ -66,11 +66,7 @@ pub struct Lab {
 impl Lab {
     pub async fn new(dir: &Path) -> Result<Lab> {
         std::fs::create_dir_all(dir)?;
-        let pki = pki::generate(
-            &dir.join("pki"),
-            &ServingNames::loopback(&["localhost"]),
-            &ServingNames::loopback(&["localhost"]),
-        )?;
+        let pki = pki::generate_local(&dir.join("pki"))?;
         let http = lab_http_client(&pki.ca_pem)?;
         let browser = Browser::start(&dir.join("browser")).await?;
         Ok(Lab {

@@ -137,3 +137,11 @@ fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// Names of the tools the local backend needs that are not found (empty: it can run).
+pub fn missing_for_local() -> Vec<&'static str> {
+    ALL.iter()
+        .filter(|t| t.name != KIND.name && t.find().is_none())
+        .map(|t| t.name)
+        .collect()
+}

@@ -6,7 +6,7 @@ mod fake_issuer;
 use harness::kanidm::PersonSecrets;
 use harness::login::browser::Browser;
 use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
-use harness::pki::{self, ServingNames};
+use harness::pki;
 
 /// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
 macro_rules! skipped {
@@ -28,52 +28,86 @@ fn browser_available() -> bool {
     ok
 }
 
+/// A test-double issuer with a lab PKI, an HTTPS client and a browser.
+struct Rig {
+    dir: tempfile::TempDir,
+    pki: pki::LabPki,
+    fake: fake_issuer::FakeIssuer,
+    http: reqwest::Client,
+    browser: Browser,
+    scopes: Vec<String>,
+    artifacts: std::path::PathBuf,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki::generate_local(&dir.path().join("pki")).unwrap();
+        let chain = std::fs::read_to_string(&pki.kanidm_chain).unwrap();
+        let key = std::fs::read_to_string(&pki.kanidm_key).unwrap();
+        let fake = fake_issuer::FakeIssuer::start(&chain, &key).await;
+        let http = harness::kanidm::server::lab_http_client(&pki.ca_pem).unwrap();
+        let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
+        let artifacts = dir.path().join("artifacts");
+        Rig {
+            dir,
+            pki,
+            fake,
+            http,
+            browser,
+            scopes: vec!["openid".into()],
+            artifacts,
+        }
+    }
+
+    /// A login request whose browser trusts exactly `spki_pin`.
+    fn request<'a>(&'a self, spki_pin: &'a str) -> LoginRequest<'a> {
+        LoginRequest {
+            issuer: &self.fake.issuer,
+            origin: &self.fake.origin,
+            client_id: "fake",
+            scopes: &self.scopes,
+            redirect_port: None,
+            redirect_path: "/callback",
+            spki_pin,
+            artifacts: &self.artifacts,
+        }
+    }
+
+    async fn login(
+        &self,
+        req: &LoginRequest<'_>,
+        name: &str,
+        password: &str,
+    ) -> anyhow::Result<LoginOutcomeActual> {
+        let secrets = PersonSecrets {
+            password: password.into(),
+            totp: None,
+            reset_token: None,
+        };
+        login(
+            &self.browser,
+            &self.http,
+            req,
+            &Person {
+                name,
+                secrets: &secrets,
+                passkey: false,
+            },
+        )
+        .await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_in_through_the_browser_and_verifies_the_token() {
     harness::init_crypto();
     if !browser_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(
-        &dir.path().join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let chain = std::fs::read_to_string(&pki.kanidm_chain).unwrap();
-    let key = std::fs::read_to_string(&pki.kanidm_key).unwrap();
-    let fake = fake_issuer::FakeIssuer::start(&chain, &key).await;
-    let http = harness::kanidm::server::lab_http_client(&pki.ca_pem).unwrap();
-    let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
-    let scopes = vec!["openid".to_string()];
-    let req = LoginRequest {
-        issuer: &fake.issuer,
-        origin: &fake.origin,
-        client_id: "fake",
-        scopes: &scopes,
-        redirect_port: None,
-        redirect_path: "/callback",
-        spki_pin: &pki.kanidm_spki_sha256,
-        artifacts: &dir.path().join("artifacts"),
-    };
-    let secrets = PersonSecrets {
-        password: fake.password.clone(),
-        totp: None,
-        reset_token: None,
-    };
-    let out = login(
-        &browser,
-        &http,
-        &req,
-        &Person {
-            name: "alice",
-            secrets: &secrets,
-            passkey: false,
-        },
-    )
-    .await
-    .unwrap();
+    let rig = Rig::new().await;
+    let req = rig.request(&rig.pki.kanidm_spki_sha256);
+    let out = rig.login(&req, "alice", &rig.fake.password).await.unwrap();
     let LoginOutcomeActual::Token(tok) = out else {
         panic!("expected a token, got {out:?}")
     };
@@ -81,46 +115,22 @@ async fn logs_in_through_the_browser_and_verifies_the_token() {
     assert_eq!(tok.claims["preferred_username"], "alice@localhost");
 
     // Access denied is a typed outcome, not an error.
-    let denied = login(
-        &browser,
-        &http,
-        &req,
-        &Person {
-            name: "outsider",
-            secrets: &secrets,
-            passkey: false,
-        },
-    )
-    .await
-    .unwrap();
+    let denied = rig
+        .login(&req, "outsider", &rig.fake.password)
+        .await
+        .unwrap();
     assert!(
         matches!(denied, LoginOutcomeActual::AccessDenied),
         "{denied:?}"
     );
 
     // A wrong password is reported with the page's reason, and artifacts are saved.
-    let wrong = PersonSecrets {
-        password: "nope".into(),
-        totp: None,
-        reset_token: None,
-    };
-    let failed = login(
-        &browser,
-        &http,
-        &req,
-        &Person {
-            name: "bob",
-            secrets: &wrong,
-            passkey: false,
-        },
-    )
-    .await
-    .unwrap();
+    let failed = rig.login(&req, "bob", "nope").await.unwrap();
     assert!(
         matches!(&failed, LoginOutcomeActual::LoginFailed(r) if r.contains("bad password")),
         "{failed:?}"
     );
-    let art = dir.path().join("artifacts/login-bob");
+    let art = rig.dir.path().join("artifacts/login-bob");
     assert!(
         art.join("screenshot.png").exists()
             && art.join("page.html").exists()
@@ -134,58 +144,22 @@ async fn a_browser_that_does_not_trust_the_issuer_key_fails_with_artifacts() {
     if !browser_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(
-        &dir.path().join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let other = pki::generate(
-        &dir.path().join("other"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let fake = fake_issuer::FakeIssuer::start(
-        &std::fs::read_to_string(&pki.kanidm_chain).unwrap(),
-        &std::fs::read_to_string(&pki.kanidm_key).unwrap(),
-    )
-    .await;
-    let http = harness::kanidm::server::lab_http_client(&pki.ca_pem).unwrap();
-    let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
-    let scopes = vec!["openid".to_string()];
-    let req = LoginRequest {
-        issuer: &fake.issuer,
-        origin: &fake.origin,
-        client_id: "fake",
-        scopes: &scopes,
-        redirect_port: None,
-        redirect_path: "/callback",
-        spki_pin: &other.kanidm_spki_sha256, // pinned to a different key: TLS must fail
-        artifacts: &dir.path().join("artifacts"),
-    };
-    let secrets = PersonSecrets {
-        password: fake.password.clone(),
-        totp: None,
-        reset_token: None,
-    };
+    let rig = Rig::new().await;
+    let other = pki::generate_local(&rig.dir.path().join("other")).unwrap();
+    // Pinned to a different key: TLS must fail.
+    let req = rig.request(&other.kanidm_spki_sha256);
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(90),
-        login(
-            &browser,
-            &http,
-            &req,
-            &Person {
-                name: "alice",
-                secrets: &secrets,
-                passkey: false,
-            },
-        ),
+        rig.login(&req, "alice", &rig.fake.password),
     )
     .await
     .expect("must fail, not hang")
     .expect_err("an untrusted certificate must not be accepted");
     assert!(format!("{err:#}").contains("screenshot"), "{err:#}");
-    assert!(dir.path().join("artifacts/login-alice/page.html").exists());
+    assert!(
+        rig.dir
+            .path()
+            .join("artifacts/login-alice/page.html")
+            .exists()
+    );
 }

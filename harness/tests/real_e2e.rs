@@ -15,11 +15,7 @@ macro_rules! skipped {
 #[tokio::test(flavor = "multi_thread")]
 async fn both_posts_end_to_end() {
     harness::init_crypto();
-    let missing: Vec<&str> = harness::tools::ALL
-        .iter()
-        .filter(|t| t.name != "kind" && t.find().is_none())
-        .map(|t| t.name)
-        .collect();
+    let missing = harness::tools::missing_for_local();
     if !missing.is_empty() {
         skipped!(
             "e2e needs {} (see `cargo xtask doctor`)",

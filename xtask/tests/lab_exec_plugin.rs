@@ -14,11 +14,7 @@ macro_rules! skipped {
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_logs_in_through_the_exec_plugin() {
     harness::init_crypto();
-    let missing: Vec<&str> = harness::tools::ALL
-        .iter()
-        .filter(|t| t.name != "kind" && t.find().is_none())
-        .map(|t| t.name)
-        .collect();
+    let missing = harness::tools::missing_for_local();
     if !missing.is_empty() {
         skipped!("needs {} (see `cargo xtask doctor`)", missing.join(", "));
         return;
