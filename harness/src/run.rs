@@ -6,16 +6,17 @@ use crate::check::expect::{check_whoami, find_auth_line, last_init_failure, wait
 use crate::check::kubectl::{self, Verdict};
 use crate::cluster::{AuthSetup, ClusterBackend, KanidmPlacement, kubeconfig};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
-use crate::kanidm::{KanidmServer, Provisioned, provision};
+use crate::kanidm::{KanidmServer, Provisioned, provision, reconcile};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
+use crate::login::signins::{Kind, SignIns};
 use crate::pki::{self, LabPki};
 use crate::progress::Progress;
 use crate::render::plan::auth_setup;
 use crate::render::{self, K8sVersion, LabFacts};
 use crate::scenario::LoadedScenario;
 use crate::scenario::action::Action;
-use crate::scenario::model::{CredentialKind, LoginOutcome};
+use crate::scenario::model::{CredentialKind, KanidmState, LoginOutcome};
 use crate::scenario::placeholder::Values;
 use crate::timings::Timings;
 use anyhow::{Context, Result, anyhow};
@@ -42,11 +43,40 @@ impl RunReport {
     }
 }
 
-/// One running Kanidm with one scenario's state, reused by scenarios with the same state.
+/// The run's Kanidm: one server, brought from scenario to scenario in place.
 struct KanidmLab {
     server: KanidmServer,
+    admin: kanidm_client::KanidmClient,
+    /// The state the server is in now, and its fingerprint.
+    state: KanidmState,
+    fingerprint: String,
     provisioned: Provisioned,
-    tokens: BTreeMap<String, LoginOutcomeActual>,
+    /// Login results per Kanidm state (fingerprint → person → outcome); cleared when an
+    /// entry a token could refer to is deleted.
+    tokens: BTreeMap<String, BTreeMap<String, LoginOutcomeActual>>,
+    /// People's Kanidm sign-ins, kept so later logins are single sign-on.
+    signins: SignIns,
+}
+
+impl KanidmLab {
+    async fn close_session(&mut self, person: &str) {
+        self.signins.forget(person).await;
+    }
+
+    async fn stop(&mut self, logs: &Path, versions: &mut BTreeMap<String, String>) {
+        self.signins.close().await;
+        if let Some(v) = self.server.version() {
+            versions.insert("kanidmd".into(), v.to_string());
+        }
+        self.server.stop().await;
+        let _ = std::fs::create_dir_all(logs);
+        if let Some(parent) = self.server.log().parent().and_then(|p| p.file_name()) {
+            let _ = std::fs::copy(
+                self.server.log(),
+                logs.join(format!("{}-kanidmd.log", parent.to_string_lossy())),
+            );
+        }
+    }
 }
 
 /// The Kanidm state and login settings of a scenario as text: equal text = reusable server and tokens.
@@ -86,7 +116,7 @@ pub async fn run_scenarios(
 ) -> Result<RunReport> {
     let mut timings = Timings::default();
     let mut results = Vec::new();
-    let mut kanidms: BTreeMap<String, KanidmLab> = BTreeMap::new();
+    let mut kanidm: Option<KanidmLab> = None;
     let mut versions = BTreeMap::new();
     for (i, s) in opts.scenarios.iter().enumerate() {
         let t0 = Instant::now();
@@ -97,7 +127,7 @@ pub async fn run_scenarios(
             opts.k8s,
             cluster,
             lab,
-            &mut kanidms,
+            &mut kanidm,
             &mut timings,
             progress,
         )
@@ -125,19 +155,8 @@ pub async fn run_scenarios(
             t0.elapsed(),
         );
     }
-    for (_, k) in kanidms.iter_mut() {
-        if let Some(v) = k.server.version() {
-            versions.insert("kanidmd".into(), v.to_string());
-        }
-        let dest = opts.artifacts.join("logs");
-        let _ = std::fs::create_dir_all(&dest);
-        k.server.stop().await;
-        if let Some(parent) = k.server.log().parent().and_then(|p| p.file_name()) {
-            let _ = std::fs::copy(
-                k.server.log(),
-                dest.join(format!("{}-kanidmd.log", parent.to_string_lossy())),
-            );
-        }
+    if let Some(mut k) = kanidm.take() {
+        k.stop(&opts.artifacts.join("logs"), &mut versions).await;
     }
     if let Some(v) = cluster.server_version().await {
         let wanted = format!("v1.{}.", opts.k8s.minor);
@@ -211,9 +230,116 @@ async fn start_kanidm(
     progress.step("Kanidm provisioned and read back");
     Ok(KanidmLab {
         server,
+        admin: kc,
+        state: s.scenario.kanidm.clone(),
+        fingerprint: kanidm_fingerprint(s),
         provisioned,
         tokens: BTreeMap::new(),
+        signins: SignIns::default(),
     })
+}
+
+/// The run's Kanidm in this scenario's state: unchanged, changed in place, or (first
+/// scenario, or a change that cannot be made in place) a fresh server.
+async fn prepare_kanidm<'k>(
+    s: &LoadedScenario,
+    cluster: &impl ClusterBackend,
+    lab: &Lab,
+    kanidm: &'k mut Option<KanidmLab>,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<&'k mut KanidmLab> {
+    let fp = kanidm_fingerprint(s);
+    let blocker = kanidm
+        .as_ref()
+        .map(|k| reconcile::in_place_blocker(&k.state, &s.scenario.kanidm));
+    let mut why_fresh = blocker.flatten();
+    if let Some(k) = kanidm.as_mut()
+        && why_fresh.is_none()
+    {
+        if k.fingerprint == fp {
+            progress.step("reusing Kanidm (same state as the previous scenario) and its tokens");
+            return kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"));
+        }
+        match change_in_place(s, k, lab, fp).await {
+            Ok(note) => {
+                timings.add("kanidm changed in place", note.0);
+                progress.step(&note.1);
+                return kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"));
+            }
+            // The server is now somewhere between two states: never reuse it.
+            Err(e) => why_fresh = Some(format!("changing it in place failed: {e:#}")),
+        }
+    }
+    if let Some(mut old) = kanidm.take() {
+        progress.step(&format!(
+            "starting a fresh Kanidm: {}",
+            why_fresh.unwrap_or_default()
+        ));
+        let mut versions = BTreeMap::new();
+        old.stop(&lab.dir.join("logs"), &mut versions).await;
+    }
+    let placement = cluster.kanidm_placement();
+    let port = match &placement {
+        KanidmPlacement::LocalProcess => 0,
+        KanidmPlacement::ContainerInNode { port, .. } => *port,
+    };
+    let n = lab_counter(&lab.dir);
+    *kanidm = Some(start_kanidm(s, lab, n, &placement, port, timings, progress).await?);
+    kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"))
+}
+
+/// Reconcile the running Kanidm to the scenario; returns how long it took and a progress note.
+async fn change_in_place(
+    s: &LoadedScenario,
+    k: &mut KanidmLab,
+    lab: &Lab,
+    fp: String,
+) -> Result<(Duration, String)> {
+    let t = Instant::now();
+    let prev = reconcile::Previous {
+        state: &k.state,
+        provisioned: &k.provisioned,
+    };
+    let applied =
+        reconcile::reconcile(&k.admin, Some(prev), s, &lab.http, k.server.endpoint()).await?;
+    for p in &applied.replaced_persons {
+        k.close_session(p).await;
+    }
+    if applied.deleted_entries {
+        k.tokens.clear();
+    }
+    k.state = applied.server_state;
+    k.fingerprint = fp;
+    k.provisioned = applied.provisioned;
+    let problems = provision::verify(s, &k.provisioned, k.server.endpoint());
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "Kanidm state differs from the scenario:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    let recreated = if applied.replaced_persons.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", recreated {} (credential kind changed)",
+            applied.replaced_persons.join(", ")
+        )
+    };
+    let people = k.signins.people();
+    let kept = if people.is_empty() {
+        "none".to_string()
+    } else {
+        people.join(", ")
+    };
+    Ok((
+        t.elapsed(),
+        format!(
+            "Kanidm changed in place ({} change(s){recreated}); signed-in browsers: {kept}",
+            applied.changes
+        ),
+    ))
 }
 
 fn facts_for(k: &KanidmLab, lab: &Lab, ca_path: String) -> LabFacts {
@@ -241,32 +367,11 @@ async fn run_scenario(
     v: K8sVersion,
     cluster: &mut impl ClusterBackend,
     lab: &Lab,
-    kanidms: &mut BTreeMap<String, KanidmLab>,
+    kanidm: &mut Option<KanidmLab>,
     timings: &mut Timings,
     progress: &Progress,
 ) -> Result<Vec<CheckResult>> {
-    let fp = kanidm_fingerprint(s);
-    if kanidms.contains_key(&fp) {
-        progress.step("reusing Kanidm (same state as an earlier scenario) and its tokens");
-    } else {
-        let placement = cluster.kanidm_placement();
-        let port = match &placement {
-            KanidmPlacement::LocalProcess => 0,
-            KanidmPlacement::ContainerInNode { port, .. } => {
-                // One Kanidm container at a time in the node: stop the previous one.
-                for (_, mut old) in std::mem::take(kanidms) {
-                    old.server.stop().await;
-                }
-                *port
-            }
-        };
-        let n = lab_counter(&lab.dir);
-        let k = start_kanidm(s, lab, n, &placement, port, timings, progress).await?;
-        kanidms.insert(fp.clone(), k);
-    }
-    let k = kanidms
-        .get_mut(&fp)
-        .ok_or_else(|| anyhow!("kanidm lab vanished"))?;
+    let k = prepare_kanidm(s, cluster, lab, kanidm, timings, progress).await?;
     let facts = facts_for(k, lab, cluster.ca_path_for_apiserver());
     let auth = auth_setup(s, &facts, v)?;
     // Secrets (kubeconfigs with tokens) stay in the lab; what helps debugging goes to artifacts.
@@ -330,7 +435,8 @@ async fn run_scenario(
         let person = e.person.value.as_str();
         let outcome = k
             .tokens
-            .get(person)
+            .get(&k.fingerprint)
+            .and_then(|t| t.get(person))
             .cloned()
             .ok_or_else(|| anyhow!("no login result for {person}"))?;
         let t = Instant::now();
@@ -502,17 +608,9 @@ fn lab_counter(dir: &Path) -> usize {
         .unwrap_or(1)
 }
 
-/// Log every person of the scenario in (once per Kanidm state); returns per-login times.
-async fn login_one(
-    lab: &Lab,
-    req: &LoginRequest<'_>,
-    person: Person<'_>,
-) -> (String, Result<LoginOutcomeActual>, Duration) {
-    let t = Instant::now();
-    let out = crate::login::login(&lab.browser, &lab.http, req, &person).await;
-    (person.name.to_string(), out, t.elapsed())
-}
-
+/// Log every person of the scenario in (once per Kanidm state), each in their own kept
+/// browser: the first login walks Kanidm's pages, later ones ride the person's Kanidm
+/// session. Returns per-login times.
 async fn login_all(
     s: &LoadedScenario,
     k: &mut KanidmLab,
@@ -533,37 +631,44 @@ async fn login_all(
         spki_pin: &lab.pki.kanidm_spki_sha256,
         artifacts: art_dir,
     };
-    let todo: Vec<&String> = people
+    let done = k.tokens.entry(k.fingerprint.clone()).or_default();
+    let todo: Vec<String> = people
         .iter()
-        .filter(|p| !k.tokens.contains_key(*p))
+        .filter(|p| !done.contains_key(*p))
+        .cloned()
         .collect();
-    let mut persons = Vec::new();
+    // One after another: on 2 cores two Chromium logins at once took longer than two in a
+    // row (measured: 5.9 s each in parallel vs 2.8 s each in sequence), and post 2 pins the
+    // redirect listener to one port.
+    let mut times = Vec::new();
     for p in &todo {
         let secrets = k
             .provisioned
             .secrets
-            .get(*p)
+            .get(p)
             .ok_or_else(|| anyhow!("no credentials for {p}"))?;
         let passkey = s
             .person(p)
             .is_some_and(|x| x.credential == CredentialKind::Passkey);
-        persons.push(Person {
+        let person = Person {
             name: p.as_str(),
             secrets,
             passkey,
-        });
-    }
-    // One after another: on 2 cores two Chromium logins at once took longer than two in a
-    // row (measured: 5.9 s each in parallel vs 2.8 s each in sequence), and post 2 pins the
-    // redirect listener to one port.
-    let mut results = Vec::new();
-    for p in persons {
-        results.push(login_one(lab, &req, p).await);
-    }
-    let mut times = Vec::new();
-    for (name, out, took) in results {
-        k.tokens.insert(name.clone(), out?);
-        times.push((name, took));
+        };
+        let t = Instant::now();
+        let (out, kind) = k
+            .signins
+            .login(&lab.browser, &lab.http, &req, &person)
+            .await?;
+        k.tokens
+            .entry(k.fingerprint.clone())
+            .or_default()
+            .insert(p.clone(), out);
+        let label = match kind {
+            Kind::First => p.clone(),
+            Kind::SingleSignOn => format!("{p} (sso)"),
+        };
+        times.push((label, t.elapsed()));
     }
     Ok(times)
 }

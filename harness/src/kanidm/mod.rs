@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod provision;
+pub mod reconcile;
 pub mod server;
 
 pub use provision::{PersonSecrets, Provisioned};

@@ -3,7 +3,6 @@
 
 use super::server::KanidmEndpoint;
 use crate::scenario::LoadedScenario;
-use crate::scenario::model::{ClaimJoin, CredentialKind};
 use anyhow::{Context, Result, anyhow, bail};
 use kanidm_client::{KanidmClient, KanidmClientBuilder};
 use kanidm_proto::internal::{CURegState, CUSessionToken, CUStatus};
@@ -83,7 +82,7 @@ pub struct ClientReadback {
     pub has_image: bool,
 }
 
-fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + '_ {
+pub(crate) fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + '_ {
     move |e| anyhow!("Kanidm refused to {what}: {e:?}")
 }
 
@@ -140,7 +139,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn enrol_password(
+pub(crate) async fn enrol_password(
     kc: &KanidmClient,
     name: &str,
     display: &str,
@@ -228,171 +227,17 @@ async fn enrol_totp(
     Ok((status, key))
 }
 
-/// Apply the scenario's Kanidm state. Returns secrets, UUIDs and the read-back client state.
+/// Apply the scenario's Kanidm state to a fresh server. Returns secrets, UUIDs and the
+/// read-back client state.
 pub async fn apply(
     kc: &KanidmClient,
     s: &LoadedScenario,
     http: &reqwest::Client,
     endpoint: &KanidmEndpoint,
 ) -> Result<Provisioned> {
-    let k = &s.scenario.kanidm;
-    if let Some(min) = k.credential_type_minimum {
-        kc.group_account_policy_credential_type_minimum_set("idm_all_persons", min.as_kanidm())
-            .await
-            .map_err(ce("change the idm_all_persons account policy"))?;
-    }
-    for g in &k.groups {
-        kc.idm_group_create(&g.name.value, None)
-            .await
-            .map_err(ce("create a group"))?;
-    }
-    let mut out = Provisioned::default();
-    for p in &k.persons {
-        let name = p.name.value.as_str();
-        kc.idm_person_account_create(name, &p.display_name)
-            .await
-            .map_err(ce("create a person"))?;
-        if !p.mail.is_empty() {
-            kc.idm_person_account_update(name, None, None, None, Some(&p.mail))
-                .await
-                .map_err(ce("set a person's mail"))?;
-        }
-    }
-    for g in &k.groups {
-        let members: Vec<&str> = k
-            .persons
-            .iter()
-            .filter(|p| p.groups.iter().any(|pg| pg.value == g.name.value))
-            .map(|p| p.name.value.as_str())
-            .collect();
-        if !members.is_empty() {
-            kc.idm_group_add_members(&g.name.value, &members)
-                .await
-                .map_err(ce("add group members"))?;
-        }
-    }
-    for p in &k.persons {
-        let name = p.name.value.as_str();
-        let secrets = match p.credential {
-            CredentialKind::PasswordTotp => {
-                enrol_password(kc, name, &p.display_name, &p.mail, true).await?
-            }
-            CredentialKind::Password => {
-                enrol_password(kc, name, &p.display_name, &p.mail, false).await?
-            }
-            CredentialKind::Passkey => {
-                let intent = kc
-                    .idm_person_account_credential_update_intent(name, Some(900))
-                    .await
-                    .map_err(ce("create a credential reset token"))?;
-                PersonSecrets {
-                    password: String::new(),
-                    totp: None,
-                    reset_token: Some(intent.token),
-                }
-            }
-        };
-        out.secrets.insert(name.to_string(), secrets);
-        let entry = kc
-            .idm_person_account_get(name)
-            .await
-            .map_err(ce("read a person back"))?
-            .ok_or_else(|| anyhow!("person {name} vanished after creation"))?;
-        let uuid = entry
-            .attrs
-            .get("uuid")
-            .and_then(|v| v.first())
-            .cloned()
-            .ok_or_else(|| anyhow!("person {name} has no uuid"))?;
-        out.uuids.insert(name.to_string(), uuid);
-    }
-    for c in &k.oauth2_clients {
-        let name = c.name.value.as_str();
-        if c.public {
-            kc.idm_oauth2_rs_public_create(name, &c.display_name, &c.landing_url)
-                .await
-                .map_err(ce("create a public OAuth2 client"))?;
-        } else {
-            kc.idm_oauth2_rs_basic_create(name, &c.display_name, &c.landing_url)
-                .await
-                .map_err(ce("create an OAuth2 client"))?;
-        }
-        for u in &c.redirect_urls {
-            let url = url::Url::parse(u).with_context(|| format!("redirect URL {u}"))?;
-            kc.idm_oauth2_client_add_origin(name, &url)
-                .await
-                .map_err(ce("add a redirect URL"))?;
-        }
-        if c.localhost_redirects {
-            kc.idm_oauth2_rs_enable_public_localhost_redirect(name)
-                .await
-                .map_err(ce("enable localhost redirects"))?;
-        }
-        for m in &c.scope_maps {
-            let scopes: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            kc.idm_oauth2_rs_update_scope_map(name, &m.group.value, scopes)
-                .await
-                .map_err(ce("set a scope map"))?;
-        }
-        for m in &c.sup_scope_maps {
-            let scopes: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            kc.idm_oauth2_rs_update_sup_scope_map(name, &m.group.value, scopes)
-                .await
-                .map_err(ce("set a supplementary scope map"))?;
-        }
-        if c.legacy_crypto {
-            kc.idm_oauth2_rs_enable_legacy_crypto(name)
-                .await
-                .map_err(ce("enable legacy crypto"))?;
-        }
-        if c.prefer_short_username {
-            kc.idm_oauth2_rs_prefer_short_username(name)
-                .await
-                .map_err(ce("prefer short usernames"))?;
-        }
-        for m in &c.claim_maps {
-            kc.idm_oauth2_rs_update_claim_map(name, &m.claim.value, &m.group.value, &m.values)
-                .await
-                .map_err(ce("set a claim map"))?;
-            if let Some(join) = m.join {
-                let j = match join {
-                    ClaimJoin::Array => kanidm_proto::internal::Oauth2ClaimMapJoin::Array,
-                    ClaimJoin::Csv => kanidm_proto::internal::Oauth2ClaimMapJoin::Csv,
-                    ClaimJoin::Ssv => kanidm_proto::internal::Oauth2ClaimMapJoin::Ssv,
-                };
-                kc.idm_oauth2_rs_update_claim_map_join(name, &m.claim.value, j)
-                    .await
-                    .map_err(ce("set a claim map join"))?;
-            }
-        }
-        if let Some(img) = &c.image {
-            let path = s
-                .path
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join(img);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading client image {}", path.display()))?;
-            let filetype = match path.extension().and_then(|e| e.to_str()) {
-                Some("png") => kanidm_proto::internal::ImageType::Png,
-                Some("jpg") | Some("jpeg") => kanidm_proto::internal::ImageType::Jpg,
-                Some("gif") => kanidm_proto::internal::ImageType::Gif,
-                Some("svg") => kanidm_proto::internal::ImageType::Svg,
-                Some("webp") => kanidm_proto::internal::ImageType::Webp,
-                _ => bail!(
-                    "client image {} must be png, jpg, gif, svg or webp",
-                    path.display()
-                ),
-            };
-            let image = kanidm_proto::internal::ImageValue::new(img.clone(), filetype, bytes);
-            kc.idm_oauth2_rs_update_image(name, image)
-                .await
-                .map_err(ce("upload the client image"))?;
-        }
-        let readback = read_back(kc, http, endpoint, name).await?;
-        out.clients.insert(name.to_string(), readback);
-    }
-    Ok(out)
+    Ok(super::reconcile::reconcile(kc, None, s, http, endpoint)
+        .await?
+        .provisioned)
 }
 
 /// Read a client back: its entry (redirect URLs) plus discovery and JWKS.

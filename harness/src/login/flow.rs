@@ -57,30 +57,45 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// One login in a fresh browser profile, closed afterwards.
 pub async fn login(
     browser: &Browser,
     http: &reqwest::Client,
     req: &LoginRequest<'_>,
     person: &Person<'_>,
 ) -> Result<LoginOutcomeActual> {
+    let client = browser.session(person.name, req.spki_pin).await?;
+    let out = login_in(&client, true, http, req, person).await;
+    let _ = client.close().await;
+    out
+}
+
+/// One login in `client`'s browser. `fresh`: the profile is new (a passkey person enrols
+/// here); otherwise the person may still have a Kanidm session, and Kanidm decides what to
+/// show (consent, Access Denied, or straight back to the redirect).
+pub async fn login_in(
+    client: &Client,
+    fresh: bool,
+    http: &reqwest::Client,
+    req: &LoginRequest<'_>,
+    person: &Person<'_>,
+) -> Result<LoginOutcomeActual> {
+    let t_session = Instant::now();
     let disco = oidc::discover(http, req.issuer).await?;
     let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
     let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
     let redirect_prefix = listener.redirect_uri();
-    let t_session = Instant::now();
-    let client = browser.session(person.name, req.spki_pin).await?;
-    if person.passkey {
-        super::webauthn::add_virtual_authenticator(&client).await?;
+    if person.passkey && fresh {
+        super::webauthn::add_virtual_authenticator(client).await?;
         if let Some(token) = &person.secrets.reset_token
-            && let Err(e) = super::webauthn::enrol_passkey(&client, req.origin, token).await
+            && let Err(e) = super::webauthn::enrol_passkey(client, req.origin, token).await
         {
             browser::save_artifacts(
-                &client,
+                client,
                 &req.artifacts.join(format!("enrol-{}", person.name)),
                 &[],
             )
             .await;
-            let _ = client.close().await;
             return Err(e.context(format!("enrolling a passkey for {}", person.name)));
         }
     }
@@ -88,12 +103,12 @@ pub async fn login(
     let session_time = t_session.elapsed();
     let t_flow = Instant::now();
     let mut trail = Vec::new();
-    let result = drive(&client, &auth.url, &redirect_prefix, person, &mut trail).await;
+    let result = drive(client, &auth.url, &redirect_prefix, person, &mut trail).await;
     let outcome = match result {
         Ok(Some(outcome)) => {
             if !matches!(outcome, LoginOutcomeActual::AccessDenied) {
                 browser::save_artifacts(
-                    &client,
+                    client,
                     &req.artifacts.join(format!("login-{}", person.name)),
                     &trail,
                 )
@@ -112,7 +127,9 @@ pub async fn login(
                 oidc::exchange_and_verify(http, &disco, req.client_id, auth, &code, &state).await?;
             tracing::debug!(
                 person = person.name,
-                session_ms = session_time.as_millis() as u64,
+                fresh,
+                setup_ms = session_time.as_millis() as u64,
+                pages = trail.len(),
                 pages_ms = flow_time.as_millis() as u64,
                 exchange_ms = t_exchange.elapsed().as_millis() as u64,
                 "login timings"
@@ -121,13 +138,12 @@ pub async fn login(
         }
         Err(e) => {
             browser::save_artifacts(
-                &client,
+                client,
                 &req.artifacts.join(format!("login-{}", person.name)),
                 &trail,
             )
             .await;
             accept.abort();
-            let _ = client.close().await;
             return Err(e.context(format!(
                 "logging {} in through the Kanidm UI; screenshot and page HTML are in {}",
                 person.name,
@@ -137,7 +153,6 @@ pub async fn login(
             )));
         }
     };
-    let _ = client.close().await;
     Ok(outcome)
 }
 

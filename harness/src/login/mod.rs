@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod flow;
 pub mod oidc;
+pub mod signins;
 pub mod webauthn;
 
 pub use flow::{LoginOutcomeActual, Person, login};
