@@ -208,3 +208,114 @@ async fn logs_in_through_the_real_kanidm_ui() {
         server.stop().await;
     }
 }
+
+/// One server, every shipped scenario in a row (and back again), changed in place: after
+/// each change the read-back must match the scenario exactly, and a state we break by hand
+/// must be reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_one_server_through_every_scenario_in_place() {
+    use harness::kanidm::reconcile::{Previous, in_place_blocker, reconcile};
+    harness::init_crypto();
+    if !kanidmd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::generate(
+        &dir.path().join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
+    let http = lab_http_client(&pki.ca_pem).unwrap();
+    let mut server = LocalKanidm::start(dir.path(), &pki, &http, 0)
+        .await
+        .unwrap();
+    if let Err(e) = check_version(server.version.as_deref()) {
+        skipped!("{e}");
+        server.stop().await;
+        return;
+    }
+    let pw = server.recover_account("idm_admin").await.unwrap();
+    let kc = provision::admin_client(&server.endpoint, &pw)
+        .await
+        .unwrap();
+    let mut order: Vec<_> = discover(&root().join("scenarios"))
+        .unwrap()
+        .into_iter()
+        .map(|p| load_file(&p).unwrap())
+        .collect();
+    let mut back = order.clone();
+    back.reverse();
+    order.extend(back.into_iter().skip(1));
+    let mut state: Option<(
+        harness::scenario::model::KanidmState,
+        provision::Provisioned,
+    )> = None;
+    let mut uuids_seen = std::collections::BTreeMap::new();
+    for s in &order {
+        if let Some((prev, _)) = &state {
+            assert!(in_place_blocker(prev, &s.scenario.kanidm).is_none());
+        }
+        let t = Instant::now();
+        let applied = reconcile(
+            &kc,
+            state.as_ref().map(|(st, p)| Previous {
+                state: st,
+                provisioned: p,
+            }),
+            s,
+            &http,
+            &server.endpoint,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let problems = provision::verify(s, &applied.provisioned, &server.endpoint);
+        assert!(problems.is_empty(), "{}: {problems:#?}", s.name);
+        // A kept person keeps their entry (UUID) unless their credential kind changed.
+        for p in &s.scenario.kanidm.persons {
+            let uuid = &applied.provisioned.uuids[&p.name.value];
+            if let Some((kind, old)) = uuids_seen.get(&p.name.value)
+                && *kind == p.credential
+            {
+                assert_eq!(old, uuid, "{}: {} was recreated", s.name, p.name.value);
+            }
+            uuids_seen.insert(p.name.value.clone(), (p.credential, uuid.clone()));
+        }
+        eprintln!(
+            "{}: changed in place in {:.3} s ({} writes, recreated {:?})",
+            s.name,
+            t.elapsed().as_secs_f64(),
+            applied.changes,
+            applied.replaced_persons
+        );
+        state = Some((applied.server_state, applied.provisioned));
+    }
+    // The read-back is not a formality: break the state by hand and it is reported.
+    let last = order.last().unwrap();
+    let client = &last.scenario.kanidm.oauth2_clients[0].name.value;
+    kc.idm_oauth2_rs_enable_legacy_crypto(client).await.unwrap();
+    kc.idm_group_purge_members("k8s_users").await.unwrap();
+    let (_, mut p) = state.unwrap();
+    p.clients.insert(
+        client.clone(),
+        provision::read_back(&kc, &http, &server.endpoint, client)
+            .await
+            .unwrap(),
+    );
+    p.members.insert(
+        "k8s_users".into(),
+        provision::read_members(&kc, "k8s_users").await.unwrap(),
+    );
+    let problems = provision::verify(last, &p, &server.endpoint);
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("oauth2_jwt_legacy_crypto_enable")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|m| m.starts_with("group k8s_users")),
+        "{problems:?}"
+    );
+    server.stop().await;
+}

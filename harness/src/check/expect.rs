@@ -51,10 +51,10 @@ pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Pa
         if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
             return Ok(());
         }
-        // A discovery failure that is not a transient connection problem will not heal.
+        // A discovery failure that is not a transient connection problem (an untrusted
+        // CA, a wrong issuer) will not heal: this API server process logged it.
         if let Some((c, _)) = last_init_failure(cluster)
             && c != Cause::AuthenticatorNotInitialized
-            && start.elapsed() > Duration::from_secs(1)
         {
             return Ok(());
         }

@@ -6,7 +6,7 @@ use crate::scenario::LoadedScenario;
 use anyhow::{Context, Result, anyhow, bail};
 use kanidm_client::{KanidmClient, KanidmClientBuilder};
 use kanidm_proto::internal::{CURegState, CUSessionToken, CUStatus};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A person's secrets; `Debug` never shows them.
@@ -67,6 +67,8 @@ pub struct Provisioned {
     pub secrets: BTreeMap<String, PersonSecrets>,
     pub uuids: BTreeMap<String, String>,
     pub clients: BTreeMap<String, ClientReadback>,
+    /// Each scenario group's members as Kanidm reports them (short names).
+    pub members: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A client's state as Kanidm reports it (discovery and JWKS).
@@ -80,6 +82,58 @@ pub struct ClientReadback {
     pub redirect_urls: Vec<String>,
     /// Whether Kanidm stores an image for the client.
     pub has_image: bool,
+    /// The client's entry as Kanidm returns it (attribute → values).
+    pub entry: BTreeMap<String, Vec<String>>,
+}
+
+impl ClientReadback {
+    fn flag(&self, attr: &str) -> bool {
+        self.entry
+            .get(attr)
+            .is_some_and(|v| v.iter().any(|x| x == "true"))
+    }
+
+    fn one(&self, attr: &str) -> &str {
+        self.entry
+            .get(attr)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Scope maps as Kanidm shows them (`group@domain: {"openid", "groups"}`), by short group name.
+    fn scope_maps(&self, attr: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out = BTreeMap::new();
+        for v in self.entry.get(attr).into_iter().flatten() {
+            let Some((group, scopes)) = v.split_once(':') else {
+                continue;
+            };
+            let group = group.split('@').next().unwrap_or(group).trim().to_string();
+            let scopes = scopes
+                .trim()
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .split(',')
+                .map(|x| x.trim().trim_matches('"').to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            out.insert(group, scopes);
+        }
+        out
+    }
+}
+
+/// A group's members as short names (Kanidm answers with SPNs, `alice@localhost`).
+pub async fn read_members(kc: &KanidmClient, group: &str) -> Result<BTreeSet<String>> {
+    let spns = kc
+        .idm_group_get_members(group)
+        .await
+        .map_err(ce("read a group's members"))?
+        .unwrap_or_default();
+    Ok(spns
+        .iter()
+        .map(|m| m.split('@').next().unwrap_or(m).to_string())
+        .collect())
 }
 
 pub(crate) fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + '_ {
@@ -251,12 +305,9 @@ pub async fn read_back(
         .idm_oauth2_rs_get(name)
         .await
         .map_err(ce("read an OAuth2 client back"))?;
-    let has_image = entry
-        .as_ref()
-        .is_some_and(|e| e.attrs.contains_key("image"));
-    let redirect_urls = entry
-        .and_then(|e| e.attrs.get("oauth2_rs_origin").cloned())
-        .unwrap_or_default();
+    let entry: BTreeMap<String, Vec<String>> = entry.map(|e| e.attrs).unwrap_or_default();
+    let has_image = entry.contains_key("image");
+    let redirect_urls = entry.get("oauth2_rs_origin").cloned().unwrap_or_default();
     let issuer = endpoint.issuer(name);
     let disco: serde_json::Value = http
         .get(format!("{issuer}/.well-known/openid-configuration"))
@@ -307,6 +358,7 @@ pub async fn read_back(
         scopes_supported: strings(&disco["scopes_supported"]),
         redirect_urls,
         has_image,
+        entry,
     })
 }
 
@@ -355,21 +407,95 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
                 }
             }
         }
-        if c.image.is_some() && !rb.has_image {
+        if c.image.is_some() != rb.has_image {
             problems.push(format!(
-                "client {name}: scenario sets an image, Kanidm has none"
+                "client {name}: Kanidm {} an image, scenario {}",
+                if rb.has_image { "has" } else { "has no" },
+                if c.image.is_some() {
+                    "sets one"
+                } else {
+                    "sets none"
+                }
             ));
         }
-        for u in &c.redirect_urls {
-            let norm = url::Url::parse(u)
-                .map(|x| x.to_string())
-                .unwrap_or_else(|_| u.clone());
-            if !rb.redirect_urls.iter().any(|r| r == u || *r == norm) {
+        for (attr, want) in [
+            ("oauth2_allow_localhost_redirect", c.localhost_redirects),
+            ("oauth2_jwt_legacy_crypto_enable", c.legacy_crypto),
+            ("oauth2_prefer_short_username", c.prefer_short_username),
+        ] {
+            if rb.flag(attr) != want {
                 problems.push(format!(
-                    "client {name}: redirect URL {u} not registered (Kanidm has {:?})",
-                    rb.redirect_urls
+                    "client {name}: Kanidm has {attr} = {}, scenario wanted {want}",
+                    rb.flag(attr)
                 ));
             }
+        }
+        if rb.one("displayname") != c.display_name {
+            problems.push(format!(
+                "client {name}: Kanidm has display name {:?}, scenario wanted {:?}",
+                rb.one("displayname"),
+                c.display_name
+            ));
+        }
+        let same_url = |a: &str, b: &str| {
+            a == b || matches!((url::Url::parse(a), url::Url::parse(b)), (Ok(x), Ok(y)) if x == y)
+        };
+        if !same_url(rb.one("oauth2_rs_origin_landing"), &c.landing_url) {
+            problems.push(format!(
+                "client {name}: Kanidm has landing URL {:?}, scenario wanted {:?}",
+                rb.one("oauth2_rs_origin_landing"),
+                c.landing_url
+            ));
+        }
+        for (attr, maps) in [
+            ("oauth2_rs_scope_map", &c.scope_maps),
+            ("oauth2_rs_sup_scope_map", &c.sup_scope_maps),
+        ] {
+            let want: BTreeMap<String, BTreeSet<String>> = maps
+                .iter()
+                .map(|m| {
+                    (
+                        m.group.value.clone(),
+                        m.scopes.iter().map(|s| s.value.clone()).collect(),
+                    )
+                })
+                .collect();
+            let have = rb.scope_maps(attr);
+            if have != want {
+                problems.push(format!(
+                    "client {name}: Kanidm has {attr} {have:?}, scenario wanted {want:?}"
+                ));
+            }
+        }
+        let norm = |u: &String| {
+            url::Url::parse(u)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|_| u.clone())
+        };
+        let have_urls: BTreeSet<String> = rb.redirect_urls.iter().map(norm).collect();
+        let want_urls: BTreeSet<String> = c.redirect_urls.iter().map(norm).collect();
+        if have_urls != want_urls {
+            problems.push(format!(
+                "client {name}: Kanidm has redirect URLs {have_urls:?}, scenario wanted {want_urls:?}"
+            ));
+        }
+    }
+    for g in &s.scenario.kanidm.groups {
+        let name = &g.name.value;
+        let want: BTreeSet<String> = s
+            .scenario
+            .kanidm
+            .persons
+            .iter()
+            .filter(|p| p.groups.iter().any(|pg| pg.value == *name))
+            .map(|p| p.name.value.clone())
+            .collect();
+        match p.members.get(name) {
+            Some(have) if *have == want => {}
+            have => problems.push(format!(
+                "group {name}: Kanidm has members {:?}, scenario wanted {want:?}",
+                have.cloned().unwrap_or_default()
+            )),
         }
     }
     problems

@@ -312,6 +312,12 @@ pub async fn reconcile(
         let readback = provision::read_back(kc, http, endpoint, name).await?;
         out.provisioned.clients.insert(name.to_string(), readback);
     }
+    for g in &next.groups {
+        let members = provision::read_members(kc, &g.name.value).await?;
+        out.provisioned
+            .members
+            .insert(g.name.value.clone(), members);
+    }
     out.server_state = server_state;
     Ok(out)
 }
