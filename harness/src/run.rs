@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub scenarios: Vec<LoadedScenario>,
     pub k8s: K8sVersion,
     pub artifacts: PathBuf,
+    /// Never change Kanidm in place: a new server (and new sign-ins) per Kanidm state.
+    pub fresh_kanidm: bool,
 }
 
 pub struct RunReport {
@@ -128,6 +130,7 @@ pub async fn run_scenarios(
             cluster,
             lab,
             &mut kanidm,
+            opts.fresh_kanidm,
             &mut timings,
             progress,
         )
@@ -246,13 +249,18 @@ async fn prepare_kanidm<'k>(
     cluster: &impl ClusterBackend,
     lab: &Lab,
     kanidm: &'k mut Option<KanidmLab>,
+    fresh_kanidm: bool,
     timings: &mut Timings,
     progress: &Progress,
 ) -> Result<&'k mut KanidmLab> {
     let fp = kanidm_fingerprint(s);
-    let blocker = kanidm
-        .as_ref()
-        .map(|k| reconcile::in_place_blocker(&k.state, &s.scenario.kanidm));
+    let blocker = kanidm.as_ref().map(|k| {
+        if fresh_kanidm && k.fingerprint != fp {
+            Some("--fresh-kanidm, and the Kanidm state differs".to_string())
+        } else {
+            reconcile::in_place_blocker(&k.state, &s.scenario.kanidm)
+        }
+    });
     let mut why_fresh = blocker.flatten();
     if let Some(k) = kanidm.as_mut()
         && why_fresh.is_none()
@@ -368,10 +376,11 @@ async fn run_scenario(
     cluster: &mut impl ClusterBackend,
     lab: &Lab,
     kanidm: &mut Option<KanidmLab>,
+    fresh_kanidm: bool,
     timings: &mut Timings,
     progress: &Progress,
 ) -> Result<Vec<CheckResult>> {
-    let k = prepare_kanidm(s, cluster, lab, kanidm, timings, progress).await?;
+    let k = prepare_kanidm(s, cluster, lab, kanidm, fresh_kanidm, timings, progress).await?;
     let facts = facts_for(k, lab, cluster.ca_path_for_apiserver());
     let auth = auth_setup(s, &facts, v)?;
     // Secrets (kubeconfigs with tokens) stay in the lab; what helps debugging goes to artifacts.
@@ -637,9 +646,8 @@ async fn login_all(
         .filter(|p| !done.contains_key(*p))
         .cloned()
         .collect();
-    // One after another: on 2 cores two Chromium logins at once took longer than two in a
-    // row (measured: 5.9 s each in parallel vs 2.8 s each in sequence), and post 2 pins the
-    // redirect listener to one port.
+    // One after another, in the one shared browser (its cookies are one person's at a
+    // time); post 2 also pins the redirect listener to one port.
     let mut times = Vec::new();
     for p in &todo {
         let secrets = k
@@ -680,6 +688,7 @@ pub struct E2eOptions {
     pub backend: String,
     pub artifacts: PathBuf,
     pub keep: bool,
+    pub fresh_kanidm: bool,
     pub kind_configs: PathBuf,
 }
 
@@ -775,6 +784,7 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
             scenarios: opts.scenarios.clone(),
             k8s: *v,
             artifacts: opts.artifacts.join(format!("k8s-{v}")),
+            fresh_kanidm: opts.fresh_kanidm,
         };
         let mut report = match opts.backend.as_str() {
             "local" => {

@@ -40,6 +40,7 @@ async fn both_posts_end_to_end() {
         backend: "local".into(),
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
+        fresh_kanidm: false,
         kind_configs: root.join("kind-configs"),
     })
     .await

@@ -115,6 +115,11 @@ struct E2eArgs {
     /// Keep the lab's working directory (keys included) after the run.
     #[arg(long)]
     keep: bool,
+    /// A fresh Kanidm, and logins through every page, whenever a scenario's Kanidm state
+    /// differs from the previous one (slower; by default Kanidm is changed in place and
+    /// people keep their sign-in).
+    #[arg(long)]
+    fresh_kanidm: bool,
 }
 
 fn root() -> PathBuf {
@@ -357,6 +362,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         backend,
         artifacts: artifacts.clone(),
         keep: args.keep,
+        fresh_kanidm: args.fresh_kanidm,
         kind_configs: root().join("kind-configs"),
     };
     let run = harness::run::e2e(opts);
