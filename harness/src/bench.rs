@@ -4,6 +4,7 @@ use crate::kanidm::provision;
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginRequest, Person};
+use crate::login::signins::SignIns;
 use crate::pki;
 use crate::run::LabDir;
 use crate::scenario::LoadedScenario;
@@ -11,7 +12,8 @@ use crate::scenario::model::CredentialKind;
 use anyhow::Result;
 use std::time::Instant;
 
-/// Per-phase figures of logging in every person of `s` once (fresh Kanidm, one chromedriver).
+/// Per-phase figures of logging every person of `s` in, first through Kanidm's pages, then
+/// again by single sign-on (fresh Kanidm, one chromedriver, one shared Chromium).
 pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     let lab = LabDir::create(false)?;
     let mut out = Vec::new();
@@ -40,41 +42,48 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
         t.elapsed().as_secs_f64()
     ));
     let issuer = server.endpoint.issuer(&s.scenario.login.client.value);
-    for person in &s.scenario.kanidm.persons {
-        let name = &person.name.value;
-        let req = LoginRequest {
-            issuer: &issuer,
-            origin: &server.endpoint.origin,
-            client_id: &s.scenario.login.client.value,
-            scopes: &s.scenario.login.scopes,
-            redirect_port: s.scenario.login.redirect_port,
-            redirect_path: s
-                .scenario
-                .login
-                .redirect_path
-                .as_deref()
-                .unwrap_or("/callback"),
-            spki_pin: &pki.kanidm_spki_sha256,
-            artifacts: &lab.path.join("artifacts"),
-        };
-        let t = Instant::now();
-        let outcome = crate::login::login(
-            &browser,
-            &http,
-            &req,
-            &Person {
-                name,
-                secrets: &p.secrets[name],
-                passkey: person.credential == CredentialKind::Passkey,
-            },
-        )
-        .await?;
-        out.push(format!(
-            "login {name:<12} {:<22} {:>6.2} s",
-            outcome.label(),
-            t.elapsed().as_secs_f64()
-        ));
+    let req = LoginRequest {
+        issuer: &issuer,
+        origin: &server.endpoint.origin,
+        client_id: &s.scenario.login.client.value,
+        scopes: &s.scenario.login.scopes,
+        redirect_port: s.scenario.login.redirect_port,
+        redirect_path: s
+            .scenario
+            .login
+            .redirect_path
+            .as_deref()
+            .unwrap_or("/callback"),
+        spki_pin: &pki.kanidm_spki_sha256,
+        artifacts: &lab.path.join("artifacts"),
+    };
+    // As an e2e run does it: every person's first login walks Kanidm's pages, then each
+    // logs in again from their restored Kanidm session.
+    let mut signins = SignIns::default();
+    for round in ["first login", "single sign-on"] {
+        for person in &s.scenario.kanidm.persons {
+            let name = &person.name.value;
+            let t = Instant::now();
+            let (outcome, _) = signins
+                .login(
+                    &browser,
+                    &http,
+                    &req,
+                    &Person {
+                        name,
+                        secrets: &p.secrets[name],
+                        passkey: person.credential == CredentialKind::Passkey,
+                    },
+                )
+                .await?;
+            out.push(format!(
+                "{round:<15} {name:<10} {:<14} {:>6.2} s",
+                outcome.label(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
     }
+    signins.close().await;
     browser.stop().await;
     server.stop().await;
     Ok(out)

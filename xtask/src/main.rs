@@ -42,7 +42,8 @@ enum Command {
     /// Like e2e, then print per-phase timings (control plane, Kanidm, logins, scenarios).
     Bench(E2eArgs),
     /// Benchmark logins alone: Kanidm in a scenario's state, chromedriver started once, then
-    /// each person's login from browser session start to verified id_token.
+    /// each person's first login (Kanidm's pages; the first one starts Chromium) and a
+    /// single-sign-on login, each up to a verified id_token.
     BenchLogin {
         #[arg(long, default_value = "post1-structured")]
         scenario: String,
