@@ -344,7 +344,7 @@ async fn change_in_place(
     Ok((
         t.elapsed(),
         format!(
-            "Kanidm changed in place ({} change(s){recreated}); signed-in browsers: {kept}",
+            "Kanidm changed in place ({} write(s){recreated}); signed in: {kept}",
             applied.changes
         ),
     ))
