@@ -33,6 +33,39 @@ fn kanidmd_available() -> bool {
     found
 }
 
+/// The lab PKI and an HTTP client trusting only its CA.
+fn lab_pki(dir: &std::path::Path) -> (pki::LabPki, reqwest::Client) {
+    let pki = pki::generate(
+        &dir.join("pki"),
+        &ServingNames::loopback(&["localhost"]),
+        &ServingNames::loopback(&[]),
+    )
+    .unwrap();
+    let http = lab_http_client(&pki.ca_pem).unwrap();
+    (pki, http)
+}
+
+/// A kanidmd in `dir` and an `idm_admin` client for it; None (said loudly) when the server
+/// is not the version `kanidm_client` speaks.
+async fn start_kanidm(
+    dir: &std::path::Path,
+    pki: &pki::LabPki,
+    http: &reqwest::Client,
+) -> Option<(LocalKanidm, kanidm_client::KanidmClient)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut server = LocalKanidm::start(dir, pki, http, 0).await.unwrap();
+    if let Err(e) = check_version(server.version.as_deref()) {
+        skipped!("{e}");
+        server.stop().await;
+        return None;
+    }
+    let pw = server.recover_account("idm_admin").await.unwrap();
+    let kc = provision::admin_client(&server.endpoint, &pw)
+        .await
+        .unwrap();
+    Some((server, kc))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn provisions_every_scenario_and_reads_it_back() {
     harness::init_crypto();
@@ -40,13 +73,7 @@ async fn provisions_every_scenario_and_reads_it_back() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(
-        &dir.path().join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let http = lab_http_client(&pki.ca_pem).unwrap();
+    let (pki, http) = lab_pki(dir.path());
     let mut checked = 0;
     let mut pids = Vec::new();
     for (i, path) in discover(&root().join("scenarios"))
@@ -55,19 +82,12 @@ async fn provisions_every_scenario_and_reads_it_back() {
         .enumerate()
     {
         let s = load_file(&path).unwrap();
-        let kdir = dir.path().join(format!("k{i}"));
-        std::fs::create_dir_all(&kdir).unwrap();
         let t = Instant::now();
-        let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
-        if let Err(e) = check_version(server.version.as_deref()) {
-            skipped!("{e}");
-            server.stop().await;
+        let Some((mut server, kc)) =
+            start_kanidm(&dir.path().join(format!("k{i}")), &pki, &http).await
+        else {
             return;
-        }
-        let pw = server.recover_account("idm_admin").await.unwrap();
-        let kc = provision::admin_client(&server.endpoint, &pw)
-            .await
-            .unwrap();
+        };
         let p = provision::apply(&kc, &s, &http, &server.endpoint)
             .await
             .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
@@ -111,13 +131,7 @@ async fn logs_in_through_the_real_kanidm_ui() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(
-        &dir.path().join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let http = lab_http_client(&pki.ca_pem).unwrap();
+    let (pki, http) = lab_pki(dir.path());
     let browser = Browser::start(&dir.path().join("browser")).await.unwrap();
     for (scenario, person, want) in [
         ("post1-structured", "alice", "ES256"),
@@ -125,17 +139,10 @@ async fn logs_in_through_the_real_kanidm_ui() {
         ("login-denied-no-scope-map", "mallory", "denied"),
     ] {
         let s = load_file(&root().join(format!("scenarios/{scenario}.yaml"))).unwrap();
-        let kdir = dir.path().join(scenario);
-        std::fs::create_dir_all(&kdir).unwrap();
-        let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await.unwrap();
-        if let Err(e) = check_version(server.version.as_deref()) {
-            skipped!("{e}");
+        let Some((mut server, kc)) = start_kanidm(&dir.path().join(scenario), &pki, &http).await
+        else {
             return;
-        }
-        let pw = server.recover_account("idm_admin").await.unwrap();
-        let kc = provision::admin_client(&server.endpoint, &pw)
-            .await
-            .unwrap();
+        };
         let p = provision::apply(&kc, &s, &http, &server.endpoint)
             .await
             .unwrap();
@@ -220,25 +227,10 @@ async fn changes_one_server_through_every_scenario_in_place() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki::generate(
-        &dir.path().join("pki"),
-        &ServingNames::loopback(&["localhost"]),
-        &ServingNames::loopback(&[]),
-    )
-    .unwrap();
-    let http = lab_http_client(&pki.ca_pem).unwrap();
-    let mut server = LocalKanidm::start(dir.path(), &pki, &http, 0)
-        .await
-        .unwrap();
-    if let Err(e) = check_version(server.version.as_deref()) {
-        skipped!("{e}");
-        server.stop().await;
+    let (pki, http) = lab_pki(dir.path());
+    let Some((mut server, kc)) = start_kanidm(&dir.path().join("kanidm"), &pki, &http).await else {
         return;
-    }
-    let pw = server.recover_account("idm_admin").await.unwrap();
-    let kc = provision::admin_client(&server.endpoint, &pw)
-        .await
-        .unwrap();
+    };
     let mut order: Vec<_> = discover(&root().join("scenarios"))
         .unwrap()
         .into_iter()

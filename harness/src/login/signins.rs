@@ -7,38 +7,21 @@
 //! 0.5–0.8 s here). Passkey people keep a browser of their own: the virtual authenticator
 //! lives in it.
 
-use super::browser::Browser;
+use super::browser::{Browser, SessionPost};
 use super::flow::{LoginOutcomeActual, LoginRequest, Person, login_in};
 use anyhow::{Result, anyhow};
 use fantoccini::Client;
-use fantoccini::wd::WebDriverCompatibleCommand;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`). WebDriver's own
-/// cookie commands cannot restore cookies for `localhost` ("invalid 'domain'").
-#[derive(Debug)]
-struct Cdp(Value);
-
-impl WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
-    }
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.0.to_string()))
-    }
-}
-
+/// A Chrome DevTools command through chromedriver. (WebDriver's own cookie commands cannot
+/// restore cookies for `localhost`: "invalid 'domain'".)
 async fn cdp(client: &Client, cmd: &str, params: Value) -> Result<Value> {
     client
-        .issue_cmd(Cdp(json!({"cmd": cmd, "params": params})))
+        .issue_cmd(SessionPost {
+            path: "goog/cdp/execute",
+            body: json!({"cmd": cmd, "params": params}),
+        })
         .await
         .map_err(|e| anyhow!("{cmd}: {e}"))
 }

@@ -1,37 +1,21 @@
 //! WebDriver WebAuthn extension commands (virtual authenticator) for passkeys.
 
+use super::browser::SessionPost;
 use anyhow::{Result, anyhow};
 use fantoccini::Client;
-use fantoccini::wd::WebDriverCompatibleCommand;
 use serde_json::json;
-
-#[derive(Debug)]
-struct AddVirtualAuthenticator(serde_json::Value);
-
-impl WebDriverCompatibleCommand for AddVirtualAuthenticator {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/webauthn/authenticator",
-            session_id.unwrap_or_default()
-        ))
-    }
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.0.to_string()))
-    }
-}
 
 /// A CTAP2 platform authenticator with resident keys and automatic user verification,
 /// like the YubiKey in post 2.
 pub async fn add_virtual_authenticator(client: &Client) -> Result<String> {
     let v = client
-        .issue_cmd(AddVirtualAuthenticator(json!({
-            "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-            "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true
-        })))
+        .issue_cmd(SessionPost {
+            path: "webauthn/authenticator",
+            body: json!({
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true
+            }),
+        })
         .await
         .map_err(|e| anyhow!("adding a WebDriver virtual authenticator: {e}"))?;
     Ok(v.as_str().unwrap_or_default().to_string())
