@@ -61,10 +61,6 @@ struct KanidmLab {
 }
 
 impl KanidmLab {
-    async fn close_session(&mut self, person: &str) {
-        self.signins.forget(person).await;
-    }
-
     async fn stop(&mut self, logs: &Path, versions: &mut BTreeMap<String, String>) {
         self.signins.close().await;
         if let Some(v) = self.server.version() {
@@ -312,7 +308,7 @@ async fn change_in_place(
     let applied =
         reconcile::reconcile(&k.admin, Some(prev), s, &lab.http, k.server.endpoint()).await?;
     for p in &applied.replaced_persons {
-        k.close_session(p).await;
+        k.signins.forget(p).await;
     }
     if applied.deleted_entries {
         k.tokens.clear();
@@ -617,9 +613,9 @@ fn lab_counter(dir: &Path) -> usize {
         .unwrap_or(1)
 }
 
-/// Log every person of the scenario in (once per Kanidm state), each in their own kept
-/// browser: the first login walks Kanidm's pages, later ones ride the person's Kanidm
-/// session. Returns per-login times.
+/// Log every person of the scenario in (once per Kanidm state): a person's first login in
+/// the run walks Kanidm's pages, later ones restore their Kanidm session (see
+/// `login::signins`). Returns per-login times.
 async fn login_all(
     s: &LoadedScenario,
     k: &mut KanidmLab,

@@ -500,3 +500,49 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_scope_maps_and_flags_as_kanidm_shows_them() {
+        // As kanidmd 1.10.4 returned them for post 1's client.
+        let rb = ClientReadback {
+            issuer: String::new(),
+            signing_algs: vec![],
+            jwks_key_types: vec![],
+            code_challenge_methods: vec![],
+            scopes_supported: vec![],
+            redirect_urls: vec![],
+            has_image: false,
+            entry: BTreeMap::from([
+                (
+                    "oauth2_rs_scope_map".to_string(),
+                    vec![
+                        r#"k8s_users@localhost: {"email", "groups", "openid", "profile"}"#.into(),
+                        r#"k8s_admins@localhost: {"openid"}"#.into(),
+                    ],
+                ),
+                (
+                    "oauth2_allow_localhost_redirect".to_string(),
+                    vec!["true".into()],
+                ),
+                (
+                    "oauth2_jwt_legacy_crypto_enable".to_string(),
+                    vec!["false".into()],
+                ),
+            ]),
+        };
+        let maps = rb.scope_maps("oauth2_rs_scope_map");
+        assert_eq!(
+            maps["k8s_users"],
+            BTreeSet::from(["email", "groups", "openid", "profile"].map(String::from))
+        );
+        assert_eq!(maps["k8s_admins"], BTreeSet::from(["openid".to_string()]));
+        assert!(rb.scope_maps("oauth2_rs_sup_scope_map").is_empty());
+        assert!(rb.flag("oauth2_allow_localhost_redirect"));
+        assert!(!rb.flag("oauth2_jwt_legacy_crypto_enable"));
+        assert!(!rb.flag("oauth2_prefer_short_username"));
+    }
+}
