@@ -246,6 +246,28 @@ pub fn plan(prev: Option<&KanidmState>, next: &KanidmState) -> Result<Plan, Stri
         p.ops.push(Op::CreateGroup(g.to_string()));
     }
 
+    // Persons the scenario does not mention stay, in no group (first: they may hold a
+    // mail address a scenario person is about to take).
+    let mut server_state = next.clone();
+    for (name, old) in &prev_persons {
+        if !next_persons.contains_key(name) {
+            let mut dormant = (*old).clone();
+            dormant.groups.clear();
+            // Mail is unique in Kanidm: a dormant person must not hold an address the
+            // scenario gives someone else.
+            if !dormant.mail.is_empty() {
+                dormant.mail.clear();
+                p.ops.push(Op::UpdatePerson {
+                    name: name.to_string(),
+                    display_name: dormant.display_name.clone(),
+                    mail: Vec::new(),
+                });
+            }
+            server_state.persons.push(dormant);
+            p.kept_persons.push(name.to_string());
+        }
+    }
+
     // Persons: create the new (and recreated) ones, update the kept ones.
     let mut enrol = Vec::new();
     for x in &next.persons {
@@ -274,16 +296,6 @@ pub fn plan(prev: Option<&KanidmState>, next: &KanidmState) -> Result<Plan, Stri
             }
         }
     }
-    let mut server_state = next.clone();
-    for (name, old) in &prev_persons {
-        if !next_persons.contains_key(name) {
-            let mut dormant = (*old).clone();
-            dormant.groups.clear();
-            server_state.persons.push(dormant);
-            p.kept_persons.push(name.to_string());
-        }
-    }
-
     // Memberships: each group's members exactly.
     for g in &next.groups {
         let group = g.name.value.as_str();
@@ -911,6 +923,12 @@ mod tests {
             assert!(dormant.groups.is_empty());
         }
         assert!(!p.ops.iter().any(|o| matches!(o, Op::DeletePerson(_))));
+        // Mail is unique in Kanidm: a dormant person gives theirs up.
+        assert!(p.ops.contains(&Op::UpdatePerson {
+            name: "alice".into(),
+            display_name: "Alice Example".into(),
+            mail: vec![],
+        }));
         assert!(p.ops.contains(&Op::DeleteGroup("k8s_admins".into())));
         assert!(p.ops.contains(&Op::SetMembers {
             group: "k8s_users".into(),
