@@ -79,14 +79,23 @@ pub struct ClientReadback {
     pub jwks_key_types: Vec<String>,
     pub code_challenge_methods: Vec<String>,
     pub scopes_supported: Vec<String>,
-    pub redirect_urls: Vec<String>,
-    /// Whether Kanidm stores an image for the client.
-    pub has_image: bool,
     /// The client's entry as Kanidm returns it (attribute → values).
     pub entry: BTreeMap<String, Vec<String>>,
 }
 
 impl ClientReadback {
+    /// Whether Kanidm stores an image for the client.
+    pub fn has_image(&self) -> bool {
+        self.entry.contains_key("image")
+    }
+
+    pub fn redirect_urls(&self) -> &[String] {
+        self.entry
+            .get("oauth2_rs_origin")
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
     fn flag(&self, attr: &str) -> bool {
         self.entry
             .get(attr)
@@ -306,8 +315,6 @@ pub async fn read_back(
         .await
         .map_err(ce("read an OAuth2 client back"))?;
     let entry: BTreeMap<String, Vec<String>> = entry.map(|e| e.attrs).unwrap_or_default();
-    let has_image = entry.contains_key("image");
-    let redirect_urls = entry.get("oauth2_rs_origin").cloned().unwrap_or_default();
     let issuer = endpoint.issuer(name);
     let disco: serde_json::Value = http
         .get(format!("{issuer}/.well-known/openid-configuration"))
@@ -356,8 +363,6 @@ pub async fn read_back(
         jwks_key_types,
         code_challenge_methods: strings(&disco["code_challenge_methods_supported"]),
         scopes_supported: strings(&disco["scopes_supported"]),
-        redirect_urls,
-        has_image,
         entry,
     })
 }
@@ -407,10 +412,10 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
                 }
             }
         }
-        if c.image.is_some() != rb.has_image {
+        if c.image.is_some() != rb.has_image() {
             problems.push(format!(
                 "client {name}: Kanidm {} an image, scenario {}",
-                if rb.has_image { "has" } else { "has no" },
+                if rb.has_image() { "has" } else { "has no" },
                 if c.image.is_some() {
                     "sets one"
                 } else {
@@ -472,7 +477,7 @@ pub fn verify(s: &LoadedScenario, p: &Provisioned, endpoint: &KanidmEndpoint) ->
                 .map(|x| x.to_string())
                 .unwrap_or_else(|_| u.clone())
         };
-        let have_urls: BTreeSet<String> = rb.redirect_urls.iter().map(norm).collect();
+        let have_urls: BTreeSet<String> = rb.redirect_urls().iter().map(norm).collect();
         let want_urls: BTreeSet<String> = c.redirect_urls.iter().map(norm).collect();
         if have_urls != want_urls {
             problems.push(format!(
@@ -514,8 +519,6 @@ mod tests {
             jwks_key_types: vec![],
             code_challenge_methods: vec![],
             scopes_supported: vec![],
-            redirect_urls: vec![],
-            has_image: false,
             entry: BTreeMap::from([
                 (
                     "oauth2_rs_scope_map".to_string(),

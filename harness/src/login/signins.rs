@@ -129,10 +129,10 @@ impl SignIns {
 
     /// Put `name`'s cookies into the shared browser (saving the current person's).
     async fn switch_to(&mut self, name: &str) -> Result<Kind> {
-        let known = self.current.as_deref() == Some(name) || self.jars.contains_key(name);
         if self.current.as_deref() == Some(name) {
             return Ok(Kind::SingleSignOn);
         }
+        let known = self.jars.contains_key(name);
         let c = self
             .shared
             .as_ref()
