@@ -1,6 +1,6 @@
 //! `cargo xtask clean`: find and remove what interrupted runs left behind.
 
-use crate::kanidm::container::LABEL;
+use crate::kanidm::container::{LABEL, PID_LABEL};
 use std::path::Path;
 
 async fn output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -17,11 +17,23 @@ async fn output(cmd: &str, args: &[&str]) -> Option<String> {
 /// Returns one line per thing removed (or that could not be checked).
 pub async fn clean(lab_root: &Path) -> Vec<String> {
     let mut done = Vec::new();
-    // Containers we labelled (Kanidm for the kind backend).
+    // Containers we labelled (Kanidm for the kind backend) whose harness process is gone.
     let filter = format!("label={}={}", LABEL.0, LABEL.1);
-    match output("docker", &["ps", "-aq", "--filter", &filter]).await {
-        Some(ids) => {
-            for id in ids.split_whitespace() {
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{PID_LABEL}\"}}}}");
+    match output(
+        "docker",
+        &["ps", "-a", "--filter", &filter, "--format", &format],
+    )
+    .await
+    {
+        Some(list) => {
+            for line in list.lines() {
+                let mut parts = line.split_whitespace();
+                let Some(id) = parts.next() else { continue };
+                let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+                if pid.is_some_and(crate::labkit::process_alive) {
+                    continue;
+                }
                 if output("docker", &["rm", "-f", id]).await.is_some() {
                     done.push(format!("removed container {id}"));
                 }
@@ -30,13 +42,17 @@ pub async fn clean(lab_root: &Path) -> Vec<String> {
         None => done.push("docker not available: containers not checked".into()),
     }
     // kind clusters named by this harness whose owning process is gone.
-    if let Some(list) = output("kind", &["get", "clusters"]).await {
+    let kind = crate::tools::KIND
+        .find()
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kind".into());
+    if let Some(list) = output(&kind, &["get", "clusters"]).await {
         for name in list.lines().filter(|n| n.starts_with("kanidm-lab-")) {
             let pid: Option<u32> = name.trim_start_matches("kanidm-lab-").parse().ok();
             if pid.is_some_and(crate::labkit::process_alive) {
                 continue;
             }
-            if output("kind", &["delete", "cluster", "--name", name])
+            if output(&kind, &["delete", "cluster", "--name", name])
                 .await
                 .is_some()
             {

@@ -1,8 +1,11 @@
 //! `lab up|status|down` and `kanidm up|down`: leave a lab running for humans, with
 //! kubeconfigs whose users log in through the exec credential plugin (`exec-credential`).
 
+use crate::cluster::kind::{KindCluster, KindSettings};
 use crate::cluster::local::LocalControlPlane;
-use crate::cluster::{ClusterBackend, kubeconfig};
+use crate::cluster::{ClusterBackend, KanidmPlacement, kubeconfig};
+use crate::kanidm::KanidmServer;
+use crate::kanidm::container::ContainerKanidm;
 use crate::kanidm::provision::{self, PersonSecrets, TotpKey};
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
 use crate::login::browser::Browser;
@@ -95,33 +98,58 @@ pub fn read_state(dir: &Path) -> Result<LabState> {
     serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
 }
 
+/// The API server of a lab.
+// One per lab; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum LabCluster {
+    Local(LocalControlPlane),
+    Kind(KindCluster),
+}
+
 /// Running pieces of a lab started by `up`.
 pub struct RunningLab {
     pub state: LabState,
-    pub kanidm: LocalKanidm,
-    pub cluster: Option<LocalControlPlane>,
+    pub kanidm: KanidmServer,
+    pub cluster: Option<LabCluster>,
 }
 
 impl RunningLab {
     pub async fn shutdown(mut self) {
-        if let Some(mut c) = self.cluster.take() {
-            c.shutdown().await;
-        }
+        // Kanidm first: on kind it lives in the node's network namespace.
         self.kanidm.stop().await;
+        match self.cluster.take() {
+            Some(LabCluster::Local(mut c)) => c.shutdown().await,
+            Some(LabCluster::Kind(mut c)) => c.shutdown().await,
+            None => {}
+        }
         // Keys, passwords and tokens go with the lab.
         let _ = std::fs::remove_dir_all(&self.state.dir);
     }
 }
 
-/// Start Kanidm (and, with `with_cluster`, the local control plane) in the scenario's state.
-/// `exe` is the program kubeconfigs call for credentials (`<exe> exec-credential …`).
+/// What `lab up` / `kanidm up` start.
+pub struct UpOptions {
+    /// Start an API server too (`lab up`), not only Kanidm (`kanidm up`).
+    pub with_cluster: bool,
+    pub k8s: K8sVersion,
+    /// `local` or `kind`.
+    pub backend: String,
+    pub kind: KindSettings,
+}
+
+/// Start Kanidm (and, with `with_cluster`, an API server on the chosen backend) in the
+/// scenario's state. `exe` is the program kubeconfigs call for credentials
+/// (`<exe> exec-credential …`).
 pub async fn up(
     s: &LoadedScenario,
     dir: &Path,
-    with_cluster: bool,
-    v: K8sVersion,
+    opts: &UpOptions,
     exe: &Path,
 ) -> Result<RunningLab> {
+    let (with_cluster, v) = (opts.with_cluster, opts.k8s);
+    if !matches!(opts.backend.as_str(), "local" | "kind") {
+        bail!("unknown backend `{}`; use local or kind", opts.backend);
+    }
     if let Ok(old) = read_state(dir)
         && process_alive(old.pid)
     {
@@ -138,11 +166,30 @@ pub async fn up(
     let http = lab_http_client(&pki.ca_pem)?;
     let kdir = dir.join("kanidm");
     std::fs::create_dir_all(&kdir)?;
-    let kanidm = LocalKanidm::start(&kdir, &pki, &http, 0).await?;
-    check_version(kanidm.version.as_deref())?;
+    // On kind the cluster comes first: Kanidm lives in the node's network namespace.
+    let mut kind = None;
+    if with_cluster && opts.backend == "kind" {
+        let progress = crate::progress::Progress::default();
+        let c = KindCluster::create(&dir.join("cluster"), &pki, v, &opts.kind, &progress).await?;
+        for n in &c.notes {
+            progress.phase(&format!("note: {n}"));
+        }
+        kind = Some(c);
+    }
+    let mut kanidm = match kind.as_ref().map(|c| c.kanidm_placement()) {
+        Some(KanidmPlacement::ContainerInNode { node, port, image }) => KanidmServer::Container(
+            ContainerKanidm::start(&kdir, &pki, &http, &node, port, &image).await?,
+        ),
+        _ => KanidmServer::Local(LocalKanidm::start(&kdir, &pki, &http, 0).await?),
+    };
+    if let Err(e) = check_version(kanidm.version()) {
+        kanidm.stop().await;
+        return Err(e);
+    }
+    let endpoint = kanidm.endpoint().clone();
     let pw = kanidm.recover_account("idm_admin").await?;
-    let kc = provision::admin_client(&kanidm.endpoint, &pw).await?;
-    let p = provision::apply(&kc, s, &http, &kanidm.endpoint).await?;
+    let kc = provision::admin_client(&endpoint, &pw).await?;
+    let p = provision::apply(&kc, s, &http, &endpoint).await?;
     let mut persons = BTreeMap::new();
     for person in &s.scenario.kanidm.persons {
         let name = &person.name.value;
@@ -177,7 +224,7 @@ pub async fn up(
         pid: std::process::id(),
         scenario: s.name.clone(),
         dir: dir.to_path_buf(),
-        kanidm_origin: kanidm.endpoint.origin.clone(),
+        kanidm_origin: endpoint.origin.clone(),
         ca_file: pki.ca_cert.clone(),
         spki_pin: pki.kanidm_spki_sha256.clone(),
         api_server: None,
@@ -195,27 +242,47 @@ pub async fn up(
     };
     let mut cluster = None;
     if with_cluster {
-        let mut cp = LocalControlPlane::start(&dir.join("cluster"), &pki).await?;
+        let mut cp = match kind {
+            Some(k) => LabCluster::Kind(k),
+            None => LabCluster::Local(LocalControlPlane::start(&dir.join("cluster"), &pki).await?),
+        };
         let mut values = crate::scenario::placeholder::Values {
-            domain: kanidm.endpoint.domain.clone(),
-            origin: kanidm.endpoint.origin.clone(),
+            domain: endpoint.domain.clone(),
+            origin: endpoint.origin.clone(),
             ..Default::default()
         };
         for c in p.clients.keys() {
-            values.issuers.insert(c.clone(), kanidm.endpoint.issuer(c));
+            values.issuers.insert(c.clone(), endpoint.issuer(c));
         }
         values.uuids = p.uuids.clone();
+        let (ca_path, server_url, admin_kc, server_ca) = match &cp {
+            LabCluster::Local(c) => (
+                c.ca_path_for_apiserver(),
+                c.server_url().to_string(),
+                c.admin_kubeconfig().to_path_buf(),
+                pki.ca_cert.clone(),
+            ),
+            LabCluster::Kind(c) => (
+                c.ca_path_for_apiserver(),
+                c.server_url().to_string(),
+                c.admin_kubeconfig().to_path_buf(),
+                c.server_ca_file(),
+            ),
+        };
         let facts = LabFacts {
             values,
             ca_pem: pki.ca_pem.clone(),
-            ca_path_for_apiserver: cp.ca_path_for_apiserver(),
+            ca_path_for_apiserver: ca_path,
         };
         let auth = crate::render::plan::auth_setup(s, &facts, v)?;
-        cp.configure_auth(&auth).await?;
-        let admin = crate::rbac_apply::admin_client(cp.admin_kubeconfig()).await?;
+        match &mut cp {
+            LabCluster::Local(c) => c.configure_auth(&auth).await?,
+            LabCluster::Kind(c) => c.configure_auth(&auth).await?,
+        }
+        let admin = crate::rbac_apply::admin_client(&admin_kc).await?;
         crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;
-        state.api_server = Some(cp.server_url().to_string());
-        state.admin_kubeconfig = Some(cp.admin_kubeconfig().to_path_buf());
+        state.api_server = Some(server_url.clone());
+        state.admin_kubeconfig = Some(admin_kc.clone());
         for (name, person) in state.persons.iter_mut() {
             let path = dir.join(format!("{name}.kubeconfig"));
             let exe_s = exe.to_string_lossy().into_owned();
@@ -228,8 +295,8 @@ pub async fn up(
             ];
             kubeconfig::write(
                 &path,
-                cp.server_url(),
-                &pki.ca_cert,
+                &server_url,
+                &server_ca,
                 name,
                 kubeconfig::UserAuth::Exec {
                     command: &exe_s,
@@ -267,13 +334,14 @@ pub async fn down(dir: &Path) -> Result<String> {
     unsafe {
         libc::kill(state.pid as i32, libc::SIGTERM);
     }
-    for _ in 0..200 {
+    // A kind lab deletes its cluster on the way out (a few seconds).
+    for _ in 0..1200 {
         if !process_alive(state.pid) {
             return Ok(format!("lab {} stopped", state.scenario));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("lab process {} did not stop within 10 s", state.pid)
+    bail!("lab process {} did not stop within 60 s", state.pid)
 }
 
 /// `client.authentication.k8s.io/v1` ExecCredential for a person: the cached id_token, or a

@@ -19,6 +19,8 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod scenario;
+#[doc(hidden)]
+pub mod testsupport;
 pub mod timings;
 pub mod tools;
 

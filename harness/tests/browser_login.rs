@@ -11,8 +11,7 @@ use harness::pki;
 /// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
 macro_rules! skipped {
     ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+        harness::testsupport::skip(&format!($($arg)*));
     }};
 }
 

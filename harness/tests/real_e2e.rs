@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 macro_rules! skipped {
     ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+        harness::testsupport::skip(&format!($($arg)*));
     }};
 }
 
@@ -41,7 +40,10 @@ async fn both_posts_end_to_end() {
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
         fresh_kanidm: false,
-        kind_configs: root.join("kind-configs"),
+        kind: harness::cluster::kind::KindSettings {
+            configs: root.join("kind-configs"),
+            images: Default::default(),
+        },
     })
     .await
     .unwrap();

@@ -21,6 +21,7 @@ fn render_every_scenario(#[case] version: &str) {
             &LabFacts::example(&s),
             v,
             &root().join("kind-configs"),
+            &Default::default(),
         )
         .unwrap();
         insta::assert_snapshot!(format!("{}-{}", s.name, version), out);
@@ -104,6 +105,7 @@ fn every_kind_config_pins_a_digest_and_has_no_kubeadm_api_version() {
                 "authentication-config=/etc/kubernetes/kanidm-lab/authentication-config.yaml"
                     .into(),
             ],
+            &harness::render::kind_config::KindNodeOptions::default(),
         )
         .unwrap();
         let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();

@@ -32,6 +32,8 @@ enum Command {
         /// Kubernetes minor to render for.
         #[arg(long, default_value = "1.36")]
         k8s: K8sVersion,
+        #[command(flatten)]
+        images: ImageArgs,
     },
     /// Run scenarios against real servers and report every expectation.
     ///
@@ -49,7 +51,10 @@ enum Command {
         scenario: String,
     },
     /// Say which real components are installed and how to get the missing ones.
-    Doctor,
+    Doctor {
+        #[command(flatten)]
+        images: ImageArgs,
+    },
     /// Leave Kanidm and a local API server running in a scenario's state (the posts' end state).
     Lab {
         #[command(subcommand)]
@@ -81,6 +86,11 @@ enum LabCmd {
         scenario: String,
         #[arg(long, default_value = "1.36")]
         k8s: K8sVersion,
+        /// Cluster backend for `lab up` (`kanidm up` starts only Kanidm, locally).
+        #[arg(long, value_parser = ["local", "kind"], default_value = "local")]
+        backend: String,
+        #[command(flatten)]
+        images: ImageArgs,
     },
     /// Is it running? Where?
     Status,
@@ -121,6 +131,42 @@ struct E2eArgs {
     /// people keep their sign-in).
     #[arg(long)]
     fresh_kanidm: bool,
+    #[command(flatten)]
+    images: ImageArgs,
+}
+
+/// Images the kind backend runs instead of the pinned ones (air-gapped copies, mirrors,
+/// local builds).
+#[derive(clap::Args, Clone, Default)]
+struct ImageArgs {
+    /// kind node image for one Kubernetes minor, `<minor>=<image>`; repeatable or comma-separated.
+    #[arg(long = "node-image", env = "LAB_NODE_IMAGES", value_delimiter = ',')]
+    node_image: Vec<String>,
+    /// Kanidm server image for the kind backend (default kanidm/server:1.10.4).
+    #[arg(long, env = "LAB_KANIDM_IMAGE")]
+    kanidm_image: Option<String>,
+}
+
+impl ImageArgs {
+    fn overrides(&self) -> Result<harness::render::kind_config::ImageOverrides> {
+        let mut o = harness::render::kind_config::ImageOverrides::default();
+        for spec in &self.node_image {
+            o.add_node_image(spec)
+                .map_err(|e| anyhow::anyhow!("--node-image {e}"))?;
+        }
+        if let Some(k) = &self.kanidm_image {
+            harness::kanidm::container::split_image(k).context("--kanidm-image")?;
+            o.kanidm = Some(k.clone());
+        }
+        Ok(o)
+    }
+}
+
+fn kind_settings(images: &ImageArgs) -> Result<harness::cluster::kind::KindSettings> {
+    Ok(harness::cluster::kind::KindSettings {
+        configs: root().join("kind-configs"),
+        images: images.overrides()?,
+    })
 }
 
 fn root() -> PathBuf {
@@ -234,7 +280,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Render { scenario, k8s } => {
+        Command::Render {
+            scenario,
+            k8s,
+            images,
+        } => {
             let path = resolve_scenario(&scenario)?;
             let s = scenario::load_file(&path)?;
             print!(
@@ -243,12 +293,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     &s,
                     &LabFacts::example(&s),
                     k8s,
-                    &root().join("kind-configs")
+                    &root().join("kind-configs"),
+                    &images.overrides()?
                 )?
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor => Ok(doctor()),
+        Command::Doctor { images } => doctor(&images).await,
         Command::BenchLogin { scenario } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
             let lines = harness::bench::logins(&s).await?;
@@ -269,7 +320,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn doctor() -> ExitCode {
+async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
     let mut missing_local = false;
     println!("{:<24} {:<10} path", "component", "found via");
     for t in harness::tools::ALL {
@@ -298,13 +349,98 @@ fn doctor() -> ExitCode {
             "KANIDM_UI_DIR", "-"
         ),
     }
+    // The kind backend: Docker, kind, and the images it would run.
+    let overrides = images.overrides()?;
+    println!("\nkind backend");
+    let mut kind_ready = harness::tools::KIND.find().is_some()
+        && harness::tools::CHROMEDRIVER.find().is_some()
+        && harness::tools::KUBECTL.find().is_some();
+    match harness::cluster::kind::docker_cgroup_version().await {
+        Ok(v) => println!(
+            "  Docker engine           running, cgroup v{v}{}",
+            if v == "1" {
+                " (kubelet 1.35+ gets `failCgroupV1: false`)"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => {
+            kind_ready = false;
+            println!("  Docker engine           NOT available: {e:#}");
+        }
+    }
+    let kanidm = overrides.kanidm_image();
+    let kanidm_present = harness::cluster::kind::image_present(kanidm).await;
+    println!(
+        "  Kanidm image            {kanidm} {}{}",
+        if overrides.kanidm.is_some() {
+            "(override) "
+        } else {
+            ""
+        },
+        if kanidm_present {
+            "present"
+        } else {
+            "not in Docker (pulled at run time if a registry is reachable)"
+        }
+    );
+    let mut runnable = Vec::new();
+    for minor in harness::render::K8sVersion::MIN.minor..=harness::render::K8sVersion::MAX.minor {
+        let v = harness::render::K8sVersion { minor };
+        let base = harness::render::kind_config::base_config_path(&root().join("kind-configs"), v);
+        let Ok(text) = std::fs::read_to_string(&base) else {
+            continue;
+        };
+        let (image, how) = match overrides.node.get(&v) {
+            Some(i) => (i.clone(), "override"),
+            None => (
+                text.lines()
+                    .find_map(|l| {
+                        l.trim()
+                            .strip_prefix("image:")
+                            .map(|i| i.trim().to_string())
+                    })
+                    .unwrap_or_default(),
+                "pinned",
+            ),
+        };
+        let present = harness::cluster::kind::image_present(&image).await;
+        if present {
+            runnable.push(v.to_string());
+        }
+        println!(
+            "  node image {v:<12} {image} ({how}, {})",
+            if present { "present" } else { "not in Docker" }
+        );
+    }
+    if runnable.is_empty() {
+        println!(
+            "  help: with no registry, load or build a node image and pass --node-image <minor>=<image> (env LAB_NODE_IMAGES)"
+        );
+    }
     if missing_local {
         println!("\nThe local backend cannot run until the missing components are installed.");
-        ExitCode::FAILURE
     } else {
         println!("\nEverything the local backend needs is here: `cargo xtask e2e`.");
-        ExitCode::SUCCESS
     }
+    if kind_ready && kanidm_present && !runnable.is_empty() {
+        println!(
+            "The kind backend can run Kubernetes {} here: `cargo xtask e2e --backend kind --k8s {}`.",
+            runnable.join(", "),
+            runnable.join(",")
+        );
+    } else if kind_ready {
+        println!(
+            "The kind backend can run where the images above can be pulled (or are given with --node-image / --kanidm-image)."
+        );
+    } else {
+        println!("The kind backend cannot run here yet (see above).");
+    }
+    Ok(if missing_local && !kind_ready {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
@@ -364,13 +500,13 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         artifacts: artifacts.clone(),
         keep: args.keep,
         fresh_kanidm: args.fresh_kanidm,
-        kind_configs: root().join("kind-configs"),
+        kind: kind_settings(&args.images)?,
     };
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
         r = run => r?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: everything started by this run has been stopped");
+        sig = stop_signal() => {
+            eprintln!("interrupted ({sig}): everything started by this run has been stopped");
             return Ok(ExitCode::from(130));
         }
     };
@@ -410,11 +546,36 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
     let dir = lab_dir(with_cluster);
     let what = if with_cluster { "lab" } else { "kanidm" };
     match action {
-        LabCmd::Up { scenario, k8s } => {
+        LabCmd::Up {
+            scenario,
+            k8s,
+            backend,
+            images,
+        } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
             let exe =
                 std::env::current_exe().context("locating the xtask binary for the exec plugin")?;
-            let running = harness::labkit::up(&s, &dir, with_cluster, k8s, &exe).await?;
+            if !with_cluster && backend != "local" {
+                bail!(
+                    "`kanidm up` starts only Kanidm, as a local process; use `lab up --backend kind` for a kind cluster"
+                );
+            }
+            let opts = harness::labkit::UpOptions {
+                with_cluster,
+                k8s,
+                backend,
+                kind: kind_settings(&images)?,
+            };
+            // Interrupted start-up (Ctrl-C, SIGTERM, SIGHUP) drops what was started: processes,
+            // the Kanidm container and the kind cluster clean up on drop.
+            let running = tokio::select! {
+                r = harness::labkit::up(&s, &dir, &opts, &exe) => r?,
+                sig = stop_signal() => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    eprintln!("interrupted ({sig}): everything started so far has been stopped");
+                    return Ok(ExitCode::from(130));
+                }
+            };
             let st = &running.state;
             println!("{what} `{}` is up.", st.scenario);
             println!(
@@ -443,12 +604,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             }
             println!("  passwords/TOTP: cargo xtask {what} creds <person>");
             println!("Stop with Ctrl-C or `cargo xtask {what} down`.");
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            stop_signal().await;
             running.shutdown().await;
             println!("{what} stopped");
             Ok(ExitCode::SUCCESS)
@@ -495,6 +651,23 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The first of SIGINT, SIGTERM or SIGHUP; its name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
     }
 }
 

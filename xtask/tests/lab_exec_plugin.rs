@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 macro_rules! skipped {
     ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "\n==== SKIPPED: {} ====\n", format!($($arg)*));
+        harness::testsupport::skip(&format!($($arg)*));
     }};
 }
 
@@ -24,9 +23,19 @@ async fn kubectl_logs_in_through_the_exec_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let lab_dir = dir.path().join("lab");
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_xtask"));
-    let running = harness::labkit::up(&s, &lab_dir, true, "1.36".parse().unwrap(), &exe)
-        .await
-        .unwrap();
+    let running = harness::labkit::up(
+        &s,
+        &lab_dir,
+        &harness::labkit::UpOptions {
+            with_cluster: true,
+            k8s: "1.36".parse().unwrap(),
+            backend: "local".into(),
+            kind: Default::default(),
+        },
+        &exe,
+    )
+    .await
+    .unwrap();
     let kubeconfig = running.state.persons["alice"].kubeconfig.clone().unwrap();
     let kubectl = harness::tools::KUBECTL.require().unwrap();
     let whoami = |kc: PathBuf| {

@@ -1,24 +1,45 @@
 //! kind backend: `kind create cluster` with the pinned config for the requested minor.
 //!
-//! Authentication changes: a structured config is rewritten in the mounted directory
-//! (dynamic reload, confirmed by `apiserver_authentication_config_controller_automatic_reloads_total`,
-//! then the 10 s token success cache is allowed to expire); switching to or between
-//! `--oidc-*` flag sets edits the kube-apiserver static pod manifest inside the node and
-//! waits for kubelet to restart it. Kanidm runs as a container in the node's network
-//! namespace (see `kanidm::container`), reachable from host and node as https://localhost:<port>.
+//! Authentication changes: a structured config is rewritten in the mounted directory and
+//! reloaded in place when its JWT authenticators can initialise (confirmed by the API
+//! server's own metrics: the running config's hash, or the reload counters). A config that
+//! cannot initialise (untrusted CA, issuer mismatch — what several scenarios test) is never
+//! reloaded by the API server, so the static pod is restarted on the new file instead.
+//! `--oidc-*` flags are set by editing the kube-apiserver static pod manifest in the node.
+//! Every restart is verified: a new container whose arguments are exactly ours.
+//! Kanidm runs as a container in the node's network namespace (see `kanidm::container`),
+//! reachable from host and node as https://localhost:<port>.
 
+use super::apiserver_manifest::{self as manifest, MANIFEST};
+use super::apiserver_metrics::{self as metrics, AuthConfigMetrics, ReloadVerdict};
 use super::{AuthSetup, ClusterBackend, LogMark};
 use crate::pki::LabPki;
 use crate::process::free_port;
 use crate::progress::Progress;
 use crate::render::K8sVersion;
-use crate::render::kind_config::{self, NODE_AUTHN_DIR};
+use crate::render::kind_config::{self, KindNodeOptions, NODE_AUTHN_DIR};
 use crate::tools;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+/// Where kube-apiserver's container logs are inside the node.
+const POD_LOGS: &str = "/var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log";
+/// How long a static pod restart may take before we give up.
+const RESTART_DEADLINE: Duration = Duration::from_secs(180);
+/// The API server gives a reload one minute to initialise, then counts a failure.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(75);
+/// Grace we give the old kube-apiserver container once kubelet has the new manifest.
+/// kubeadm's pod has the default 30 s and kube-apiserver drains watches for all of it;
+/// nothing of the lab needs that drain.
+const OLD_CONTAINER_GRACE_SECS: &str = "2";
+
+/// Everything the user chooses about the kind backend.
+#[derive(Debug, Clone, Default)]
+pub struct KindSettings {
+    pub configs: PathBuf,
+    pub images: kind_config::ImageOverrides,
+}
 
 pub struct KindCluster {
     name: String,
@@ -29,17 +50,46 @@ pub struct KindCluster {
     kubeconfig: PathBuf,
     url: String,
     pub kanidm_port: u16,
+    pub kanidm_image: String,
     current: Option<AuthSetup>,
+    reloaded_in_place: bool,
+    restarts: u32,
     http: reqwest::Client,
-    created: bool,
+    guard: ClusterGuard,
+    /// Phase timings of cluster creation, reloads and restarts (for `cargo xtask bench`).
+    pub timings: Vec<(String, Duration)>,
+    /// What was adapted to this host (said once in the output).
+    pub notes: Vec<String>,
 }
 
-async fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+/// Deletes the kind cluster when dropped, unless disarmed: an interrupted `kind create`
+/// (Ctrl-C, an error, a panic) leaves no node container behind.
+struct ClusterGuard {
+    kind: PathBuf,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::process::Command::new(&self.kind)
+                .args(["delete", "cluster", "--name", &self.name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Run a command with a deadline; the child is killed if we are dropped or time out.
+async fn run(cmd: &Path, args: &[&str], stdin: Option<&str>, deadline: Duration) -> Result<String> {
     use tokio::io::AsyncWriteExt;
     let mut c = tokio::process::Command::new(cmd);
     c.args(args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     if stdin.is_some() {
         c.stdin(std::process::Stdio::piped());
     }
@@ -49,7 +99,16 @@ async fn run(cmd: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes()).await?;
     }
-    let out = child.wait_with_output().await?;
+    let out = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "`{} {}` did not finish within {} s",
+                cmd.display(),
+                args.join(" "),
+                deadline.as_secs()
+            )
+        })??;
     if !out.status.success() {
         bail!(
             "`{} {}` failed: {}",
@@ -65,18 +124,83 @@ fn docker() -> PathBuf {
     which::which("docker").unwrap_or_else(|_| PathBuf::from("docker"))
 }
 
+const QUICK: Duration = Duration::from_secs(30);
+
+/// The Docker engine's cgroup version ("1" or "2"), or a clear error when there is no engine.
+pub async fn docker_cgroup_version() -> Result<String> {
+    which::which("docker").map_err(|_| {
+        anyhow!("docker not found\n  help: the kind backend needs a Docker engine (Debian: `apt-get install docker.io`)")
+    })?;
+    let v = run(&docker(), &["info", "--format", "{{.CgroupVersion}}"], None, QUICK)
+        .await
+        .map_err(|e| anyhow!("{e:#}\n  help: start the Docker engine (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`"))?;
+    Ok(v.trim().to_string())
+}
+
+/// Is `image` in the local Docker engine?
+pub async fn image_present(image: &str) -> bool {
+    run(
+        &docker(),
+        &["image", "inspect", "--format", "{{.Id}}", image],
+        None,
+        QUICK,
+    )
+    .await
+    .is_ok()
+}
+
+/// `image` present locally, pulled if it is not; otherwise an error that says what to do.
+pub async fn ensure_image(image: &str, what: &str, flag: &str) -> Result<()> {
+    if image_present(image).await {
+        return Ok(());
+    }
+    run(&docker(), &["pull", image], None, Duration::from_secs(600))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            anyhow!(
+                "the {what} image {image} is not in Docker and could not be pulled: {e:#}\n  help: `docker pull {image}` where a registry is reachable (then `docker save`/`docker load` it here), or pass a local image with {flag}"
+            )
+        })
+}
+
 impl KindCluster {
     pub async fn create(
         dir: &Path,
         pki: &LabPki,
         v: K8sVersion,
-        kind_configs: &Path,
+        settings: &KindSettings,
         progress: &Progress,
     ) -> Result<KindCluster> {
+        let t0 = Instant::now();
         let kind = tools::KIND.require()?;
-        let base_path = kind_config::base_config_path(kind_configs, v);
+        let cgroup = docker_cgroup_version().await?;
+        let base_path = kind_config::base_config_path(&settings.configs, v);
         let base = std::fs::read_to_string(&base_path)
             .with_context(|| format!("no kind config for Kubernetes {v} ({}); supported minors have a file in kind-configs/", base_path.display()))?;
+        let node_opts =
+            KindNodeOptions::for_host(v, settings.images.node.get(&v).cloned(), &cgroup);
+        let mut notes = Vec::new();
+        if node_opts.allow_cgroup_v1 {
+            notes.push(format!(
+                "this Docker host runs cgroup v1: added `failCgroupV1: false` to kubelet (Kubernetes {v} refuses cgroup v1 otherwise)"
+            ));
+        }
+        let node_image = match &node_opts.node_image {
+            Some(i) => i.clone(),
+            None => pinned_image(&base).unwrap_or_default(),
+        };
+        let kanidm_image = settings.images.kanidm_image().to_string();
+        // Fail before creating anything when an image is missing.
+        let flag = format!("--node-image {v}=<image> (or LAB_NODE_IMAGES)");
+        ensure_image(&node_image, "kind node", &flag).await?;
+        ensure_image(
+            &kanidm_image,
+            "Kanidm",
+            "--kanidm-image <image> (or LAB_KANIDM_IMAGE)",
+        )
+        .await?;
+
         let host_authn_dir = dir.join("apiserver");
         std::fs::create_dir_all(&host_authn_dir)?;
         std::fs::copy(&pki.ca_cert, host_authn_dir.join("ca.pem"))?;
@@ -92,7 +216,7 @@ impl KindCluster {
         let args = vec![format!(
             "authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
         )];
-        let mut text = kind_config::render(&base, &host_authn_dir, &args)?;
+        let mut text = kind_config::render(&base, &host_authn_dir, &args, &node_opts)?;
         // Publish Kanidm's port from the node (where the Kanidm container listens).
         let mut doc: serde_json::Value =
             serde_saphyr::from_str(&text).map_err(|e| anyhow!("{e}"))?;
@@ -103,8 +227,14 @@ impl KindCluster {
         let name = format!("kanidm-lab-{}", std::process::id());
         let kubeconfig = dir.join("admin.kubeconfig");
         progress.step(&format!(
-            "kind create cluster --name {name} (Kubernetes {v})"
+            "kind create cluster --name {name} (Kubernetes {v}, {node_image})"
         ));
+        let guard = ClusterGuard {
+            kind: kind.clone(),
+            name: name.clone(),
+            armed: true,
+        };
+        let t_create = Instant::now();
         run(
             &kind,
             &[
@@ -120,30 +250,36 @@ impl KindCluster {
                 "120s",
             ],
             None,
+            Duration::from_secs(300),
         )
-        .await?;
+        .await
+        .map_err(|e| anyhow!("{e:#}\n  help: `cargo xtask doctor` checks Docker, kind and the images; the node's logs are in `kind export logs` (the cluster is deleted now)"))?;
+        let create_time = t_create.elapsed();
         let node = format!("{name}-control-plane");
         let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig)?)
             .map_err(|e| anyhow!("{e}"))?;
-        let url = kc["clusters"][0]["cluster"]["server"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let ca_b64 = kc["clusters"][0]["cluster"]["certificate-authority-data"]
-            .as_str()
-            .unwrap_or_default();
+        let field = |v: &serde_json::Value, what: &str| -> Result<String> {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("kind's kubeconfig has no {what}"))
+        };
+        let url = field(&kc["clusters"][0]["cluster"]["server"], "server URL")?;
         use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD
-            .decode(ca_b64)
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let ca = b64
+            .decode(field(
+                &kc["clusters"][0]["cluster"]["certificate-authority-data"],
+                "CA",
+            )?)
             .context("kind kubeconfig CA")?;
-        let cert_b64 = kc["users"][0]["user"]["client-certificate-data"]
-            .as_str()
-            .unwrap_or_default();
-        let key_b64 = kc["users"][0]["user"]["client-key-data"]
-            .as_str()
-            .unwrap_or_default();
-        let mut ident = base64::engine::general_purpose::STANDARD.decode(cert_b64)?;
-        ident.extend(base64::engine::general_purpose::STANDARD.decode(key_b64)?);
+        let mut ident = b64.decode(field(
+            &kc["users"][0]["user"]["client-certificate-data"],
+            "client certificate",
+        )?)?;
+        ident.extend(b64.decode(field(
+            &kc["users"][0]["user"]["client-key-data"],
+            "client key",
+        )?)?);
         let http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
             .identity(reqwest::Identity::from_pem(&ident)?)
@@ -152,7 +288,7 @@ impl KindCluster {
             .build()?;
         // Keep the cluster CA next to the lab so person kubeconfigs can reference it.
         std::fs::write(dir.join("cluster-ca.pem"), &ca)?;
-        Ok(KindCluster {
+        let mut me = KindCluster {
             name,
             node,
             dir: dir.to_path_buf(),
@@ -161,23 +297,41 @@ impl KindCluster {
             kubeconfig,
             url,
             kanidm_port,
+            kanidm_image,
             current: Some(AuthSetup::Structured {
                 config_yaml: String::new(),
             }),
+            reloaded_in_place: false,
+            restarts: 0,
             http,
-            created: true,
-        })
+            guard,
+            timings: vec![("kind: kind create cluster".into(), create_time)],
+            notes,
+        };
+        me.timings.push((
+            "kind: cluster ready (images checked, created)".into(),
+            t0.elapsed(),
+        ));
+        Ok(me)
     }
 
     pub fn node_container(&self) -> &str {
         &self.node
     }
 
-    async fn reloads(&self) -> u64 {
-        let Ok(r) = self.http.get(format!("{}/metrics", self.url)).send().await else {
-            return 0;
-        };
-        successful_reloads(&r.text().await.unwrap_or_default())
+    pub fn cluster_name(&self) -> &str {
+        &self.name
+    }
+
+    async fn auth_metrics(&self) -> Option<AuthConfigMetrics> {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        Some(metrics::parse(&r.text().await.ok()?))
     }
 
     async fn ready(&self) -> bool {
@@ -186,19 +340,39 @@ impl KindCluster {
 
     /// Run a shell snippet inside the node container.
     async fn node_sh(&self, script: &str) -> Result<String> {
-        run(&docker(), &["exec", &self.node, "sh", "-c", script], None).await
+        run(
+            &docker(),
+            &["exec", &self.node, "sh", "-c", script],
+            None,
+            QUICK,
+        )
+        .await
     }
 
     /// The id of the running kube-apiserver container in the node ("" if none).
     async fn apiserver_container(&self) -> String {
-        self.node_sh("crictl ps --name kube-apiserver -q | head -1")
+        self.node_sh("crictl ps --state running --name kube-apiserver -q | head -1")
             .await
+            .map(|s| s.trim().to_string())
             .unwrap_or_default()
     }
 
-    async fn edit_manifest(&self, flags: &[String]) -> Result<()> {
-        let text = run(&docker(), &["exec", &self.node, "cat", MANIFEST], None).await?;
-        let out = with_auth_flags(&text, flags)?;
+    /// Restart kube-apiserver with `flags` (and the current contents of the mounted config
+    /// file): a manifest edit kubelet acts on, the old container stopped without the 30 s
+    /// drain, then a new container proven to run our flags and answering `/readyz`.
+    async fn restart_apiserver(&mut self, flags: &[String], why: &str) -> Result<()> {
+        let t = Instant::now();
+        let text = self.node_sh(&format!("cat {MANIFEST}")).await?;
+        self.restarts += 1;
+        let marker = format!(
+            "{}-{}",
+            self.restarts,
+            metrics::config_hash(
+                &std::fs::read_to_string(self.host_authn_dir.join("authentication-config.yaml"))
+                    .unwrap_or_default()
+            )
+        );
+        let out = manifest::with_auth(&text, flags, &marker)?;
         let before = self.apiserver_container().await;
         run(
             &docker(),
@@ -208,35 +382,136 @@ impl KindCluster {
                 &self.node,
                 "sh",
                 "-c",
-                &format!("cat > {MANIFEST}.new && mv {MANIFEST}.new {MANIFEST}"),
+                // Written beside the manifests directory, then renamed into it: kubelet only
+                // ever sees a whole file.
+                &format!("cat > /etc/kubernetes/kube-apiserver.yaml.new && mv /etc/kubernetes/kube-apiserver.yaml.new {MANIFEST}"),
             ],
             Some(&out),
+            QUICK,
         )
         .await?;
-        // kubelet notices the manifest and replaces the container: wait for a new one, then /readyz.
-        let start = Instant::now();
+        if !before.is_empty() {
+            // kubelet would give the old pod its full grace period; stop it now.
+            let _ = self
+                .node_sh(&format!(
+                    "crictl stop --timeout {OLD_CONTAINER_GRACE_SECS} {before} >/dev/null 2>&1 || true"
+                ))
+                .await;
+        }
+        let t_stopped = t.elapsed();
+        let mut t_new = None;
         loop {
             let now = self.apiserver_container().await;
-            if !now.trim().is_empty() && now.trim() != before.trim() && self.ready().await {
-                return Ok(());
+            if !now.is_empty() && now != before {
+                t_new.get_or_insert(t.elapsed());
+                let inspect = self
+                    .node_sh(&format!("crictl inspect -o json {now}"))
+                    .await
+                    .unwrap_or_default();
+                if manifest::runs_flags(&inspect, flags) && self.ready().await {
+                    break;
+                }
             }
-            if start.elapsed() > Duration::from_secs(180) {
+            if t.elapsed() > RESTART_DEADLINE {
                 bail!(
-                    "kube-apiserver did not come back within 180 s after the manifest change; see `docker exec {} crictl logs`",
+                    "kube-apiserver did not come back with the new flags within {} s after the manifest change; see `docker exec {} crictl ps -a` and its logs",
+                    RESTART_DEADLINE.as_secs(),
                     self.node
                 );
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        let total = t.elapsed();
+        self.timings.push((
+            format!(
+                "kind: restart ({why}): old stopped {:.1}s, new container {:.1}s, /readyz {:.1}s",
+                t_stopped.as_secs_f64(),
+                t_new.unwrap_or(total).as_secs_f64(),
+                total.as_secs_f64()
+            ),
+            total,
+        ));
+        Ok(())
     }
 
-    async fn pod_log(&self) -> String {
-        self.node_sh(
-            "cat /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log 2>/dev/null",
-        )
-        .await
-        .unwrap_or_default()
+    /// Rewrite the structured config and get the API server onto it: a reload when its
+    /// authenticators can initialise, a restart otherwise (or when the reload fails).
+    async fn switch_structured(&mut self, config_yaml: &str) -> Result<()> {
+        let t = Instant::now();
+        let before = self.auth_metrics().await.unwrap_or_default();
+        // Overwrite in place inside the mounted directory (fsnotify + 1 min poll).
+        std::fs::write(
+            self.host_authn_dir.join("authentication-config.yaml"),
+            config_yaml,
+        )?;
+        let flag = vec![structured_flag()];
+        if let Some(why) = super::jwt_init::config_blocker(config_yaml).await {
+            tracing::info!(
+                "authenticator cannot initialise ({why}): restarting instead of reloading"
+            );
+            return self
+                .restart_apiserver(&flag, "config cannot initialise")
+                .await;
+        }
+        loop {
+            let now = self.auth_metrics().await.unwrap_or_default();
+            match metrics::judge_reload(&before, &now, config_yaml) {
+                ReloadVerdict::Applied => break,
+                ReloadVerdict::Failed => {
+                    return self.restart_apiserver(&flag, "reload failed").await;
+                }
+                ReloadVerdict::Pending if t.elapsed() > RELOAD_DEADLINE => {
+                    return self.restart_apiserver(&flag, "reload not seen").await;
+                }
+                ReloadVerdict::Pending => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        self.reloaded_in_place = true;
+        self.timings
+            .push(("kind: structured reload".into(), t.elapsed()));
+        Ok(())
     }
+
+    /// The log file of the running kube-apiserver container (newest file), in the node.
+    async fn current_log_file(&self) -> String {
+        self.node_sh(&format!("ls -t {POD_LOGS} 2>/dev/null | head -1"))
+            .await
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    async fn read_log(&self, file: &str, offset: u64) -> String {
+        if file.is_empty()
+            || !file.starts_with("/var/log/pods/")
+            || file.contains(['\'', '"', '$', '`', ';', ' '])
+        {
+            return String::new();
+        }
+        self.node_sh(&format!("tail -c +{} '{file}' 2>/dev/null", offset + 1))
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn log_len(&self, file: &str) -> u64 {
+        if file.is_empty() {
+            return 0;
+        }
+        self.node_sh(&format!("wc -c < '{file}' 2>/dev/null"))
+            .await
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn structured_flag() -> String {
+    format!("--authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml")
+}
+
+/// The node image a base config pins.
+fn pinned_image(base: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_saphyr::from_str(base).ok()?;
+    doc["nodes"][0]["image"].as_str().map(str::to_string)
 }
 
 impl ClusterBackend for KindCluster {
@@ -259,6 +534,7 @@ impl ClusterBackend for KindCluster {
         super::KanidmPlacement::ContainerInNode {
             node: self.node.clone(),
             port: self.kanidm_port,
+            image: self.kanidm_image.clone(),
         }
     }
 
@@ -266,61 +542,58 @@ impl ClusterBackend for KindCluster {
         if self.current.as_ref() == Some(auth) {
             return Ok(());
         }
+        self.reloaded_in_place = false;
+        let was_structured = matches!(self.current, Some(AuthSetup::Structured { .. }));
+        // Never leave `current` claiming a config the API server may not run.
+        self.current = None;
         match auth {
+            AuthSetup::Structured { config_yaml } if was_structured => {
+                self.switch_structured(config_yaml).await?
+            }
             AuthSetup::Structured { config_yaml } => {
-                let was_structured = matches!(self.current, Some(AuthSetup::Structured { .. }));
-                let before = self.reloads().await;
-                // Overwrite in place inside the mounted directory (fsnotify + 1 min poll).
                 std::fs::write(
                     self.host_authn_dir.join("authentication-config.yaml"),
                     config_yaml,
                 )?;
-                if was_structured {
-                    let start = Instant::now();
-                    while self.reloads().await <= before {
-                        if start.elapsed() > Duration::from_secs(120) {
-                            bail!(
-                                "the API server did not reload the authentication config within 120 s; see its log"
-                            );
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    // Successful token authentications are cached for 10 s.
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                } else {
-                    self.edit_manifest(&[format!(
-                        "--authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
-                    )])
-                    .await?;
-                }
+                self.restart_apiserver(&[structured_flag()], "flags to structured")
+                    .await?
             }
-            AuthSetup::Flags(flags) => self.edit_manifest(flags).await?,
+            AuthSetup::Flags(flags) => {
+                let why = if was_structured {
+                    "structured to flags"
+                } else {
+                    "flags to flags"
+                };
+                self.restart_apiserver(flags, why).await?
+            }
         }
         self.current = Some(auth.clone());
         Ok(())
     }
 
+    fn reloaded_in_place(&self) -> bool {
+        self.reloaded_in_place
+    }
+
     fn log_mark(&self) -> LogMark {
-        // The pod log is read through docker exec; the mark is its length now.
-        let len = futures_len(self);
+        // The pod log is read through docker exec: the running container's file and its length.
+        let file = block(self.current_log_file());
+        let offset = block(self.log_len(&file));
         LogMark {
-            file: PathBuf::from(format!("kind:{}", self.node)),
-            offset: len,
+            file: PathBuf::from(file),
+            offset,
         }
     }
 
     fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
-        let text = block(self.pod_log());
-        text.get(mark.offset as usize..)
-            .unwrap_or("")
-            .lines()
-            .map(str::to_string)
-            .collect()
+        let text = block(self.read_log(&mark.file.to_string_lossy(), mark.offset));
+        text.lines().map(str::to_string).collect()
     }
 
     fn collect_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("kube-apiserver.log"), block(self.pod_log()))?;
+        let all = block(self.node_sh(&format!("cat {POD_LOGS} 2>/dev/null"))).unwrap_or_default();
+        std::fs::write(dir.join("kube-apiserver.log"), all)?;
         let out = std::process::Command::new(&self.kind)
             .args([
                 "export",
@@ -329,7 +602,9 @@ impl ClusterBackend for KindCluster {
                 "--name",
                 &self.name,
             ])
-            .output();
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         if let Err(e) = out {
             tracing::warn!("kind export logs failed: {e}");
         }
@@ -341,107 +616,55 @@ impl ClusterBackend for KindCluster {
     }
 
     async fn shutdown(&mut self) {
-        if self.created {
+        if self.guard.armed {
+            let t = Instant::now();
             let _ = run(
                 &self.kind,
                 &["delete", "cluster", "--name", &self.name],
                 None,
+                Duration::from_secs(120),
             )
             .await;
-            self.created = false;
+            self.timings
+                .push(("kind: kind delete cluster".into(), t.elapsed()));
+            // Drop retries if the delete did not finish.
+            self.guard.armed = block_is_listed(&self.kind, &self.name);
         }
     }
 }
 
-/// Sum of `apiserver_authentication_config_controller_automatic_reloads_total{status="success"}`
-/// in a Prometheus text exposition.
-fn successful_reloads(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_authentication_config_controller_automatic_reloads_total")
-                && l.contains("status=\"success\"")
+/// Does `kind get clusters` still list `name`?
+fn block_is_listed(kind: &Path, name: &str) -> bool {
+    std::process::Command::new(kind)
+        .args(["get", "clusters"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == name)
         })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-/// The kube-apiserver static pod manifest with every `--oidc-*` and
-/// `--authentication-config` argument replaced by `flags`.
-fn with_auth_flags(manifest: &str, flags: &[String]) -> Result<String> {
-    let mut doc: serde_json::Value =
-        serde_saphyr::from_str(manifest).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
-    let cmd = doc["spec"]["containers"][0]["command"]
-        .as_array_mut()
-        .ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
-    cmd.retain(|a| {
-        a.as_str()
-            .is_some_and(|s| !s.starts_with("--oidc-") && !s.starts_with("--authentication-config"))
-    });
-    cmd.extend(flags.iter().map(|f| serde_json::Value::String(f.clone())));
-    serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))
+        .unwrap_or(true)
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-fn futures_len(c: &KindCluster) -> u64 {
-    block(c.pod_log()).len() as u64
-}
-
-impl Drop for KindCluster {
-    fn drop(&mut self) {
-        if self.created {
-            let _ = std::process::Command::new(&self.kind)
-                .args(["delete", "cluster", "--name", &self.name])
-                .output();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // The shape kubeadm writes (trimmed).
-    const MANIFEST_TEXT: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=172.18.0.2\n    - --authentication-config=/etc/kubernetes/kanidm-lab/authentication-config.yaml\n    - --secure-port=6443\n    image: registry.k8s.io/kube-apiserver:v1.36.4\n    name: kube-apiserver\n  hostNetwork: true\n";
-
     #[test]
-    fn switching_to_flags_replaces_the_structured_config() {
-        let flags = vec![
-            "--oidc-issuer-url=https://localhost:1/oauth2/openid/k8s".to_string(),
-            "--oidc-client-id=k8s".into(),
-        ];
-        let out = with_auth_flags(MANIFEST_TEXT, &flags).unwrap();
-        let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
-        let cmd: Vec<&str> = v["spec"]["containers"][0]["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|x| x.as_str())
-            .collect();
-        assert_eq!(
-            cmd,
-            [
-                "kube-apiserver",
-                "--advertise-address=172.18.0.2",
-                "--secure-port=6443",
-                flags[0].as_str(),
-                flags[1].as_str()
-            ]
+    fn pinned_image_is_read_from_the_base_config() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs/kind-1.36.yaml"),
+        )
+        .unwrap();
+        assert!(
+            pinned_image(&base)
+                .unwrap()
+                .starts_with("kindest/node:v1.36.")
         );
-        assert_eq!(v["spec"]["hostNetwork"], true);
-        // And back: flags out, structured config in.
-        let back = with_auth_flags(&out, &["--authentication-config=/x.yaml".to_string()]).unwrap();
-        assert!(!back.contains("--oidc-") && back.contains("--authentication-config=/x.yaml"));
-    }
-
-    #[test]
-    fn reload_counter_reads_only_successes() {
-        let m = "# HELP x\napiserver_authentication_config_controller_automatic_reloads_total{apiserver_id_hash=\"sha256:ab\",status=\"failure\"} 2\napiserver_authentication_config_controller_automatic_reloads_total{apiserver_id_hash=\"sha256:ab\",status=\"success\"} 3\n";
-        assert_eq!(successful_reloads(m), 3);
-        assert_eq!(successful_reloads(""), 0);
+        assert_eq!(pinned_image("nodes: []"), None);
     }
 }

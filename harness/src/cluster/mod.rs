@@ -1,5 +1,8 @@
 //! Kubernetes API server backends. Everything but start/stop/reconfigure is shared.
 
+pub mod apiserver_manifest;
+pub mod apiserver_metrics;
+pub mod jwt_init;
 pub mod kind;
 pub mod kubeconfig;
 pub mod local;
@@ -49,8 +52,12 @@ impl LogMark {
 pub enum KanidmPlacement {
     /// A local kanidmd process on 127.0.0.1 (any number at once).
     LocalProcess,
-    /// A `kanidm/server` container in this node's network namespace, on this port (one at a time).
-    ContainerInNode { node: String, port: u16 },
+    /// A `kanidm/server`-like `image` in this node's network namespace, on this port (one at a time).
+    ContainerInNode {
+        node: String,
+        port: u16,
+        image: String,
+    },
 }
 
 /// A running API server we can point kubectl at and reconfigure between scenarios.
@@ -69,6 +76,12 @@ pub trait ClusterBackend {
     }
     /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;
+    /// Whether the last [`ClusterBackend::configure_auth`] changed the config without a new
+    /// API server process: tokens that succeeded within 10 s before it may still be answered
+    /// from the API server's token cache.
+    fn reloaded_in_place(&self) -> bool {
+        false
+    }
     /// CA file that verifies the API server's serving certificate (for kubeconfigs).
     fn server_ca_file(&self) -> PathBuf;
     /// Current end of the API server log.

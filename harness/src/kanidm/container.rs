@@ -16,9 +16,10 @@ use testcontainers::core::{ExecCommand, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-pub const IMAGE: &str = "kanidm/server";
 /// Label on everything this harness starts, for `cargo xtask clean`.
 pub const LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "kanidm-k8s-lab");
+/// Label with the pid of the harness process that started the container.
+pub const PID_LABEL: &str = "kanidm-k8s-lab/pid";
 
 pub struct ContainerKanidm {
     pub endpoint: KanidmEndpoint,
@@ -28,15 +29,17 @@ pub struct ContainerKanidm {
 }
 
 impl ContainerKanidm {
-    /// Start `kanidm/server:<tag>` in the network namespace of `node_container`, serving on `port`.
+    /// Start `image` (a `kanidm/server` image) in the network namespace of `node_container`,
+    /// serving on `port`.
     pub async fn start(
         dir: &Path,
         pki: &LabPki,
         http: &reqwest::Client,
         node_container: &str,
         port: u16,
-        tag: &str,
+        image: &str,
     ) -> Result<ContainerKanidm> {
+        let (name, tag) = split_image(image)?;
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
         std::fs::copy(&pki.kanidm_chain, data.join("chain.pem"))?;
@@ -53,15 +56,16 @@ impl ContainerKanidm {
             admin_socket: Path::new("/data/kanidmd.sock"),
         };
         std::fs::write(data.join("server.toml"), render(&cfg))?;
-        let container = GenericImage::new(IMAGE, tag)
+        let container = GenericImage::new(name, tag)
             .with_mount(Mount::bind_mount(data.to_string_lossy().into_owned(), "/data"))
             .with_network(format!("container:{node_container}"))
             .with_label(LABEL.0, LABEL.1)
+            .with_label(PID_LABEL, std::process::id().to_string())
             .with_cmd(["/sbin/kanidmd", "server", "-c", "/data/server.toml"])
             .with_startup_timeout(Duration::from_secs(120))
             .start()
             .await
-            .map_err(|e| anyhow!("starting the {IMAGE}:{tag} container: {e}\n  help: is Docker running? `docker info`"))?;
+            .map_err(|e| anyhow!("starting the {image} container: {e}\n  help: is Docker running (`docker info`), and is the image there (`docker image inspect {image}`)?"))?;
         let status = format!("{origin}/status");
         let mut ready = false;
         for _ in 0..600 {
@@ -140,5 +144,44 @@ impl ContainerKanidm {
         if let Some(c) = self.container.take() {
             let _ = c.rm().await;
         }
+    }
+}
+
+/// `[registry[:port]/]name[:tag]` → (name, tag); testcontainers takes them apart.
+pub fn split_image(image: &str) -> Result<(&str, &str)> {
+    if image.contains('@') {
+        bail!(
+            "the Kanidm image `{image}` is pinned by digest; give it by tag (testcontainers runs name:tag)"
+        );
+    }
+    if !crate::render::kind_config::valid_image_ref(image) {
+        bail!("`{image}` is not an image reference; write it like kanidm/server:1.10.4");
+    }
+    Ok(match image.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (image, "latest"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_into_name_and_tag() {
+        assert_eq!(
+            split_image("kanidm/server:1.10.4").unwrap(),
+            ("kanidm/server", "1.10.4")
+        );
+        assert_eq!(
+            split_image("registry:5000/kanidm/server").unwrap(),
+            ("registry:5000/kanidm/server", "latest")
+        );
+        assert_eq!(
+            split_image("registry:5000/k/server:v1").unwrap(),
+            ("registry:5000/k/server", "v1")
+        );
+        assert!(split_image("kanidm/server@sha256:abcd").is_err());
+        assert!(split_image("kanidm server").is_err());
     }
 }

@@ -18,6 +18,78 @@ pub fn base_config_path(kind_configs: &Path, version: K8sVersion) -> PathBuf {
     kind_configs.join(format!("kind-{version}.yaml"))
 }
 
+/// The kanidm/server image the kind backend runs unless told otherwise.
+pub const DEFAULT_KANIDM_IMAGE: &str = "kanidm/server:1.10.4";
+
+/// Images a user substitutes for the pinned ones: air-gapped copies, mirrors, local builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageOverrides {
+    /// Node image per Kubernetes minor (`--node-image 1.36=<image>`).
+    pub node: std::collections::BTreeMap<K8sVersion, String>,
+    /// Replaces [`DEFAULT_KANIDM_IMAGE`].
+    pub kanidm: Option<String>,
+}
+
+impl ImageOverrides {
+    pub fn kanidm_image(&self) -> &str {
+        self.kanidm.as_deref().unwrap_or(DEFAULT_KANIDM_IMAGE)
+    }
+
+    /// Parse one `--node-image` value: `<minor>=<image>`.
+    pub fn add_node_image(&mut self, spec: &str) -> Result<(), String> {
+        let (minor, image) = spec.split_once('=').ok_or_else(|| {
+            format!(
+                "`{spec}`: write the node image as <minor>=<image>, e.g. 1.36=kindest/node:v1.36.4"
+            )
+        })?;
+        let v: K8sVersion = minor.parse()?;
+        let image = image.trim();
+        if !valid_image_ref(image) {
+            return Err(format!(
+                "`{image}` is not an image reference; write it like registry.example/kindest/node:v1.36.4"
+            ));
+        }
+        if self.node.insert(v, image.to_string()).is_some() {
+            return Err(format!("the node image for Kubernetes {v} is given twice"));
+        }
+        Ok(())
+    }
+}
+
+/// A plausible `[registry/]name[:tag][@digest]`: no spaces, no shell or YAML specials.
+pub fn valid_image_ref(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 512
+        && !s.starts_with(['-', '/', ':', '@'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@+".contains(c))
+}
+
+/// What the host and the user add to a pinned base config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindNodeOptions {
+    /// Replaces the pinned `kindest/node` image (a mirror, an air-gapped copy, a local build).
+    pub node_image: Option<String>,
+    /// Kubelet ≥ 1.35 refuses a cgroup v1 host unless `failCgroupV1: false`; set on such hosts.
+    pub allow_cgroup_v1: bool,
+}
+
+impl KindNodeOptions {
+    /// The options for `version` on a host whose Docker engine runs cgroup `cgroup_version`
+    /// ("1" or "2"): the cgroup v1 patch only where kubelet needs it.
+    pub fn for_host(version: K8sVersion, node_image: Option<String>, cgroup_version: &str) -> Self {
+        KindNodeOptions {
+            node_image,
+            allow_cgroup_v1: cgroup_version.trim() == "1" && needs_cgroup_v1_opt_in(version),
+        }
+    }
+}
+
+/// Kubelet refuses cgroup v1 from 1.35 on unless told otherwise (KEP-5573).
+pub fn needs_cgroup_v1_opt_in(version: K8sVersion) -> bool {
+    version.minor >= 35
+}
+
 /// Render the kind config from a base file's text.
 ///
 /// `auth_args` are kube-apiserver flags without the leading `--` (`authentication-config=…`
@@ -26,6 +98,7 @@ pub fn render(
     base: &str,
     host_apiserver_dir: &Path,
     auth_args: &[String],
+    node_opts: &KindNodeOptions,
 ) -> Result<String, RenderError> {
     let text = base.replace(LAB_DIR_TOKEN, &host_apiserver_dir.to_string_lossy());
     let mut doc: Value =
@@ -51,13 +124,90 @@ pub fn render(
     let patches = obj
         .entry("kubeadmConfigPatches")
         .or_insert_with(|| Value::Array(vec![]));
-    match patches.as_array_mut() {
-        Some(list) => list.push(Value::String(patch_text)),
-        None => {
-            return Err(RenderError::Unsupported(
-                "kubeadmConfigPatches in the kind base config is not a list".into(),
-            ));
-        }
+    let Some(list) = patches.as_array_mut() else {
+        return Err(RenderError::Unsupported(
+            "kubeadmConfigPatches in the kind base config is not a list".into(),
+        ));
+    };
+    list.push(Value::String(patch_text));
+    if node_opts.allow_cgroup_v1 {
+        let kubelet = serde_json::json!({"kind": "KubeletConfiguration", "failCgroupV1": false});
+        list.push(Value::String(
+            serde_saphyr::to_string(&kubelet).map_err(|e| RenderError::Yaml(e.to_string()))?,
+        ));
+    }
+    if let Some(image) = &node_opts.node_image {
+        obj.insert("image".into(), Value::String(image.clone()));
     }
     serde_saphyr::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n    image: kindest/node:v1.36.4@sha256:099e\n    extraMounts:\n      - hostPath: ${LAB_APISERVER_DIR}\n        containerPath: /etc/kubernetes/kanidm-lab\n";
+
+    fn node(out: &str) -> Value {
+        let v: Value = serde_saphyr::from_str(out).unwrap();
+        v["nodes"][0].clone()
+    }
+
+    #[test]
+    fn node_image_specs_are_checked() {
+        let mut o = ImageOverrides::default();
+        o.add_node_image("1.36=local/node:v1.36.2").unwrap();
+        o.add_node_image("1.33=local/node@sha256:abc").unwrap();
+        assert_eq!(o.node[&K8sVersion { minor: 36 }], "local/node:v1.36.2");
+        assert!(
+            o.add_node_image("1.36=other:x")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            o.add_node_image("kindest/node:v1.36.4")
+                .unwrap_err()
+                .contains("<minor>=<image>")
+        );
+        assert!(
+            o.add_node_image("1.99=x:y")
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            o.add_node_image("1.34=x y")
+                .unwrap_err()
+                .contains("not an image")
+        );
+        assert!(o.add_node_image("1.34=--privileged").is_err());
+        assert_eq!(o.kanidm_image(), DEFAULT_KANIDM_IMAGE);
+    }
+
+    #[test]
+    fn node_image_override_replaces_the_pinned_digest() {
+        let opts = KindNodeOptions {
+            node_image: Some("registry.example/kindest/node:v1.36.2".into()),
+            allow_cgroup_v1: false,
+        };
+        let out = render(BASE, Path::new("/lab"), &[], &opts).unwrap();
+        assert_eq!(node(&out)["image"], "registry.example/kindest/node:v1.36.2");
+        let pinned = render(BASE, Path::new("/lab"), &[], &KindNodeOptions::default()).unwrap();
+        assert_eq!(node(&pinned)["image"], "kindest/node:v1.36.4@sha256:099e");
+    }
+
+    #[test]
+    fn cgroup_v1_patch_only_for_kubelets_that_refuse_it() {
+        let v = |m| K8sVersion { minor: m };
+        assert!(KindNodeOptions::for_host(v(36), None, "1\n").allow_cgroup_v1);
+        assert!(KindNodeOptions::for_host(v(35), None, "1").allow_cgroup_v1);
+        assert!(!KindNodeOptions::for_host(v(34), None, "1").allow_cgroup_v1);
+        assert!(!KindNodeOptions::for_host(v(36), None, "2").allow_cgroup_v1);
+        let opts = KindNodeOptions::for_host(v(36), None, "1");
+        let out = render(BASE, Path::new("/lab"), &["a=b".into()], &opts).unwrap();
+        let patches = node(&out)["kubeadmConfigPatches"].clone();
+        let kubelet = patches[1].as_str().unwrap();
+        let k: Value = serde_saphyr::from_str(kubelet).unwrap();
+        assert_eq!(k["kind"], "KubeletConfiguration");
+        assert_eq!(k["failCgroupV1"], false);
+    }
 }

@@ -27,6 +27,7 @@ pub fn render_all(
     facts: &LabFacts,
     v: K8sVersion,
     kind_configs: &Path,
+    images: &super::kind_config::ImageOverrides,
 ) -> Result<String> {
     let mut out = String::new();
     out.push_str(&format!("# scenario: {} (Kubernetes {v})\n", s.name));
@@ -73,11 +74,28 @@ pub fn render_all(
     out.push_str(&format!(
         "\n## kind cluster config (kind-configs/{base_name} + this scenario's auth)\n"
     ));
+    if let Some(image) = images.node.get(&v) {
+        out.push_str(&format!("# node image overridden: {image}\n"));
+    }
+    if super::kind_config::needs_cgroup_v1_opt_in(v) {
+        out.push_str(
+            "# on a cgroup v1 host a run adds the patch `kind: KubeletConfiguration, failCgroupV1: false`\n",
+        );
+    }
+    out.push_str(&format!(
+        "# Kanidm runs as {} in the node's network namespace\n",
+        images.kanidm_image()
+    ));
+    let node = super::kind_config::KindNodeOptions {
+        node_image: images.node.get(&v).cloned(),
+        allow_cgroup_v1: false,
+    };
     match std::fs::read_to_string(&base_path) {
         Ok(base) => out.push_str(&super::kind_config::render(
             &base,
             Path::new("<lab>/apiserver"),
             &kind_args,
+            &node,
         )?),
         Err(_) => out.push_str(&format!(
             "# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n"

@@ -1,0 +1,11 @@
+//! Shared by the integration tests that need real components.
+
+/// Report a test that cannot run here (a real component is missing), loudly. With
+/// `LAB_REQUIRE_REAL=1` a skip is a failure: the evidence runs use it so nothing passes by
+/// not running.
+pub fn skip(reason: &str) {
+    if std::env::var("LAB_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+        panic!("LAB_REQUIRE_REAL=1, but this test cannot run: {reason}");
+    }
+    eprintln!("\n==== SKIPPED: {reason} ====\n");
+}

@@ -1,0 +1,161 @@
+//! The kind backend for real: a kind cluster, Kanidm as a container in the node's network
+//! namespace, logins through Kanidm's UI. Runs whenever a Docker engine, kind, the node image
+//! and the Kanidm image are present (overrides from LAB_NODE_IMAGES / LAB_KANIDM_IMAGE, minor
+//! from LAB_KIND_TEST_K8S, default 1.36); skipped loudly otherwise.
+//!
+//! Three scenarios cover the three ways the backend changes authentication: a structured
+//! reload in place (post 1), a static-pod restart onto `--oidc-*` flags (post 2 as written),
+//! and a structured config whose authenticator cannot initialise, which the API server
+//! never reloads (untrusted CA): each must run against its own config.
+
+use harness::cluster::kind::{KindSettings, docker_cgroup_version, image_present};
+use harness::render::K8sVersion;
+use harness::render::kind_config::ImageOverrides;
+use harness::run::{E2eOptions, e2e};
+use harness::scenario::load_file;
+use std::path::PathBuf;
+
+macro_rules! skipped {
+    ($($arg:tt)*) => {{
+        harness::testsupport::skip(&format!($($arg)*));
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kind_backend_structured_flags_and_uninitialisable_config() {
+    harness::init_crypto();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let v: K8sVersion = std::env::var("LAB_KIND_TEST_K8S")
+        .unwrap_or_else(|_| "1.36".into())
+        .parse()
+        .unwrap();
+    let mut images = ImageOverrides::default();
+    for spec in std::env::var("LAB_NODE_IMAGES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+    {
+        images.add_node_image(spec.trim()).unwrap();
+    }
+    images.kanidm = std::env::var("LAB_KANIDM_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Err(e) = docker_cgroup_version().await {
+        skipped!("kind e2e needs a Docker engine: {e:#}");
+        return;
+    }
+    let missing: Vec<&str> = [
+        &harness::tools::KIND,
+        &harness::tools::KUBECTL,
+        &harness::tools::CHROMEDRIVER,
+        &harness::tools::CHROMIUM,
+    ]
+    .iter()
+    .filter(|t| t.find().is_none())
+    .map(|t| t.name)
+    .collect();
+    if !missing.is_empty() {
+        skipped!("kind e2e needs {}", missing.join(", "));
+        return;
+    }
+    let base = std::fs::read_to_string(root.join(format!("kind-configs/kind-{v}.yaml"))).unwrap();
+    let node_image = images.node.get(&v).cloned().unwrap_or_else(|| {
+        base.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("image:")
+                    .map(|i| i.trim().to_string())
+            })
+            .unwrap()
+    });
+    for image in [node_image.as_str(), images.kanidm_image()] {
+        if !image_present(image).await {
+            skipped!(
+                "kind e2e needs the image {image} in Docker (LAB_NODE_IMAGES / LAB_KANIDM_IMAGE name local ones)"
+            );
+            return;
+        }
+    }
+    let scenarios = ["post1-structured", "post2-as-written", "untrusted-ca"]
+        .iter()
+        .map(|n| load_file(&root.join(format!("scenarios/{n}.yaml"))).unwrap())
+        .collect();
+    let artifacts = tempfile::tempdir().unwrap();
+    let report = e2e(E2eOptions {
+        scenarios,
+        k8s: vec![v],
+        backend: "kind".into(),
+        artifacts: artifacts.path().to_path_buf(),
+        keep: false,
+        fresh_kanidm: false,
+        kind: KindSettings {
+            configs: root.join("kind-configs"),
+            images,
+        },
+    })
+    .await
+    .unwrap();
+    let table = harness::report::summary_table(&report.results);
+    assert_eq!(report.failed(), 0, "{table}");
+    let find = |scenario: &str, check: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.scenario == scenario && r.check == check)
+            .unwrap_or_else(|| panic!("no {scenario}/{check} in:\n{table}"))
+    };
+    assert_eq!(
+        find("post1-structured", "forbidden: delete namespace scratch").actual,
+        "Forbidden (403)"
+    );
+    let r = find("post2-as-written", "unauthorized: unsupported-signing-alg");
+    assert!(
+        r.apiserver_line
+            .as_deref()
+            .unwrap_or("")
+            .contains(r#"expected ["RS256"] got "ES256""#),
+        "{table}"
+    );
+    let r = find("untrusted-ca", "unauthorized: untrusted-ca");
+    assert!(
+        r.apiserver_line.as_deref().unwrap_or("").contains("x509"),
+        "{table}"
+    );
+    // The API server that answered is this minor's, not some other binary.
+    let version = report
+        .versions
+        .get("kube-apiserver")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        version.starts_with(&format!("v1.{}.", v.minor)),
+        "{version}"
+    );
+    // Nothing left behind: no cluster of ours, no labelled container.
+    let clusters = std::process::Command::new(harness::tools::KIND.require().unwrap())
+        .args(["get", "clusters"])
+        .output()
+        .unwrap();
+    let ours = format!("kanidm-lab-{}", std::process::id());
+    assert!(
+        !String::from_utf8_lossy(&clusters.stdout)
+            .lines()
+            .any(|l| l.trim() == ours),
+        "cluster {ours} left behind"
+    );
+    let containers = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=kanidm-k8s-lab/pid={}", std::process::id()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .is_empty(),
+        "Kanidm container left behind"
+    );
+}
