@@ -709,6 +709,8 @@ pub struct E2eOptions {
     pub keep: bool,
     pub fresh_kanidm: bool,
     pub kind: crate::cluster::kind::KindSettings,
+    /// On kind, run structured-config scenarios before flag ones (fewer API server restarts).
+    pub order_for_speed: bool,
 }
 
 /// The lab's working directory (keys, tokens, databases): removed on drop unless kept.
@@ -799,8 +801,12 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         ));
         let dir = labdir.path.join(format!("k8s-{v}"));
         let lab = Lab::new(&dir).await?;
+        let mut scenarios = opts.scenarios.clone();
+        if opts.backend == "kind" && opts.order_for_speed {
+            crate::scenario::order_for_fewest_switches(&mut scenarios);
+        }
         let run_opts = RunOptions {
-            scenarios: opts.scenarios.clone(),
+            scenarios,
             k8s: *v,
             artifacts: opts.artifacts.join(format!("k8s-{v}")),
             fresh_kanidm: opts.fresh_kanidm,

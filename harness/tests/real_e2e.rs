@@ -40,6 +40,7 @@ async fn both_posts_end_to_end() {
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
         fresh_kanidm: false,
+        order_for_speed: true,
         kind: harness::cluster::kind::KindSettings {
             configs: root.join("kind-configs"),
             images: Default::default(),

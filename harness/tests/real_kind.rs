@@ -88,6 +88,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
         fresh_kanidm: false,
+        order_for_speed: true,
         kind: KindSettings {
             configs: root.join("kind-configs"),
             images,

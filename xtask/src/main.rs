@@ -131,6 +131,10 @@ struct E2eArgs {
     /// people keep their sign-in).
     #[arg(long)]
     fresh_kanidm: bool,
+    /// Run scenarios exactly in the given order (by default the kind backend runs the
+    /// structured-config ones before the `--oidc-*` flag ones: fewer API server restarts).
+    #[arg(long)]
+    in_order: bool,
     #[command(flatten)]
     images: ImageArgs,
 }
@@ -501,6 +505,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         keep: args.keep,
         fresh_kanidm: args.fresh_kanidm,
         kind: kind_settings(&args.images)?,
+        order_for_speed: !args.in_order,
     };
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
