@@ -853,6 +853,11 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
             for r in &mut report.results {
                 r.scenario = format!("{}@{v}", r.scenario);
             }
+            // Each minor ran its own API server (and, on kind, its own Kanidm container).
+            report.versions = std::mem::take(&mut report.versions)
+                .into_iter()
+                .map(|(k, val)| (format!("{k}@{v}"), val))
+                .collect();
         }
         all.results.append(&mut report.results);
         all.timings.entries.append(&mut report.timings.entries);
