@@ -9,3 +9,21 @@ pub fn skip(reason: &str) {
     }
     eprintln!("\n==== SKIPPED: {reason} ====\n");
 }
+
+/// The check `scenario`/`check` of a run, or a panic that prints the whole report.
+pub fn find_check<'r>(
+    report: &'r crate::run::RunReport,
+    scenario: &str,
+    check: &str,
+) -> &'r crate::check::CheckResult {
+    report
+        .results
+        .iter()
+        .find(|r| r.scenario == scenario && r.check == check)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {scenario}/{check} in:\n{}",
+                crate::report::summary_table(&report.results)
+            )
+        })
+}

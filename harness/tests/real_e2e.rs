@@ -50,13 +50,8 @@ async fn both_posts_end_to_end() {
     .unwrap();
     let table = harness::report::summary_table(&report.results);
     assert_eq!(report.failed(), 0, "{table}");
-    let find = |scenario: &str, check: &str| {
-        report
-            .results
-            .iter()
-            .find(|r| r.scenario == scenario && r.check == check)
-            .unwrap_or_else(|| panic!("no {scenario}/{check} in:\n{table}"))
-    };
+    let find =
+        |scenario: &str, check: &str| harness::testsupport::find_check(&report, scenario, check);
     // Post 2 as written: 401, and the API server's own line names ES256.
     let r = find("post2-as-written", "unauthorized: unsupported-signing-alg");
     assert!(

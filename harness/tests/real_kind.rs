@@ -98,13 +98,8 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
     .unwrap();
     let table = harness::report::summary_table(&report.results);
     assert_eq!(report.failed(), 0, "{table}");
-    let find = |scenario: &str, check: &str| {
-        report
-            .results
-            .iter()
-            .find(|r| r.scenario == scenario && r.check == check)
-            .unwrap_or_else(|| panic!("no {scenario}/{check} in:\n{table}"))
-    };
+    let find =
+        |scenario: &str, check: &str| harness::testsupport::find_check(&report, scenario, check);
     assert_eq!(
         find("post1-structured", "forbidden: delete namespace scratch").actual,
         "Forbidden (403)"
