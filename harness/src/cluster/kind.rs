@@ -641,13 +641,13 @@ impl ClusterBackend for KindCluster {
             self.timings
                 .push(("kind: kind delete cluster".into(), t.elapsed()));
             // Drop retries if the delete did not finish.
-            self.guard.armed = block_is_listed(&self.kind, &self.name);
+            self.guard.armed = cluster_listed(&self.kind, &self.name);
         }
     }
 }
 
 /// Does `kind get clusters` still list `name`?
-fn block_is_listed(kind: &Path, name: &str) -> bool {
+fn cluster_listed(kind: &Path, name: &str) -> bool {
     std::process::Command::new(kind)
         .args(["get", "clusters"])
         .output()
