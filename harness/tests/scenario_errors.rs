@@ -12,6 +12,7 @@ fn broken(name: &str) -> PathBuf {
 
 #[rstest]
 #[case::unknown_top_field("unknown-top-field", 2, "unknown field")]
+#[case::path_in_name("path-in-name", 3, "is not a plain name")]
 #[case::unknown_person_field("unknown-person-field", 8, "unknown field")]
 #[case::missing_description("missing-description", 30, "description")]
 #[case::bad_credential_kind("bad-credential-kind", 9, "unknown variant")]
@@ -90,5 +91,27 @@ fn every_shipped_scenario_loads() {
             "{} has no header comment",
             f.display()
         );
+    }
+}
+
+#[test]
+fn scenario_names_are_one_plain_path_component() {
+    use harness::scenario::load::valid_scenario_name as ok;
+    for good in ["post1-structured", "my_bug", "a", "Bug-42"] {
+        assert!(ok(good), "{good}");
+    }
+    for bad in [
+        "",
+        "../../x",
+        "/tmp/x",
+        ".hidden",
+        "-x",
+        "a/b",
+        "a b",
+        "x\u{1b}[31m",
+        "a\0b",
+        &"x".repeat(65),
+    ] {
+        assert!(!ok(bad), "{bad:?}");
     }
 }

@@ -60,14 +60,44 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
 pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
     let scenario: Scenario =
         serde_saphyr::from_str(text).map_err(|e| ScenarioErrors(vec![syntax_error(path, &e)]))?;
-    let errors = check(path, &scenario);
-    if !errors.is_empty() {
-        return Err(ScenarioErrors(errors));
-    }
+    let mut errors = check(path, &scenario);
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    match &scenario.name {
+        Some(n) if !valid_scenario_name(&n.value) => {
+            let shown: String = n.value.chars().take(80).collect();
+            errors.push(ScenarioError {
+                help: Some(NAME_HELP.into()),
+                ..ScenarioError::at(
+                    path,
+                    n.referenced,
+                    "name",
+                    format!(
+                        "scenario name `{}` is not a plain name",
+                        shown.escape_debug()
+                    ),
+                )
+            });
+        }
+        None if !valid_scenario_name(&stem) => errors.push(ScenarioError {
+            help: Some(format!("{NAME_HELP}, or rename the file")),
+            ..ScenarioError::at(
+                path,
+                Location::UNKNOWN,
+                "name",
+                format!(
+                    "the file name `{}` cannot name the scenario",
+                    stem.escape_debug()
+                ),
+            )
+        }),
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(ScenarioErrors(errors));
+    }
     let header = text
         .lines()
         .take_while(|l| l.starts_with('#') || l.trim().is_empty())
@@ -77,10 +107,29 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError
         .join("\n");
     Ok(LoadedScenario {
         path: path.to_path_buf(),
-        name: scenario.name.clone().unwrap_or(stem),
+        name: scenario
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or(stem),
         scenario,
         header,
     })
+}
+
+const NAME_HELP: &str = "add `name:` with letters, digits, `-` and `_` only (at most 64, starting with a letter or digit), e.g. `name: my-bug`";
+
+/// A scenario name becomes a directory and file names of a run (artifacts, the lab's
+/// kubeconfigs): one plain path component, nothing a terminal or a shell treats specially.
+pub fn valid_scenario_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {

@@ -13,9 +13,10 @@ pub type Name = Spanned<String>;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scenario {
-    /// Short identifier; defaults to the file stem.
+    /// Short identifier; defaults to the file stem. It names directories and files of a
+    /// run, so it is checked like one path component (see `load::valid_scenario_name`).
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<Spanned<String>>,
     /// One paragraph: what this scenario shows.
     pub description: String,
     /// Which blog post step this mirrors (free text).
