@@ -59,15 +59,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         return;
     }
     let base = std::fs::read_to_string(root.join(format!("kind-configs/kind-{v}.yaml"))).unwrap();
-    let node_image = images.node.get(&v).cloned().unwrap_or_else(|| {
-        base.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("image:")
-                    .map(|i| i.trim().to_string())
-            })
-            .unwrap()
-    });
+    let node_image = images.node_image(v, &base).unwrap();
     for image in [node_image.as_str(), images.kanidm_image()] {
         if !image_present(image).await {
             skipped!(

@@ -395,19 +395,12 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
         let Ok(text) = std::fs::read_to_string(&base) else {
             continue;
         };
-        let (image, how) = match overrides.node.get(&v) {
-            Some(i) => (i.clone(), "override"),
-            None => (
-                text.lines()
-                    .find_map(|l| {
-                        l.trim()
-                            .strip_prefix("image:")
-                            .map(|i| i.trim().to_string())
-                    })
-                    .unwrap_or_default(),
-                "pinned",
-            ),
+        let how = if overrides.node.contains_key(&v) {
+            "override"
+        } else {
+            "pinned"
         };
+        let image = overrides.node_image(v, &text).unwrap_or_default();
         let present = harness::cluster::kind::image_present(&image).await;
         if present {
             runnable.push(v.to_string());

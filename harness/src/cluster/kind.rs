@@ -187,10 +187,7 @@ impl KindCluster {
                 "this Docker host runs cgroup v1: added `failCgroupV1: false` to kubelet (Kubernetes {v} refuses cgroup v1 otherwise)"
             ));
         }
-        let node_image = match &node_opts.node_image {
-            Some(i) => i.clone(),
-            None => pinned_image(&base).unwrap_or_default(),
-        };
+        let node_image = settings.images.node_image(v, &base).unwrap_or_default();
         let kanidm_image = settings.images.kanidm_image().to_string();
         // Fail before creating anything when an image is missing.
         let flag = format!("--node-image {v}=<image> (or LAB_NODE_IMAGES)");
@@ -524,12 +521,6 @@ fn structured_flag() -> String {
     format!("--authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml")
 }
 
-/// The node image a base config pins.
-fn pinned_image(base: &str) -> Option<String> {
-    let doc: serde_json::Value = serde_saphyr::from_str(base).ok()?;
-    doc["nodes"][0]["image"].as_str().map(str::to_string)
-}
-
 impl ClusterBackend for KindCluster {
     fn name(&self) -> &'static str {
         "kind"
@@ -661,23 +652,4 @@ fn cluster_listed(kind: &Path, name: &str) -> bool {
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pinned_image_is_read_from_the_base_config() {
-        let base = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs/kind-1.36.yaml"),
-        )
-        .unwrap();
-        assert!(
-            pinned_image(&base)
-                .unwrap()
-                .starts_with("kindest/node:v1.36.")
-        );
-        assert_eq!(pinned_image("nodes: []"), None);
-    }
 }

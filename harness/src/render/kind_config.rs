@@ -35,6 +35,15 @@ impl ImageOverrides {
         self.kanidm.as_deref().unwrap_or(DEFAULT_KANIDM_IMAGE)
     }
 
+    /// The node image a run of `version` uses: the override, else what `base` (the text of
+    /// `kind-configs/kind-<minor>.yaml`) pins.
+    pub fn node_image(&self, version: K8sVersion, base: &str) -> Option<String> {
+        self.node
+            .get(&version)
+            .cloned()
+            .or_else(|| pinned_image(base))
+    }
+
     /// Parse one `--node-image` value: `<minor>=<image>`.
     pub fn add_node_image(&mut self, spec: &str) -> Result<(), String> {
         let (minor, image) = spec.split_once('=').ok_or_else(|| {
@@ -54,6 +63,12 @@ impl ImageOverrides {
         }
         Ok(())
     }
+}
+
+/// The node image a base config pins.
+pub fn pinned_image(base: &str) -> Option<String> {
+    let doc: Value = serde_saphyr::from_str(base).ok()?;
+    doc["nodes"][0]["image"].as_str().map(str::to_string)
 }
 
 /// A plausible `[registry/]name[:tag][@digest]`: no spaces, no shell or YAML specials.
@@ -151,6 +166,31 @@ mod tests {
     fn node(out: &str) -> Value {
         let v: Value = serde_saphyr::from_str(out).unwrap();
         v["nodes"][0].clone()
+    }
+
+    #[test]
+    fn pinned_image_is_read_from_the_base_config() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../kind-configs/kind-1.36.yaml"),
+        )
+        .unwrap();
+        assert!(
+            pinned_image(&base)
+                .unwrap()
+                .starts_with("kindest/node:v1.36.")
+        );
+        assert_eq!(pinned_image("nodes: []"), None);
+        let mut o = ImageOverrides::default();
+        o.add_node_image("1.36=local/node:v1").unwrap();
+        assert_eq!(
+            o.node_image(K8sVersion { minor: 36 }, &base).as_deref(),
+            Some("local/node:v1")
+        );
+        assert!(
+            o.node_image(K8sVersion { minor: 33 }, &base)
+                .unwrap()
+                .starts_with("kindest/node:v1.36.")
+        );
     }
 
     #[test]
