@@ -10,6 +10,14 @@ pub fn skip(reason: &str) {
     eprintln!("\n==== SKIPPED: {reason} ====\n");
 }
 
+/// `skipped!("needs {}", what)`: [`skip`] with a formatted reason.
+#[macro_export]
+macro_rules! skipped {
+    ($($arg:tt)*) => {
+        $crate::testsupport::skip(&format!($($arg)*))
+    };
+}
+
 /// The check `scenario`/`check` of a run, or a panic that prints the whole report.
 pub fn find_check<'r>(
     report: &'r crate::run::RunReport,

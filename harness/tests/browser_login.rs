@@ -9,11 +9,7 @@ use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
 use harness::pki;
 
 /// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
-macro_rules! skipped {
-    ($($arg:tt)*) => {{
-        harness::testsupport::skip(&format!($($arg)*));
-    }};
-}
+use harness::skipped;
 
 fn browser_available() -> bool {
     let ok =

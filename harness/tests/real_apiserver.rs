@@ -9,11 +9,7 @@ use harness::scenario::{discover, load_file};
 use std::path::PathBuf;
 
 /// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
-macro_rules! skipped {
-    ($($arg:tt)*) => {{
-        harness::testsupport::skip(&format!($($arg)*));
-    }};
-}
+use harness::skipped;
 
 fn available() -> bool {
     let tools = [

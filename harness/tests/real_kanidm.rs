@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Say loudly that a test did not run (written straight to stderr, past libtest's capture).
-macro_rules! skipped {
-    ($($arg:tt)*) => {{
-        harness::testsupport::skip(&format!($($arg)*));
-    }};
-}
+use harness::skipped;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

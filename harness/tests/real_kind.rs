@@ -15,11 +15,7 @@ use harness::run::{E2eOptions, e2e};
 use harness::scenario::load_file;
 use std::path::PathBuf;
 
-macro_rules! skipped {
-    ($($arg:tt)*) => {{
-        harness::testsupport::skip(&format!($($arg)*));
-    }};
-}
+use harness::skipped;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_backend_structured_flags_and_uninitialisable_config() {

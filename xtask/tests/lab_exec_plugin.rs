@@ -4,11 +4,7 @@
 
 use std::path::PathBuf;
 
-macro_rules! skipped {
-    ($($arg:tt)*) => {{
-        harness::testsupport::skip(&format!($($arg)*));
-    }};
-}
+use harness::skipped;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_logs_in_through_the_exec_plugin() {
