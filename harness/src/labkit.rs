@@ -255,55 +255,13 @@ pub async fn up(
             values.issuers.insert(c.clone(), endpoint.issuer(c));
         }
         values.uuids = p.uuids.clone();
-        let (ca_path, server_url, admin_kc, server_ca) = match &cp {
-            LabCluster::Local(c) => (
-                c.ca_path_for_apiserver(),
-                c.server_url().to_string(),
-                c.admin_kubeconfig().to_path_buf(),
-                pki.ca_cert.clone(),
-            ),
-            LabCluster::Kind(c) => (
-                c.ca_path_for_apiserver(),
-                c.server_url().to_string(),
-                c.admin_kubeconfig().to_path_buf(),
-                c.server_ca_file(),
-            ),
-        };
-        let facts = LabFacts {
-            values,
-            ca_pem: pki.ca_pem.clone(),
-            ca_path_for_apiserver: ca_path,
-        };
-        let auth = crate::render::plan::auth_setup(s, &facts, v)?;
         match &mut cp {
-            LabCluster::Local(c) => c.configure_auth(&auth).await?,
-            LabCluster::Kind(c) => c.configure_auth(&auth).await?,
-        }
-        let admin = crate::rbac_apply::admin_client(&admin_kc).await?;
-        crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;
-        state.api_server = Some(server_url.clone());
-        state.admin_kubeconfig = Some(admin_kc.clone());
-        for (name, person) in state.persons.iter_mut() {
-            let path = dir.join(format!("{name}.kubeconfig"));
-            let exe_s = exe.to_string_lossy().into_owned();
-            let args = vec![
-                "exec-credential".into(),
-                "--lab".into(),
-                dir.to_string_lossy().into_owned(),
-                "--person".into(),
-                name.clone(),
-            ];
-            kubeconfig::write(
-                &path,
-                &server_url,
-                &server_ca,
-                name,
-                kubeconfig::UserAuth::Exec {
-                    command: &exe_s,
-                    args,
-                },
-            )?;
-            person.kubeconfig = Some(path);
+            LabCluster::Local(c) => {
+                apply_to_cluster(c, s, values, &pki, v, dir, exe, &mut state).await?
+            }
+            LabCluster::Kind(c) => {
+                apply_to_cluster(c, s, values, &pki, v, dir, exe, &mut state).await?
+            }
         }
         cluster = Some(cp);
     }
@@ -313,6 +271,55 @@ pub async fn up(
         kanidm,
         cluster,
     })
+}
+
+/// The scenario's API-server authentication and RBAC on `cluster`, and a kubeconfig per
+/// person whose user logs in through the exec plugin; recorded in `state`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_to_cluster(
+    cluster: &mut impl ClusterBackend,
+    s: &LoadedScenario,
+    values: crate::scenario::placeholder::Values,
+    pki: &pki::LabPki,
+    v: K8sVersion,
+    dir: &Path,
+    exe: &Path,
+    state: &mut LabState,
+) -> Result<()> {
+    let facts = LabFacts {
+        values,
+        ca_pem: pki.ca_pem.clone(),
+        ca_path_for_apiserver: cluster.ca_path_for_apiserver(),
+    };
+    let auth = crate::render::plan::auth_setup(s, &facts, v)?;
+    cluster.configure_auth(&auth).await?;
+    let admin = crate::rbac_apply::admin_client(cluster.admin_kubeconfig()).await?;
+    crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;
+    state.api_server = Some(cluster.server_url().to_string());
+    state.admin_kubeconfig = Some(cluster.admin_kubeconfig().to_path_buf());
+    let exe_s = exe.to_string_lossy().into_owned();
+    for (name, person) in state.persons.iter_mut() {
+        let path = dir.join(format!("{name}.kubeconfig"));
+        let args = vec![
+            "exec-credential".into(),
+            "--lab".into(),
+            dir.to_string_lossy().into_owned(),
+            "--person".into(),
+            name.clone(),
+        ];
+        kubeconfig::write(
+            &path,
+            cluster.server_url(),
+            &cluster.server_ca_file(),
+            name,
+            kubeconfig::UserAuth::Exec {
+                command: &exe_s,
+                args,
+            },
+        )?;
+        person.kubeconfig = Some(path);
+    }
+    Ok(())
 }
 
 pub fn process_alive(pid: u32) -> bool {
