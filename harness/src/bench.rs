@@ -1,7 +1,7 @@
 //! Benchmarks that are not a whole e2e run (`cargo xtask bench-login`).
 
-use crate::kanidm::provision;
 use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use crate::kanidm::{admin, reconcile};
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginRequest, Person};
 use crate::login::signins::SignIns;
@@ -29,8 +29,8 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
         t.elapsed().as_secs_f64()
     ));
     let pw = server.recover_account("idm_admin").await?;
-    let kc = provision::admin_client(&server.endpoint, &pw).await?;
-    let p = provision::apply(&kc, s, &http, &server.endpoint).await?;
+    let kc = admin::admin_client(&server.endpoint, &pw).await?;
+    let p = reconcile::provision(&kc, &reconcile::Desired::of(s), &http, &server.endpoint).await?;
     out.push(format!(
         "kanidmd start to scenario state applied {:>6.2} s",
         t.elapsed().as_secs_f64()

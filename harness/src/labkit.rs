@@ -5,13 +5,13 @@ use crate::cluster::kind::{KindCluster, KindSettings};
 use crate::cluster::local::LocalControlPlane;
 use crate::cluster::{ClusterBackend, KanidmPlacement, kubeconfig};
 use crate::kanidm::KanidmServer;
-use crate::kanidm::container::ContainerKanidm;
-use crate::kanidm::provision::{self, PersonSecrets, TotpKey};
-use crate::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use crate::kanidm::credentials::{PersonSecrets, TotpKey};
+use crate::kanidm::server::lab_http_client;
 use crate::login::browser::Browser;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
 use crate::pki;
 use crate::render::{K8sVersion, LabFacts};
+use crate::run::kanidm_lab;
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::CredentialKind;
 use anyhow::{Context, Result, anyhow, bail};
@@ -133,8 +133,51 @@ pub struct UpOptions {
     pub with_cluster: bool,
     pub k8s: K8sVersion,
     /// `local` or `kind`.
-    pub backend: String,
+    pub backend: crate::cluster::Backend,
     pub kind: KindSettings,
+}
+
+/// What the exec plugin needs per person (password, TOTP key, UUID), and each TOTP key's
+/// last used step on disk (the plugin runs in other processes).
+fn stored_persons(
+    s: &LoadedScenario,
+    p: &crate::kanidm::Provisioned,
+    dir: &Path,
+) -> Result<BTreeMap<String, StoredPerson>> {
+    let mut persons = BTreeMap::new();
+    for person in &s.scenario.kanidm.persons {
+        let name = &person.name.value;
+        let sec = p
+            .secrets
+            .get(name)
+            .ok_or_else(|| anyhow!("no credentials recorded for {name}"))?;
+        persons.insert(
+            name.clone(),
+            StoredPerson {
+                password: sec.password.clone(),
+                totp_secret: sec.totp.as_ref().map(|t| t.secret.clone()),
+                totp_step: sec.totp.as_ref().map(|t| t.step).unwrap_or(30),
+                totp_digits: sec.totp.as_ref().map(|t| t.digits).unwrap_or(6),
+                totp_algorithm: sec
+                    .totp
+                    .as_ref()
+                    .map(|t| format!("{:?}", t.algorithm))
+                    .unwrap_or_default(),
+                uuid: p.uuids.get(name).cloned().unwrap_or_default(),
+                passkey: person.credential == CredentialKind::Passkey,
+                kubeconfig: None,
+            },
+        );
+        if let Some(t) = &sec.totp {
+            let last = t.last_used_step.lock().map(|g| *g).unwrap_or(0);
+            std::fs::create_dir_all(dir.join("tokens"))?;
+            std::fs::write(
+                dir.join("tokens").join(format!("{name}.totp-step")),
+                last.to_string(),
+            )?;
+        }
+    }
+    Ok(persons)
 }
 
 /// Start Kanidm (and, with `with_cluster`, an API server on the chosen backend) in the
@@ -147,9 +190,6 @@ pub async fn up(
     exe: &Path,
 ) -> Result<RunningLab> {
     let (with_cluster, v) = (opts.with_cluster, opts.k8s);
-    if !matches!(opts.backend.as_str(), "local" | "kind") {
-        bail!("unknown backend `{}`; use local or kind", opts.backend);
-    }
     if let Ok(old) = read_state(dir)
         && process_alive(old.pid)
     {
@@ -168,7 +208,7 @@ pub async fn up(
     std::fs::create_dir_all(&kdir)?;
     // On kind the cluster comes first: Kanidm lives in the node's network namespace.
     let mut kind = None;
-    if with_cluster && opts.backend == "kind" {
+    if with_cluster && opts.backend == crate::cluster::Backend::Kind {
         let progress = crate::progress::Progress::default();
         let c = KindCluster::create(&dir.join("cluster"), &pki, v, &opts.kind, &progress).await?;
         for n in &c.notes {
@@ -176,50 +216,20 @@ pub async fn up(
         }
         kind = Some(c);
     }
-    let mut kanidm = match kind.as_ref().map(|c| c.kanidm_placement()) {
-        Some(KanidmPlacement::ContainerInNode { node, port, image }) => KanidmServer::Container(
-            ContainerKanidm::start(&kdir, &pki, &http, &node, port, &image).await?,
-        ),
-        _ => KanidmServer::Local(LocalKanidm::start(&kdir, &pki, &http, 0).await?),
-    };
-    if let Err(e) = check_version(kanidm.version()) {
-        kanidm.stop().await;
-        return Err(e);
-    }
+    let placement = kind
+        .as_ref()
+        .map(|c| c.kanidm_placement())
+        .unwrap_or(KanidmPlacement::LocalProcess);
+    let mut kanidm = kanidm_lab::start_server(&kdir, &pki, &http, &placement).await?;
     let endpoint = kanidm.endpoint().clone();
-    let pw = kanidm.recover_account("idm_admin").await?;
-    let kc = provision::admin_client(&endpoint, &pw).await?;
-    let p = provision::apply(&kc, s, &http, &endpoint).await?;
-    let mut persons = BTreeMap::new();
-    for person in &s.scenario.kanidm.persons {
-        let name = &person.name.value;
-        let sec = &p.secrets[name];
-        persons.insert(
-            name.clone(),
-            StoredPerson {
-                password: sec.password.clone(),
-                totp_secret: sec.totp.as_ref().map(|t| t.secret.clone()),
-                totp_step: sec.totp.as_ref().map(|t| t.step).unwrap_or(30),
-                totp_digits: sec.totp.as_ref().map(|t| t.digits).unwrap_or(6),
-                totp_algorithm: sec
-                    .totp
-                    .as_ref()
-                    .map(|t| format!("{:?}", t.algorithm))
-                    .unwrap_or_default(),
-                uuid: p.uuids[name].clone(),
-                passkey: person.credential == CredentialKind::Passkey,
-                kubeconfig: None,
-            },
-        );
-        if let Some(t) = &sec.totp {
-            let last = t.last_used_step.lock().map(|g| *g).unwrap_or(0);
-            std::fs::create_dir_all(dir.join("tokens"))?;
-            std::fs::write(
-                dir.join("tokens").join(format!("{name}.totp-step")),
-                last.to_string(),
-            )?;
+    let (_, p) = match kanidm_lab::provision_fresh(&kanidm, s, &http).await {
+        Ok(x) => x,
+        Err(e) => {
+            kanidm.stop().await;
+            return Err(e);
         }
-    }
+    };
+    let persons = stored_persons(s, &p, dir)?;
     let mut state = LabState {
         pid: std::process::id(),
         scenario: s.name.clone(),
@@ -246,15 +256,7 @@ pub async fn up(
             Some(k) => LabCluster::Kind(k),
             None => LabCluster::Local(LocalControlPlane::start(&dir.join("cluster"), &pki).await?),
         };
-        let mut values = crate::scenario::placeholder::Values {
-            domain: endpoint.domain.clone(),
-            origin: endpoint.origin.clone(),
-            ..Default::default()
-        };
-        for c in p.clients.keys() {
-            values.issuers.insert(c.clone(), endpoint.issuer(c));
-        }
-        values.uuids = p.uuids.clone();
+        let values = p.placeholder_values(&endpoint);
         match &mut cp {
             LabCluster::Local(c) => {
                 apply_to_cluster(c, s, values, &pki, v, dir, exe, &mut state).await?
@@ -383,10 +385,8 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
             let http = lab_http_client(&ca_pem)?;
             let mut browser =
                 Browser::start(&dir.join(format!("exec-browser-{}", std::process::id()))).await?;
-            let issuer = format!(
-                "{}/oauth2/openid/{}",
-                state.kanidm_origin, state.login_client
-            );
+            let issuer =
+                crate::scenario::placeholder::issuer_url(&state.kanidm_origin, &state.login_client);
             let req = LoginRequest {
                 issuer: &issuer,
                 origin: &state.kanidm_origin,

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod cluster;
+pub mod image_ref;
 pub mod kanidm;
 pub mod labkit;
 pub mod login;
@@ -23,6 +24,7 @@ pub mod scenario;
 pub mod testsupport;
 pub mod timings;
 pub mod tools;
+pub mod wait;
 
 /// Install the one rustls crypto provider (aws-lc-rs) this workspace uses. Idempotent.
 pub fn init_crypto() {

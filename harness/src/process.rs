@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// A running server process. Dropping it kills it (SIGKILL); [`ManagedProcess::stop`]
@@ -112,29 +112,6 @@ pub fn tail(path: &Path, n: usize) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Poll `probe` every `every` until it returns true or `timeout` passes.
-pub async fn wait_until<F, Fut>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut probe: F,
-) -> Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if probe().await {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).

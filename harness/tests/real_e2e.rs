@@ -32,7 +32,7 @@ async fn both_posts_end_to_end() {
     let report = e2e(E2eOptions {
         scenarios,
         k8s: vec!["1.36".parse().unwrap()],
-        backend: "local".into(),
+        backend: harness::cluster::Backend::Local,
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
         fresh_kanidm: false,

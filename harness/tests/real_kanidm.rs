@@ -1,8 +1,9 @@
 //! Against a real kanidmd (found via KANIDMD_BIN or PATH; skipped loudly otherwise):
 //! provision every shipped scenario, read it back, and log people in through the real UI.
 
-use harness::kanidm::provision;
+use harness::kanidm::reconcile::Desired;
 use harness::kanidm::server::{LocalKanidm, check_version, lab_http_client};
+use harness::kanidm::{admin, readback};
 use harness::login::browser::Browser;
 use harness::login::flow::{LoginOutcomeActual, LoginRequest, Person, login};
 use harness::pki::{self, ServingNames};
@@ -55,9 +56,7 @@ async fn start_kanidm(
         return None;
     }
     let pw = server.recover_account("idm_admin").await.unwrap();
-    let kc = provision::admin_client(&server.endpoint, &pw)
-        .await
-        .unwrap();
+    let kc = admin::admin_client(&server.endpoint, &pw).await.unwrap();
     Some((server, kc))
 }
 
@@ -83,11 +82,18 @@ async fn provisions_every_scenario_and_reads_it_back() {
         else {
             return;
         };
-        let p = provision::apply(&kc, &s, &http, &server.endpoint)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let applied = harness::kanidm::reconcile::reconcile(
+            &kc,
+            None,
+            &Desired::of(&s),
+            &http,
+            &server.endpoint,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let p = applied.provisioned;
         let took = t.elapsed();
-        let problems = provision::verify(&s, &p, &server.endpoint);
+        let problems = readback::verify(&s.scenario.kanidm, &p, &server.endpoint);
         assert!(problems.is_empty(), "{}: {problems:?}", s.name);
         for c in &s.scenario.kanidm.oauth2_clients {
             let rb = &p.clients[&c.name.value];
@@ -138,9 +144,10 @@ async fn logs_in_through_the_real_kanidm_ui() {
         else {
             return;
         };
-        let p = provision::apply(&kc, &s, &http, &server.endpoint)
-            .await
-            .unwrap();
+        let p =
+            harness::kanidm::reconcile::provision(&kc, &Desired::of(&s), &http, &server.endpoint)
+                .await
+                .unwrap();
         let issuer = server.endpoint.issuer("k8s");
         let req = LoginRequest {
             issuer: &issuer,
@@ -216,7 +223,8 @@ async fn logs_in_through_the_real_kanidm_ui() {
 /// must be reported.
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_one_server_through_every_scenario_in_place() {
-    use harness::kanidm::reconcile::{Previous, in_place_blocker, reconcile};
+    use harness::kanidm::plan::in_place_blocker;
+    use harness::kanidm::reconcile::{Previous, reconcile};
     harness::init_crypto();
     if !kanidmd_available() {
         return;
@@ -234,10 +242,7 @@ async fn changes_one_server_through_every_scenario_in_place() {
     let mut back = order.clone();
     back.reverse();
     order.extend(back.into_iter().skip(1));
-    let mut state: Option<(
-        harness::scenario::model::KanidmState,
-        provision::Provisioned,
-    )> = None;
+    let mut state: Option<(harness::scenario::model::KanidmState, readback::Provisioned)> = None;
     let mut uuids_seen = std::collections::BTreeMap::new();
     for s in &order {
         if let Some((prev, _)) = &state {
@@ -250,13 +255,13 @@ async fn changes_one_server_through_every_scenario_in_place() {
                 state: st,
                 provisioned: p,
             }),
-            s,
+            &Desired::of(s),
             &http,
             &server.endpoint,
         )
         .await
         .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
-        let problems = provision::verify(s, &applied.provisioned, &server.endpoint);
+        let problems = readback::verify(&s.scenario.kanidm, &applied.provisioned, &server.endpoint);
         assert!(problems.is_empty(), "{}: {problems:#?}", s.name);
         // A kept person keeps their entry (UUID) unless their credential kind changed.
         for p in &s.scenario.kanidm.persons {
@@ -285,15 +290,15 @@ async fn changes_one_server_through_every_scenario_in_place() {
     let (_, mut p) = state.unwrap();
     p.clients.insert(
         client.clone(),
-        provision::read_back(&kc, &http, &server.endpoint, client)
+        readback::read_back(&kc, &http, &server.endpoint, client)
             .await
             .unwrap(),
     );
     p.members.insert(
         "k8s_users".into(),
-        provision::read_members(&kc, "k8s_users").await.unwrap(),
+        readback::read_members(&kc, "k8s_users").await.unwrap(),
     );
-    let problems = provision::verify(last, &p, &server.endpoint);
+    let problems = readback::verify(&last.scenario.kanidm, &p, &server.endpoint);
     assert!(
         problems
             .iter()

@@ -72,7 +72,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
     let report = e2e(E2eOptions {
         scenarios,
         k8s: vec![v],
-        backend: "kind".into(),
+        backend: harness::cluster::Backend::Kind,
         artifacts: artifacts.path().to_path_buf(),
         keep: false,
         fresh_kanidm: false,

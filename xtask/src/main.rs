@@ -2,10 +2,22 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use harness::cluster::Backend;
 use harness::render::{K8sVersion, LabFacts};
 use harness::scenario::{self, LoadedScenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// Exit codes, one per kind of failure (as cargo-nextest does):
+/// 0 = everything held, 1 = an expectation failed (or the lab is not running, for `status`),
+/// 2 = usage, scenario-file or setup error (clap also exits 2 on bad arguments),
+/// 130 = interrupted.
+fn expectation_failed() -> ExitCode {
+    ExitCode::from(1)
+}
+fn setup_error() -> ExitCode {
+    ExitCode::from(2)
+}
 
 #[derive(Parser)]
 #[command(
@@ -87,8 +99,8 @@ enum LabCmd {
         #[arg(long, default_value = "1.36")]
         k8s: K8sVersion,
         /// Cluster backend for `lab up` (`kanidm up` starts only Kanidm, locally).
-        #[arg(long, value_parser = ["local", "kind"], default_value = "local")]
-        backend: String,
+        #[arg(long, value_enum, default_value_t = Backend::Local)]
+        backend: Backend,
         #[command(flatten)]
         images: ImageArgs,
     },
@@ -111,8 +123,8 @@ enum ScenariosCmd {
 #[derive(clap::Args, Clone)]
 struct E2eArgs {
     /// Cluster backend; default: local if its binaries are found, else kind.
-    #[arg(long, value_parser = ["local", "kind"])]
-    backend: Option<String>,
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
     /// Kubernetes minors, comma-separated (the kind backend runs each; local uses the binary found).
     #[arg(long, value_delimiter = ',', default_value = "1.36")]
     k8s: Vec<K8sVersion>,
@@ -233,14 +245,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return setup_error();
         }
     };
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            setup_error()
         }
     }
 }
@@ -281,7 +293,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                setup_error()
             })
         }
         Command::Render {
@@ -434,30 +446,25 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
         println!("The kind backend cannot run here yet (see above).");
     }
     Ok(if missing_local && !kind_ready {
-        ExitCode::FAILURE
+        setup_error()
     } else {
         ExitCode::SUCCESS
     })
 }
 
-async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
-    let (files, globs): (Vec<String>, Vec<String>) = args
-        .scenario
+/// `--scenario`: names matched as globs against the shipped scenarios, and files given by path.
+fn select_scenarios(selectors: &[String]) -> Result<Vec<LoadedScenario>> {
+    let (files, globs): (Vec<String>, Vec<String>) = selectors
         .iter()
         .cloned()
         .partition(|s| s.ends_with(".yaml") || s.ends_with(".yml"));
-    let mut scenarios = if globs.is_empty() && !args.scenario.is_empty() {
+    let mut scenarios = if globs.is_empty() && !selectors.is_empty() {
         Vec::new()
     } else {
         load_all()?
     };
-    let args = E2eArgs {
-        scenario: globs,
-        ..args
-    };
-    if !args.scenario.is_empty() {
-        let pats = args
-            .scenario
+    if !globs.is_empty() {
+        let pats = globs
             .iter()
             .map(|g| glob::Pattern::new(g).with_context(|| format!("--scenario {g}")))
             .collect::<Result<Vec<_>>>()?;
@@ -465,7 +472,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         if scenarios.is_empty() {
             bail!(
                 "no scenario matches `{}`\n  help: `cargo xtask scenarios list`",
-                args.scenario.join(",")
+                globs.join(",")
             );
         }
     }
@@ -473,10 +480,15 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     for f in &files {
         scenarios.push(scenario::load_file(Path::new(f))?);
     }
-    let backend = match args.backend.as_deref() {
-        Some(b) => b.to_string(),
-        None if harness::tools::KUBE_APISERVER.find().is_some() => "local".into(),
-        None if harness::tools::KIND.find().is_some() => "kind".into(),
+    Ok(scenarios)
+}
+
+async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
+    let scenarios = select_scenarios(&args.scenario)?;
+    let backend = match args.backend {
+        Some(b) => b,
+        None if harness::tools::KUBE_APISERVER.find().is_some() => Backend::Local,
+        None if harness::tools::KIND.find().is_some() => Backend::Kind,
         None => bail!(
             "no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask doctor` says what to install"
         ),
@@ -530,7 +542,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     Ok(if report.failed() == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        expectation_failed()
     })
 }
 
@@ -553,7 +565,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
             let exe =
                 std::env::current_exe().context("locating the xtask binary for the exec plugin")?;
-            if !with_cluster && backend != "local" {
+            if !with_cluster && backend != Backend::Local {
                 bail!(
                     "`kanidm up` starts only Kanidm, as a local process; use `lab up --backend kind` for a kind cluster"
                 );
@@ -627,7 +639,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             Ok(if alive {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                expectation_failed()
             })
         }
         LabCmd::Down => {

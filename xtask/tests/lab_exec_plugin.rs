@@ -25,7 +25,7 @@ async fn kubectl_logs_in_through_the_exec_plugin() {
         &harness::labkit::UpOptions {
             with_cluster: true,
             k8s: "1.36".parse().unwrap(),
-            backend: "local".into(),
+            backend: harness::cluster::Backend::Local,
             kind: Default::default(),
         },
         &exe,

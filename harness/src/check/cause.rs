@@ -4,128 +4,31 @@
 //! its log (`"Unable to authenticate the request" err="…"`). These patterns come from the
 //! verified log lines in `k8s-authn-facts.md` §3.2 and `verified-by-running.md`.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
+pub use crate::scenario::cause::Cause;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Cause {
-    /// `id token signed with unsupported algorithm` (post 2: RS256 expected, ES256 got).
-    UnsupportedSigningAlg,
-    /// `expected audience`.
-    Audience,
-    /// The token's `iss` matches no authenticator: only `invalid bearer token` is logged.
-    Issuer,
-    /// `token is expired`.
-    Expired,
-    /// Discovery could not verify Kanidm's certificate, so the authenticator never initialised.
-    UntrustedCa,
-    /// `oidc: authenticator not initialized` for any other reason.
-    AuthenticatorNotInitialized,
-    /// `email not verified`.
-    EmailNotVerified,
-    /// A `claimValidationRules` or required-claim check failed.
-    ClaimRule,
-    /// A `userValidationRules` expression failed.
-    UserRule,
-    /// The username claim is missing from the token.
-    MissingClaim,
-    /// `failed to verify signature`.
-    Signature,
-}
-
-impl Cause {
-    pub const ALL: [Cause; 11] = [
-        Cause::UnsupportedSigningAlg,
-        Cause::Audience,
-        Cause::Issuer,
-        Cause::Expired,
-        Cause::UntrustedCa,
-        Cause::AuthenticatorNotInitialized,
-        Cause::EmailNotVerified,
-        Cause::ClaimRule,
-        Cause::UserRule,
-        Cause::MissingClaim,
-        Cause::Signature,
+/// Classify the `err="…"` text of an `Unable to authenticate the request` line.
+pub fn classify(err: &str) -> Option<Cause> {
+    let rules: [(&str, Cause); 12] = [
+        ("unsupported algorithm", Cause::UnsupportedSigningAlg),
+        ("expected audience", Cause::Audience),
+        ("token is expired", Cause::Expired),
+        ("email not verified", Cause::EmailNotVerified),
+        ("claim validation expression", Cause::ClaimRule),
+        ("required claim", Cause::ClaimRule),
+        ("user info validation rule", Cause::UserRule),
+        ("claim not present", Cause::MissingClaim),
+        ("failed to verify signature", Cause::Signature),
+        ("x509:", Cause::UntrustedCa),
+        (
+            "authenticator not initialized",
+            Cause::AuthenticatorNotInitialized,
+        ),
+        ("invalid bearer token", Cause::Issuer),
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::UnsupportedSigningAlg => "unsupported-signing-alg",
-            Cause::Audience => "audience",
-            Cause::Issuer => "issuer",
-            Cause::Expired => "expired",
-            Cause::UntrustedCa => "untrusted-ca",
-            Cause::AuthenticatorNotInitialized => "authenticator-not-initialized",
-            Cause::EmailNotVerified => "email-not-verified",
-            Cause::ClaimRule => "claim-rule",
-            Cause::UserRule => "user-rule",
-            Cause::MissingClaim => "missing-claim",
-            Cause::Signature => "signature",
-        }
-    }
-
-    /// What a user should change when this is the cause.
-    pub fn hint(self) -> &'static str {
-        match self {
-            Cause::UnsupportedSigningAlg => {
-                "Kanidm signs ES256 by default; add --oidc-signing-algs=ES256 or enable legacy crypto (RS256) on the client"
-            }
-            Cause::Audience => {
-                "the API server's audiences/--oidc-client-id must equal the Kanidm client name"
-            }
-            Cause::Issuer => {
-                "issuer URL must equal the token's iss byte for byte: <origin>/oauth2/openid/<client>, no trailing slash"
-            }
-            Cause::Expired => "Kanidm id_tokens live 900 s; log in again",
-            Cause::UntrustedCa => {
-                "give the API server Kanidm's CA (certificateAuthority / --oidc-ca-file)"
-            }
-            Cause::AuthenticatorNotInitialized => {
-                "discovery has not succeeded yet; check the issuer URL is reachable from the API server"
-            }
-            Cause::EmailNotVerified => {
-                "the token says email_verified=false; map a different username claim"
-            }
-            Cause::ClaimRule => "a claimValidationRule or --oidc-required-claim rejected the token",
-            Cause::UserRule => "a userValidationRule rejected the mapped user",
-            Cause::MissingClaim => {
-                "the mapped claim is not in the token; request the scope that carries it"
-            }
-            Cause::Signature => "the token's signature does not match the issuer's JWKS",
-        }
-    }
-
-    /// Classify the `err="…"` text of an `Unable to authenticate the request` line.
-    pub fn classify(err: &str) -> Option<Cause> {
-        let rules: [(&str, Cause); 12] = [
-            ("unsupported algorithm", Cause::UnsupportedSigningAlg),
-            ("expected audience", Cause::Audience),
-            ("token is expired", Cause::Expired),
-            ("email not verified", Cause::EmailNotVerified),
-            ("claim validation expression", Cause::ClaimRule),
-            ("required claim", Cause::ClaimRule),
-            ("user info validation rule", Cause::UserRule),
-            ("claim not present", Cause::MissingClaim),
-            ("failed to verify signature", Cause::Signature),
-            ("x509:", Cause::UntrustedCa),
-            (
-                "authenticator not initialized",
-                Cause::AuthenticatorNotInitialized,
-            ),
-            ("invalid bearer token", Cause::Issuer),
-        ];
-        rules
-            .iter()
-            .find(|(needle, _)| err.contains(needle))
-            .map(|(_, cause)| *cause)
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    rules
+        .iter()
+        .find(|(needle, _)| err.contains(needle))
+        .map(|(_, cause)| *cause)
 }
 
 /// Extract the `err="…"` value from a klog `Unable to authenticate the request` line.
@@ -185,12 +88,12 @@ mod tests {
         let line = r#"E1122 10:00:00.000000   123 authentication.go:75] "Unable to authenticate the request" err="[invalid bearer token, oidc: verify token: oidc: id token signed with unsupported algorithm, expected [\"RS256\"] got \"ES256\"]""#;
         let err = auth_error_of(line).unwrap();
         assert!(err.contains(r#"expected ["RS256"] got "ES256""#), "{err}");
-        assert_eq!(Cause::classify(&err), Some(Cause::UnsupportedSigningAlg));
+        assert_eq!(classify(&err), Some(Cause::UnsupportedSigningAlg));
     }
 
     #[test]
     fn bare_invalid_bearer_token_is_issuer() {
-        assert_eq!(Cause::classify("invalid bearer token"), Some(Cause::Issuer));
+        assert_eq!(classify("invalid bearer token"), Some(Cause::Issuer));
     }
 
     #[test]
@@ -211,9 +114,9 @@ mod tests {
             ),
         ];
         for (err, want) in cases {
-            assert_eq!(Cause::classify(err), Some(want), "{err}");
+            assert_eq!(classify(err), Some(want), "{err}");
         }
-        assert_eq!(Cause::classify("something else"), None);
+        assert_eq!(classify("something else"), None);
     }
 
     #[test]

@@ -1,21 +1,20 @@
-//! Reading the API server's answers: readiness with a real token, the 401 cause from its
-//! log, and `whoami` against an expectation.
+//! Observing the API server: readiness with a real token, and why it answered 401 (its
+//! own log line, or an authenticator's discovery error). The judges are in `check::judge`.
 
-use super::cause::{Cause, auth_error_of, init_failure_of};
+use super::cause::{Cause, auth_error_of, classify, init_failure_of};
 use super::kubectl::{self, KubectlRun, Verdict};
 use crate::cluster::ClusterBackend;
-use crate::scenario::model::WhoamiExpect;
-use crate::scenario::placeholder::{self, Values};
 use anyhow::Result;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The latest discovery failure in the current API server log.
-pub fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
-    let mut whole = cluster.log_mark();
+pub async fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
+    let mut whole = cluster.log_mark().await;
     whole.offset = 0;
     cluster
         .log_lines_since(&whole)
+        .await
         .iter()
         .rev()
         .find_map(|l| init_failure_of(l))
@@ -34,26 +33,22 @@ pub fn find_auth_line(lines: &[String]) -> Option<String> {
 pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<()> {
     let start = Instant::now();
     loop {
-        let mark = cluster.log_mark();
-        let run = kubectl::run(
-            kubeconfig_path,
-            &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
-        )
-        .await?;
+        let mark = cluster.log_mark().await;
+        let run = kubectl::whoami(kubeconfig_path).await?;
         if run.verdict != Verdict::Unauthorized {
             return Ok(());
         }
-        let cause = find_auth_line(&cluster.log_lines_since(&mark))
+        let cause = find_auth_line(&cluster.log_lines_since(&mark).await)
             .as_deref()
             .and_then(auth_error_of)
             .as_deref()
-            .and_then(Cause::classify);
+            .and_then(classify);
         if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
             return Ok(());
         }
         // A discovery failure that is not a transient connection problem (an untrusted
         // CA, a wrong issuer) will not heal: this API server process logged it.
-        if let Some((c, _)) = last_init_failure(cluster)
+        if let Some((c, _)) = last_init_failure(cluster).await
             && c != Cause::AuthenticatorNotInitialized
         {
             return Ok(());
@@ -65,75 +60,31 @@ pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Pa
     }
 }
 
-pub fn check_whoami(
-    run: &KubectlRun,
-    w: &WhoamiExpect,
-    values: &Values,
-) -> (bool, String, Option<String>) {
-    if run.verdict != Verdict::Allowed {
-        return (
-            false,
-            run.verdict.label().to_string(),
-            Some(format!(
-                "`kubectl auth whoami` failed: {}",
-                run.stderr.trim()
-            )),
-        );
-    }
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
-    let username = v["status"]["userInfo"]["username"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let groups: Vec<String> = v["status"]["userInfo"]["groups"]
-        .as_array()
-        .map(|g| {
-            g.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut problems = Vec::new();
-    let resolve = |t: &String| placeholder::resolve(t, values).unwrap_or_else(|e| e);
-    if let Some(u) = &w.username {
-        let want = resolve(u);
-        if want != username {
-            problems.push(format!("username is `{username}`, expected `{want}`"));
-        }
-    }
-    for g in &w.groups_include {
-        let want = resolve(g);
-        if !groups.contains(&want) {
-            problems.push(format!("group `{want}` missing"));
-        }
-    }
-    for g in &w.groups_exclude {
-        let want = resolve(g);
-        if groups.contains(&want) {
-            problems.push(format!("group `{want}` present but must not be"));
-        }
-    }
-    let shown: Vec<&str> = groups
-        .iter()
-        .filter(|g| !looks_like_uuid(g.rsplit(':').next().unwrap_or(g)))
-        .map(String::as_str)
-        .collect();
-    let hidden = groups.len() - shown.len();
-    let more = if hidden > 0 {
-        format!(" (+{hidden} UUIDs)")
-    } else {
-        String::new()
-    };
-    let actual = format!("user {username}, groups [{}]{more}", shown.join(", "));
-    if problems.is_empty() {
-        (true, actual, None)
-    } else {
-        (false, actual, Some(problems.join("; ")))
-    }
+/// A request with the token and, for a 401, the cause the API server logged.
+pub struct Observed401 {
+    pub run: KubectlRun,
+    pub cause: Option<Cause>,
+    /// The `err="…"` text (plus the discovery error for an authenticator that never
+    /// initialised), for the report.
+    pub err: Option<String>,
 }
 
-fn looks_like_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        && s.matches('-').count() == 4
+/// `kubectl auth whoami` with the token, then the API server's reason if it said 401.
+pub async fn observe_401(
+    cluster: &impl ClusterBackend,
+    kubeconfig_path: &Path,
+) -> Result<Observed401> {
+    let mark = cluster.log_mark().await;
+    let run = kubectl::whoami(kubeconfig_path).await?;
+    let line = find_auth_line(&cluster.log_lines_since(&mark).await);
+    let mut err = line.as_deref().and_then(auth_error_of);
+    let mut cause = err.as_deref().and_then(classify);
+    if cause == Some(Cause::AuthenticatorNotInitialized)
+        && let Some((c, text)) = last_init_failure(cluster).await
+    {
+        // The authenticator never initialised: its discovery error says why.
+        cause = Some(c);
+        err = Some(format!("{} (discovery: {text})", err.unwrap_or_default()));
+    }
+    Ok(Observed401 { run, cause, err })
 }

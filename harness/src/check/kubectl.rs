@@ -65,14 +65,26 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
     )
 }
 
+/// A whole kubectl run (exec plugin included) never takes longer than this.
+const KUBECTL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
     let kubectl = tools::KUBECTL.require()?;
-    let out = tokio::process::Command::new(&kubectl)
+    let child = tokio::process::Command::new(&kubectl)
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .args(["--request-timeout=10s"])
         .args(args)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(KUBECTL_DEADLINE, child)
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`kubectl {}` did not finish within {} s",
+                args.join(" "),
+                KUBECTL_DEADLINE.as_secs()
+            )
+        })?
         .context("running kubectl")?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -82,6 +94,15 @@ pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
         stdout,
         stderr,
     })
+}
+
+/// `kubectl auth whoami -o json`: who the API server thinks the token is.
+pub async fn whoami(kubeconfig: &Path) -> Result<KubectlRun> {
+    run(
+        kubeconfig,
+        &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
+    )
+    .await
 }
 
 /// kubectl arguments that perform `action` for real (mutations as server-side dry runs),

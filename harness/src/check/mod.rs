@@ -1,7 +1,9 @@
-//! Assertions: run real kubectl as each person, classify, and explain 401s.
+//! Assertions: observe (real kubectl as each person, the API server's log) and judge
+//! (pure: expectation + observation → verdict with a message).
 
 pub mod cause;
 pub mod expect;
+pub mod judge;
 pub mod kubectl;
 
 /// The result of one expectation check.

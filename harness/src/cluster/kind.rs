@@ -165,6 +165,75 @@ pub async fn ensure_image(image: &str, what: &str, flag: &str) -> Result<()> {
         })
 }
 
+/// The lab's `apiserver/` directory (CA + an empty structured config) and the kind config:
+/// the pinned base, our auth flags and node options, Kanidm's port published on loopback.
+fn write_config(
+    dir: &Path,
+    pki: &LabPki,
+    v: K8sVersion,
+    base: &str,
+    node_opts: &KindNodeOptions,
+) -> Result<(PathBuf, PathBuf, u16)> {
+    let host_authn_dir = dir.join("apiserver");
+    std::fs::create_dir_all(&host_authn_dir)?;
+    std::fs::copy(&pki.ca_cert, host_authn_dir.join("ca.pem"))?;
+    // Start with a structured config that has no JWT authenticators (valid, accepts nothing).
+    let api = v
+        .authn_config_api_version()
+        .ok_or_else(|| anyhow!("Kubernetes {v} cannot take --authentication-config"))?;
+    std::fs::write(
+        host_authn_dir.join("authentication-config.yaml"),
+        format!("apiVersion: {api}\nkind: AuthenticationConfiguration\njwt: []\n"),
+    )?;
+    let kanidm_port = free_port()?;
+    let args = vec![format!(
+        "authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
+    )];
+    let mut text = kind_config::render(base, &host_authn_dir, &args, node_opts)?;
+    // Publish Kanidm's port from the node (where the Kanidm container listens).
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| anyhow!("{e}"))?;
+    doc["nodes"][0]["extraPortMappings"] = serde_json::json!([{"containerPort": kanidm_port, "hostPort": kanidm_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}]);
+    text = serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))?;
+    let cfg_path = dir.join("kind-config.yaml");
+    std::fs::write(&cfg_path, &text)?;
+    Ok((cfg_path, host_authn_dir, kanidm_port))
+}
+
+/// The API server URL, its CA and an HTTP client with the admin identity, from kind's kubeconfig.
+fn admin_access(kubeconfig: &Path) -> Result<(String, Vec<u8>, reqwest::Client)> {
+    let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig)?)
+        .map_err(|e| anyhow!("{e}"))?;
+    let field = |v: &serde_json::Value, what: &str| -> Result<String> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("kind's kubeconfig has no {what}"))
+    };
+    let url = field(&kc["clusters"][0]["cluster"]["server"], "server URL")?;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ca = b64
+        .decode(field(
+            &kc["clusters"][0]["cluster"]["certificate-authority-data"],
+            "CA",
+        )?)
+        .context("kind kubeconfig CA")?;
+    let mut ident = b64.decode(field(
+        &kc["users"][0]["user"]["client-certificate-data"],
+        "client certificate",
+    )?)?;
+    ident.extend(b64.decode(field(
+        &kc["users"][0]["user"]["client-key-data"],
+        "client key",
+    )?)?);
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
+        .identity(reqwest::Identity::from_pem(&ident)?)
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    Ok((url, ca, http))
+}
+
 impl KindCluster {
     pub async fn create(
         dir: &Path,
@@ -199,29 +268,7 @@ impl KindCluster {
         )
         .await?;
 
-        let host_authn_dir = dir.join("apiserver");
-        std::fs::create_dir_all(&host_authn_dir)?;
-        std::fs::copy(&pki.ca_cert, host_authn_dir.join("ca.pem"))?;
-        // Start with a structured config that has no JWT authenticators (valid, accepts nothing).
-        let api = v
-            .authn_config_api_version()
-            .ok_or_else(|| anyhow!("Kubernetes {v} cannot take --authentication-config"))?;
-        std::fs::write(
-            host_authn_dir.join("authentication-config.yaml"),
-            format!("apiVersion: {api}\nkind: AuthenticationConfiguration\njwt: []\n"),
-        )?;
-        let kanidm_port = free_port()?;
-        let args = vec![format!(
-            "authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
-        )];
-        let mut text = kind_config::render(&base, &host_authn_dir, &args, &node_opts)?;
-        // Publish Kanidm's port from the node (where the Kanidm container listens).
-        let mut doc: serde_json::Value =
-            serde_saphyr::from_str(&text).map_err(|e| anyhow!("{e}"))?;
-        doc["nodes"][0]["extraPortMappings"] = serde_json::json!([{"containerPort": kanidm_port, "hostPort": kanidm_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}]);
-        text = serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))?;
-        let cfg_path = dir.join("kind-config.yaml");
-        std::fs::write(&cfg_path, &text)?;
+        let (cfg_path, host_authn_dir, kanidm_port) = write_config(dir, pki, v, &base, &node_opts)?;
         let name = format!("kanidm-lab-{}", std::process::id());
         let kubeconfig = dir.join("admin.kubeconfig");
         progress.step(&format!(
@@ -254,36 +301,7 @@ impl KindCluster {
         .map_err(|e| anyhow!("{e:#}\n  help: `cargo xtask doctor` checks Docker, kind and the images; the node's logs are in `kind export logs` (the cluster is deleted now)"))?;
         let create_time = t_create.elapsed();
         let node = format!("{name}-control-plane");
-        let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig)?)
-            .map_err(|e| anyhow!("{e}"))?;
-        let field = |v: &serde_json::Value, what: &str| -> Result<String> {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| anyhow!("kind's kubeconfig has no {what}"))
-        };
-        let url = field(&kc["clusters"][0]["cluster"]["server"], "server URL")?;
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let ca = b64
-            .decode(field(
-                &kc["clusters"][0]["cluster"]["certificate-authority-data"],
-                "CA",
-            )?)
-            .context("kind kubeconfig CA")?;
-        let mut ident = b64.decode(field(
-            &kc["users"][0]["user"]["client-certificate-data"],
-            "client certificate",
-        )?)?;
-        ident.extend(b64.decode(field(
-            &kc["users"][0]["user"]["client-key-data"],
-            "client key",
-        )?)?);
-        let http = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-            .identity(reqwest::Identity::from_pem(&ident)?)
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let (url, ca, http) = admin_access(&kubeconfig)?;
         // Keep the cluster CA next to the lab so person kubeconfigs can reference it.
         std::fs::write(dir.join("cluster-ca.pem"), &ca)?;
         let mut me = KindCluster {
@@ -583,26 +601,31 @@ impl ClusterBackend for KindCluster {
         self.reloaded_in_place
     }
 
-    fn log_mark(&self) -> LogMark {
+    async fn log_mark(&self) -> LogMark {
         // The pod log is read through docker exec: the running container's file and its length.
-        let file = block(self.current_log_file());
-        let offset = block(self.log_len(&file));
+        let file = self.current_log_file().await;
+        let offset = self.log_len(&file).await;
         LogMark {
             file: PathBuf::from(file),
             offset,
         }
     }
 
-    fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
-        let text = block(self.read_log(&mark.file.to_string_lossy(), mark.offset));
+    async fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
+        let text = self
+            .read_log(&mark.file.to_string_lossy(), mark.offset)
+            .await;
         text.lines().map(str::to_string).collect()
     }
 
-    fn collect_logs(&self, dir: &Path) -> Result<()> {
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        let all = block(self.node_sh(&format!("cat {POD_LOGS} 2>/dev/null"))).unwrap_or_default();
+        let all = self
+            .node_sh(&format!("cat {POD_LOGS} 2>/dev/null"))
+            .await
+            .unwrap_or_default();
         std::fs::write(dir.join("kube-apiserver.log"), all)?;
-        let out = std::process::Command::new(&self.kind)
+        let export = tokio::process::Command::new(&self.kind)
             .args([
                 "export",
                 "logs",
@@ -612,9 +635,12 @@ impl ClusterBackend for KindCluster {
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
             .status();
-        if let Err(e) = out {
-            tracing::warn!("kind export logs failed: {e}");
+        match tokio::time::timeout(std::time::Duration::from_secs(60), export).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("kind export logs failed: {e}"),
+            Err(_) => tracing::warn!("kind export logs did not finish within 60 s"),
         }
         Ok(())
     }
@@ -652,8 +678,4 @@ fn cluster_listed(kind: &Path, name: &str) -> bool {
                 .any(|l| l.trim() == name)
         })
         .unwrap_or(true)
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }

@@ -10,7 +10,7 @@ use super::{AuthSetup, ClusterBackend, LogMark};
 use crate::pki::LabPki;
 use crate::process::{ManagedProcess, free_port, tail};
 use crate::tools;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -160,26 +160,33 @@ impl LocalControlPlane {
             &log,
         )?;
         let start = Instant::now();
-        loop {
-            proc.ensure_running().map_err(|e| {
-                let hint = if std::fs::read_to_string(&log).unwrap_or_default().contains("authentication") {
-                    "\n  help: the API server rejected the authentication settings; run `cargo xtask render <scenario>` to see them"
-                } else {
-                    ""
-                };
-                anyhow::anyhow!("{e}{hint}")
-            })?;
-            if self.ready().await {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "kube-apiserver not ready after 60 s; log tail:\n{}",
+        let this = &*self;
+        crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                let alive = proc.ensure_running().map_err(|e| {
+                    let hint = if std::fs::read_to_string(&log).unwrap_or_default().contains("authentication") {
+                        "\n  help: the API server rejected the authentication settings; run `cargo xtask render <scenario>` to see them"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("{e}{hint}")
+                });
+                async move {
+                    alive?;
+                    Ok(this.ready().await.then_some(()))
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "kube-apiserver not ready after {} s; log tail:\n{}",
+                    after.as_secs(),
                     tail(&log, 20)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                )
+            },
+        )
+        .await?;
         self.ready_times.push(start.elapsed());
         self.apiserver = Some(proc);
         Ok(())
@@ -236,23 +243,30 @@ impl LocalControlPlane {
             &[],
             &log,
         )?;
-        let start = Instant::now();
-        let mut prev = None;
-        loop {
-            let now = self.aggregated_rule_counts().await;
-            if Self::aggregation_settled(prev, now) {
-                break;
-            }
-            prev = now;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            kcm.ensure_running()?;
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "the view/edit/admin roles were not aggregated within 60 s; see {}",
+        let prev = std::cell::Cell::new(None);
+        let this = &*self;
+        crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            || {
+                let alive = kcm.ensure_running();
+                let prev = &prev;
+                async move {
+                    alive?;
+                    let now = this.aggregated_rule_counts().await;
+                    let settled = Self::aggregation_settled(prev.replace(now), now);
+                    Ok(settled.then_some(()))
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "the view/edit/admin roles were not aggregated within {} s; see {}",
+                    after.as_secs(),
                     log.display()
-                );
-            }
-        }
+                )
+            },
+        )
+        .await?;
         // Stop it: it holds watches that make the next API server stop take 60 s.
         kcm.stop(Duration::from_secs(5)).await;
         self.kcm = None;
@@ -292,13 +306,13 @@ impl ClusterBackend for LocalControlPlane {
         self.pki.ca_cert.clone()
     }
 
-    fn log_mark(&self) -> LogMark {
+    async fn log_mark(&self) -> LogMark {
         let file = self.apiserver_log();
         let offset = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         LogMark { file, offset }
     }
 
-    fn collect_logs(&self, dir: &Path) -> Result<()> {
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         for entry in std::fs::read_dir(&self.dir)? {
             let p = entry?.path();

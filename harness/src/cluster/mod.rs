@@ -7,16 +7,26 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod local;
 
+pub use crate::render::plan::AuthSetup;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-/// How the API server should authenticate OIDC tokens for one scenario.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthSetup {
-    /// `--authentication-config=<file>` with this content.
-    Structured { config_yaml: String },
-    /// Legacy `--oidc-*` flags (already rendered, with `--`).
-    Flags(Vec<String>),
+/// Where the Kubernetes API server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// etcd + kube-apiserver + kube-controller-manager as local processes.
+    Local,
+    /// A kind cluster (Docker), Kanidm as a container in the node's network namespace.
+    Kind,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Local => "local",
+            Backend::Kind => "kind",
+        })
+    }
 }
 
 /// `gitVersion` from an API server's `/version`.
@@ -29,12 +39,13 @@ pub(crate) async fn git_version(http: &reqwest::Client, server: &str) -> Option<
 /// A position in the API server's log, to collect the lines one check caused.
 #[derive(Debug, Clone)]
 pub struct LogMark {
+    /// The log file as the backend reads it: on this host (local), inside the node (kind).
     pub file: PathBuf,
     pub offset: u64,
 }
 
 impl LogMark {
-    /// Lines written since this mark.
+    /// Lines written since this mark, for a log file on this host.
     pub fn lines_since(&self) -> Vec<String> {
         use std::io::{Read, Seek, SeekFrom};
         let mut out = String::new();
@@ -85,13 +96,13 @@ pub trait ClusterBackend {
     /// CA file that verifies the API server's serving certificate (for kubeconfigs).
     fn server_ca_file(&self) -> PathBuf;
     /// Current end of the API server log.
-    fn log_mark(&self) -> LogMark;
+    async fn log_mark(&self) -> LogMark;
     /// API server log lines written since `mark`.
-    fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
+    async fn log_lines_since(&self, mark: &LogMark) -> Vec<String> {
         mark.lines_since()
     }
     /// Copy every component log into `dir` (artifacts).
-    fn collect_logs(&self, dir: &Path) -> Result<()>;
+    async fn collect_logs(&self, dir: &Path) -> Result<()>;
     /// The API server's reported version (`/version` gitVersion), once it runs.
     async fn server_version(&self) -> Option<String> {
         None

@@ -6,9 +6,9 @@
 //! and kube-apiserver inside the node, all reach Kanidm as `https://localhost:<port>` — one
 //! issuer URL everywhere, and `Domain=localhost` cookies work.
 
+use super::config::{KanidmServerConfig, render};
 use super::server::{KanidmEndpoint, server_version};
 use crate::pki::LabPki;
-use crate::render::kanidm_config::{KanidmServerConfig, render};
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -154,7 +154,7 @@ pub fn split_image(image: &str) -> Result<(&str, &str)> {
             "the Kanidm image `{image}` is pinned by digest; give it by tag (testcontainers runs name:tag)"
         );
     }
-    if !crate::render::kind_config::valid_image_ref(image) {
+    if !crate::image_ref::valid_image_ref(image) {
         bail!("`{image}` is not an image reference; write it like kanidm/server:1.10.4");
     }
     Ok(match image.rsplit_once(':') {

@@ -1,11 +1,20 @@
-//! Real Kanidm: server lifecycle (local process or container) and provisioning.
+//! Real Kanidm: server lifecycle (local process or container), the planner of its state,
+//! and the execution, credentials and read-back of a plan.
+//!
+//! Data flow: `plan` (pure) → `reconcile` (executes through `admin`, enrols through
+//! `credentials`) → `readback` (what the server holds, `verify` against the scenario).
 
+pub mod admin;
+pub mod config;
 pub mod container;
-pub mod provision;
+pub mod credentials;
+pub mod plan;
+pub mod readback;
 pub mod reconcile;
 pub mod server;
 
-pub use provision::{PersonSecrets, Provisioned};
+pub use credentials::PersonSecrets;
+pub use readback::Provisioned;
 pub use server::{KanidmEndpoint, LocalKanidm};
 
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! A real kanidmd as a local process: config, start, readiness, admin recovery, stop.
 
+use super::config::{KanidmServerConfig, render};
 use crate::pki::LabPki;
 use crate::process::{ManagedProcess, free_port, tail};
-use crate::render::kanidm_config::{KanidmServerConfig, render};
 use crate::tools;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub struct KanidmEndpoint {
 
 impl KanidmEndpoint {
     pub fn issuer(&self, client: &str) -> String {
-        format!("{}/oauth2/openid/{client}", self.origin)
+        crate::scenario::placeholder::issuer_url(&self.origin, client)
     }
 }
 

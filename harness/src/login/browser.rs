@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A WebDriver extension command: POST `session/<id>/<path>` with a JSON body (WebAuthn's
 /// virtual authenticators, chromedriver's DevTools bridge).
@@ -61,22 +61,32 @@ impl Browser {
         )?;
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            driver.ensure_running()?;
-            if let Ok(r) = http.get(format!("{url}/status")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(15) {
-                bail!(
-                    "chromedriver did not answer within 15 s:\n{}",
+        crate::wait::until(
+            Duration::from_secs(15),
+            Duration::from_millis(25),
+            || {
+                let alive = driver.ensure_running();
+                let (http, url) = (&http, &url);
+                async move {
+                    alive?;
+                    let up = http
+                        .get(format!("{url}/status"))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    Ok(up.then_some(()))
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "chromedriver did not answer within {} s:\n{}",
+                    after.as_secs(),
                     tail(&dir.join("chromedriver.log"), 10)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+                )
+            },
+        )
+        .await?;
         Ok(Browser {
             driver,
             url,

@@ -302,7 +302,7 @@ async fn act(client: &Client, page: &Page, person: &Person<'_>) -> Result<()> {
 }
 
 /// A TOTP code for a time step that has not been used yet (Kanidm rejects reuse).
-async fn next_unused_code(key: &crate::kanidm::provision::TotpKey) -> Result<(u32, u64)> {
+async fn next_unused_code(key: &crate::kanidm::credentials::TotpKey) -> Result<(u32, u64)> {
     loop {
         let now = unix_now();
         let (code, step) = key.code_at(now)?;

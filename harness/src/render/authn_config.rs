@@ -63,7 +63,7 @@ fn jwt_entry(j: &JwtAuthenticator, facts: &LabFacts) -> Result<Value, RenderErro
         .audiences
         .clone()
         .unwrap_or_else(|| vec![j.issuer.client.value.clone()]);
-    issuer.insert("audiences".into(), json!(audiences));
+    issuer.insert("audiences".into(), resolved(json!(audiences), facts)?);
     if let Some(p) = &j.issuer.audience_match_policy {
         issuer.insert("audienceMatchPolicy".into(), p.clone().into());
     }
@@ -86,17 +86,38 @@ fn jwt_entry(j: &JwtAuthenticator, facts: &LabFacts) -> Result<Value, RenderErro
     if !j.claim_validation_rules.is_empty() {
         entry.insert(
             "claimValidationRules".into(),
-            to_value(&j.claim_validation_rules)?,
+            resolved(to_value(&j.claim_validation_rules)?, facts)?,
         );
     }
-    entry.insert("claimMappings".into(), Value::Object(mappings));
+    entry.insert(
+        "claimMappings".into(),
+        resolved(Value::Object(mappings), facts)?,
+    );
     if !j.user_validation_rules.is_empty() {
         entry.insert(
             "userValidationRules".into(),
-            to_value(&j.user_validation_rules)?,
+            resolved(to_value(&j.user_validation_rules)?, facts)?,
         );
     }
     Ok(Value::Object(entry))
+}
+
+/// Every string in `v` with its `${…}` placeholders resolved: claim names, prefixes, CEL
+/// expressions, rule values and messages all may carry them (the loader checked them).
+fn resolved(mut v: Value, facts: &LabFacts) -> Result<Value, RenderError> {
+    fn walk(v: &mut Value, facts: &LabFacts) -> Result<(), RenderError> {
+        match v {
+            Value::String(s) => {
+                *s = placeholder::resolve(s, &facts.values).map_err(RenderError::Placeholder)?;
+            }
+            Value::Array(a) => a.iter_mut().try_for_each(|x| walk(x, facts))?,
+            Value::Object(o) => o.values_mut().try_for_each(|x| walk(x, facts))?,
+            _ => {}
+        }
+        Ok(())
+    }
+    walk(&mut v, facts)?;
+    Ok(v)
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RenderError> {

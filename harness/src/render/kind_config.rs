@@ -71,14 +71,7 @@ pub fn pinned_image(base: &str) -> Option<String> {
     doc["nodes"][0]["image"].as_str().map(str::to_string)
 }
 
-/// A plausible `[registry/]name[:tag][@digest]`: no spaces, no shell or YAML specials.
-pub fn valid_image_ref(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 512
-        && !s.starts_with(['-', '/', ':', '@'])
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@+".contains(c))
-}
+pub use crate::image_ref::valid_image_ref;
 
 /// What the host and the user add to a pinned base config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

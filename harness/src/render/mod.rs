@@ -4,7 +4,6 @@
 //! `cargo xtask render`.
 
 pub mod authn_config;
-pub mod kanidm_config;
 pub mod kind_config;
 pub mod oidc_flags;
 pub mod plan;
@@ -28,24 +27,24 @@ pub struct LabFacts {
 impl LabFacts {
     /// Stand-in facts for offline rendering (`cargo xtask render`): a local-process topology.
     pub fn example(scenario: &crate::scenario::LoadedScenario) -> LabFacts {
-        let origin = "https://localhost:8443".to_string();
-        let mut values = Values {
-            domain: "localhost".into(),
-            origin: origin.clone(),
-            ..Default::default()
-        };
-        for c in &scenario.scenario.kanidm.oauth2_clients {
-            values.issuers.insert(
-                c.name.value.clone(),
-                format!("{origin}/oauth2/openid/{}", c.name.value),
-            );
-        }
-        for (i, p) in scenario.scenario.kanidm.persons.iter().enumerate() {
-            values.uuids.insert(
-                p.name.value.clone(),
-                format!("00000000-0000-4000-8000-{:012}", i + 1),
-            );
-        }
+        let k = &scenario.scenario.kanidm;
+        let uuids = k
+            .persons
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    p.name.value.clone(),
+                    format!("00000000-0000-4000-8000-{:012}", i + 1),
+                )
+            })
+            .collect();
+        let values = Values::for_lab(
+            "localhost",
+            "https://localhost:8443",
+            k.oauth2_clients.iter().map(|c| c.name.value.as_str()),
+            uuids,
+        );
         LabFacts {
             values,
             ca_pem: "-----BEGIN CERTIFICATE-----\n(lab CA, generated per run)\n-----END CERTIFICATE-----\n".into(),

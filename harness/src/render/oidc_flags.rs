@@ -2,6 +2,7 @@
 
 use super::{LabFacts, RenderError};
 use crate::scenario::LoadedScenario;
+use crate::scenario::placeholder;
 
 /// Render `--oidc-*` flags, or `None` if the scenario uses structured configuration.
 pub fn render(s: &LoadedScenario, facts: &LabFacts) -> Result<Option<Vec<String>>, RenderError> {
@@ -42,5 +43,9 @@ pub fn render(s: &LoadedScenario, facts: &LabFacts) -> Result<Option<Vec<String>
     for rc in &f.required_claims {
         out.push(format!("--oidc-required-claim={rc}"));
     }
-    Ok(Some(out))
+    // Values may carry placeholders (a prefix `${issuer:k8s}#`, a required claim value).
+    out.into_iter()
+        .map(|f| placeholder::resolve(&f, &facts.values).map_err(RenderError::Placeholder))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }

@@ -2,10 +2,18 @@
 //! server's authentication setup, and a readable plan of the Kanidm state.
 
 use super::{K8sVersion, LabFacts};
-use crate::cluster::AuthSetup;
 use crate::scenario::LoadedScenario;
 use anyhow::{Result, anyhow};
 use std::path::Path;
+
+/// How the API server should authenticate OIDC tokens for one scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSetup {
+    /// `--authentication-config=<file>` with this content.
+    Structured { config_yaml: String },
+    /// Legacy `--oidc-*` flags (already rendered, with `--`).
+    Flags(Vec<String>),
+}
 
 /// The API server authentication for a scenario: a structured config file or `--oidc-*` flags.
 pub fn auth_setup(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result<AuthSetup> {
@@ -36,7 +44,7 @@ pub fn render_all(
             out.push_str(&format!("# {l}\n"));
         }
     }
-    out.push_str("\n## Kanidm (applied through kanidm_client as idm_admin)\n");
+    out.push_str("\n## Kanidm (applied through kanidm_client as idm_admin; the same plan as kanidm CLI commands)\n");
     out.push_str(&kanidm_plan(s));
     out.push_str("\n## API server authentication\n");
     let auth = auth_setup(s, facts, v)?;
@@ -104,86 +112,11 @@ pub fn render_all(
     Ok(out)
 }
 
-/// A readable plan of the Kanidm state (the `kanidm` CLI commands the posts ran).
+/// The Kanidm plan from an empty server, as the `kanidm` CLI lines a human would type: the
+/// same operations, in the same order, that a run applies through `kanidm_client`.
 pub fn kanidm_plan(s: &LoadedScenario) -> String {
-    let k = &s.scenario.kanidm;
-    let mut out = String::new();
-    if let Some(m) = k.credential_type_minimum {
-        out.push_str(&format!(
-            "group account-policy credential-type-minimum idm_all_persons {}\n",
-            m.as_kanidm()
-        ));
+    match crate::kanidm::plan::plan(None, &s.scenario.kanidm) {
+        Ok(p) => p.ops.iter().map(|op| format!("{op}\n")).collect(),
+        Err(why) => format!("# cannot plan: {why}\n"),
     }
-    for g in &k.groups {
-        out.push_str(&format!("group create {}\n", g.name.value));
-    }
-    for p in &k.persons {
-        out.push_str(&format!(
-            "person create {} {:?}\n",
-            p.name.value, p.display_name
-        ));
-        if !p.mail.is_empty() {
-            out.push_str(&format!(
-                "person update {} --mail {}\n",
-                p.name.value,
-                p.mail.join(" --mail ")
-            ));
-        }
-        for g in &p.groups {
-            out.push_str(&format!("group add-members {} {}\n", g.value, p.name.value));
-        }
-        out.push_str(&format!(
-            "# credentials for {}: {:?} (generated, never printed)\n",
-            p.name.value, p.credential
-        ));
-    }
-    for c in &k.oauth2_clients {
-        let n = &c.name.value;
-        let kind = if c.public { "create-public" } else { "create" };
-        out.push_str(&format!(
-            "system oauth2 {kind} {n} {:?} {}\n",
-            c.display_name, c.landing_url
-        ));
-        for u in &c.redirect_urls {
-            out.push_str(&format!("system oauth2 add-redirect-url {n} {u}\n"));
-        }
-        if c.localhost_redirects {
-            out.push_str(&format!("system oauth2 enable-localhost-redirects {n}\n"));
-        }
-        for m in &c.scope_maps {
-            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!(
-                "system oauth2 update-scope-map {n} {} {}\n",
-                m.group.value,
-                sc.join(" ")
-            ));
-        }
-        for m in &c.sup_scope_maps {
-            let sc: Vec<&str> = m.scopes.iter().map(|s| s.value.as_str()).collect();
-            out.push_str(&format!(
-                "system oauth2 update-sup-scope-map {n} {} {}\n",
-                m.group.value,
-                sc.join(" ")
-            ));
-        }
-        if c.legacy_crypto {
-            out.push_str(&format!("system oauth2 warning-enable-legacy-crypto {n}\n"));
-        }
-        if c.prefer_short_username {
-            out.push_str(&format!("system oauth2 prefer-short-username {n}\n"));
-        }
-        if let Some(img) = &c.image {
-            let ext = img.rsplit('.').next().unwrap_or_default();
-            out.push_str(&format!("system oauth2 set-image {n} {img} {ext}\n"));
-        }
-        for m in &c.claim_maps {
-            out.push_str(&format!(
-                "system oauth2 update-claim-map {n} {} {} {}\n",
-                m.claim.value,
-                m.group.value,
-                m.values.join(" ")
-            ));
-        }
-    }
-    out
 }

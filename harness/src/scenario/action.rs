@@ -1,8 +1,11 @@
 //! `kubectl`-style actions in expectations: `list pods -A`, `delete namespace scratch`.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Parsed when the scenario loads (a bad action is a located load error, never a run-time one).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Action {
     pub verb: String,
     pub resource: String,
@@ -41,6 +44,11 @@ impl Action {
                 "-A" | "--all-namespaces" => scope = Scope::AllNamespaces,
                 "-n" | "--namespace" => {
                     let ns = words.get(i + 1).ok_or("`-n` needs a namespace")?;
+                    if !is_dns_label(ns) {
+                        return Err(format!(
+                            "`-n {ns}`: a namespace is a DNS label (lowercase letters, digits and `-`, at most 63, starting and ending with a letter or digit), e.g. `-n kube-system`"
+                        ));
+                    }
                     scope = Scope::Namespace((*ns).to_string());
                     i += 1;
                 }
@@ -92,6 +100,29 @@ impl Action {
     }
 }
 
+/// A Kubernetes namespace name (RFC 1123 label).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl TryFrom<String> for Action {
+    type Error = String;
+    fn try_from(text: String) -> Result<Action, String> {
+        Action::parse(&text)
+    }
+}
+
+impl From<Action> for String {
+    fn from(a: Action) -> String {
+        a.to_string()
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.verb, self.resource)?;
@@ -133,6 +164,11 @@ mod tests {
                 .contains("unknown verb")
         );
         assert!(Action::parse("list").unwrap_err().contains("expected"));
+        assert!(
+            Action::parse("get pods -n -A")
+                .unwrap_err()
+                .contains("namespace is a DNS label")
+        );
         assert!(
             Action::parse("list pods --watch")
                 .unwrap_err()

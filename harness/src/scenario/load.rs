@@ -1,6 +1,5 @@
 //! Strict loading: parse, then check every cross-reference, reporting file:line:column.
 
-use super::action::Action;
 use super::error::{ScenarioError, ScenarioErrors, did_you_mean};
 use super::model::*;
 use super::placeholder::{self, Placeholder};
@@ -261,6 +260,17 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// A field whose value is used as written: a `${` there would reach Kanidm or the
+    /// browser literally, so it is an error.
+    fn literal(&mut self, text: &str, loc: Location, field: impl Into<String>) {
+        if text.contains("${") {
+            self.err(loc, field, "placeholders are not resolved in this field")
+                .help = Some("`${…}` works in apiServer (claim mappings, rules, urlOverride, legacy flag values), rbac subjects and whoami; write the value here literally".into());
+        }
+    }
+}
+
 fn list(known: &BTreeSet<&str>) -> String {
     if known.is_empty() {
         "none".into()
@@ -286,22 +296,55 @@ fn duplicates<'a>(
     }
 }
 
+/// The names a scenario declares, for cross-references.
+struct Known<'a> {
+    groups: BTreeSet<&'a str>,
+    persons: BTreeSet<&'a str>,
+    clients: BTreeSet<&'a str>,
+}
+
 fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
     let mut c = Checker {
         path,
         errors: Vec::new(),
     };
     let k = &s.kanidm;
-    let groups: BTreeSet<&str> = k.groups.iter().map(|g| g.name.value.as_str()).collect();
-    let persons: BTreeSet<&str> = k.persons.iter().map(|p| p.name.value.as_str()).collect();
-    let clients: BTreeSet<&str> = k
-        .oauth2_clients
-        .iter()
-        .map(|o| o.name.value.as_str())
-        .collect();
+    let known = Known {
+        groups: k.groups.iter().map(|g| g.name.value.as_str()).collect(),
+        persons: k.persons.iter().map(|p| p.name.value.as_str()).collect(),
+        clients: k
+            .oauth2_clients
+            .iter()
+            .map(|o| o.name.value.as_str())
+            .collect(),
+    };
+    check_kanidm(&mut c, k, &known);
+    for (i, o) in k.oauth2_clients.iter().enumerate() {
+        check_client(&mut c, i, o, &known);
+    }
+    check_api_server(&mut c, &s.api_server, &known);
+    check_rbac(&mut c, &s.rbac, &known);
+    check_login(&mut c, &s.login, &known);
+    check_expect(&mut c, s, &known);
+    c.errors
+}
 
+/// Groups and persons: names, duplicates, memberships, the credential policy.
+fn check_kanidm(c: &mut Checker<'_>, k: &KanidmState, known: &Known<'_>) {
+    let groups = &known.groups;
+    for (i, p) in k.persons.iter().enumerate() {
+        let f = format!("kanidm.persons[{i}]");
+        c.literal(
+            &p.display_name,
+            p.name.referenced,
+            format!("{f}.displayName"),
+        );
+        for m in &p.mail {
+            c.literal(m, p.name.referenced, format!("{f}.mail"));
+        }
+    }
     duplicates(
-        &mut c,
+        c,
         k.groups
             .iter()
             .enumerate()
@@ -309,7 +352,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         "group",
     );
     duplicates(
-        &mut c,
+        c,
         k.persons
             .iter()
             .enumerate()
@@ -317,7 +360,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         "person",
     );
     duplicates(
-        &mut c,
+        c,
         k.oauth2_clients
             .iter()
             .enumerate()
@@ -343,7 +386,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 g,
                 &format!("{f}.groups[{j}]"),
                 "group",
-                &groups,
+                groups,
                 "kanidm.groups",
             );
         }
@@ -354,93 +397,106 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 .help = Some("Kanidm requires MFA for persons by default: add `credentialTypeMinimum: any` under `kanidm`, or use `credential: password-totp`".into());
         }
     }
-    for (i, o) in k.oauth2_clients.iter().enumerate() {
-        let f = format!("kanidm.oauth2Clients[{i}]");
-        c.iname(&o.name, &format!("{f}.name"));
-        if !o.public && o.localhost_redirects {
+}
+
+/// One OAuth2 client: name, URLs, scope maps, image, claim maps.
+fn check_client(c: &mut Checker<'_>, i: usize, o: &OAuth2Client, known: &Known<'_>) {
+    let (path, groups) = (c.path, &known.groups);
+    let loc = o.name.referenced;
+    let base = format!("kanidm.oauth2Clients[{i}]");
+    c.literal(&o.display_name, loc, format!("{base}.displayName"));
+    c.literal(&o.landing_url, loc, format!("{base}.landingUrl"));
+    for u in &o.redirect_urls {
+        c.literal(u, loc, format!("{base}.redirectUrls"));
+    }
+    for v in o.claim_maps.iter().flat_map(|m| &m.values) {
+        c.literal(v, loc, format!("{base}.claimMaps"));
+    }
+    let f = format!("kanidm.oauth2Clients[{i}]");
+    c.iname(&o.name, &format!("{f}.name"));
+    if !o.public && o.localhost_redirects {
+        c.err(
+            o.name.referenced,
+            format!("{f}.localhostRedirects"),
+            "localhost redirects are only allowed for public clients",
+        )
+        .help = Some("set `public: true` (kubelogin-style clients are public and use PKCE)".into());
+    }
+    for u in o
+        .redirect_urls
+        .iter()
+        .chain(std::iter::once(&o.landing_url))
+    {
+        if url::Url::parse(u).is_err() {
             c.err(
                 o.name.referenced,
-                format!("{f}.localhostRedirects"),
-                "localhost redirects are only allowed for public clients",
-            )
-            .help =
-                Some("set `public: true` (kubelogin-style clients are public and use PKCE)".into());
-        }
-        for u in o
-            .redirect_urls
-            .iter()
-            .chain(std::iter::once(&o.landing_url))
-        {
-            if url::Url::parse(u).is_err() {
-                c.err(
-                    o.name.referenced,
-                    format!("{f}.redirectUrls"),
-                    format!("`{u}` is not an absolute URL"),
-                );
-            }
-        }
-        for (kind, maps) in [
-            ("scopeMaps", &o.scope_maps),
-            ("supScopeMaps", &o.sup_scope_maps),
-        ] {
-            for (j, m) in maps.iter().enumerate() {
-                c.reference(
-                    &m.group,
-                    &format!("{f}.{kind}[{j}].group"),
-                    "group",
-                    &groups,
-                    "kanidm.groups",
-                );
-                for (n, sc) in m.scopes.iter().enumerate() {
-                    if sc.value.is_empty()
-                        || !sc
-                            .value
-                            .chars()
-                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-                    {
-                        c.err(
-                            sc.referenced,
-                            format!("{f}.{kind}[{j}].scopes[{n}]"),
-                            format!("invalid scope `{}`", sc.value),
-                        )
-                        .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
-                    }
-                }
-            }
-        }
-        if let Some(img) = &o.image {
-            let file = path.parent().unwrap_or(Path::new(".")).join(img);
-            let ext_ok = ["png", "jpg", "jpeg", "gif", "svg", "webp"]
-                .iter()
-                .any(|e| img.to_lowercase().ends_with(&format!(".{e}")));
-            if !ext_ok {
-                c.err(
-                    o.name.referenced,
-                    format!("{f}.image"),
-                    format!("`{img}` is not png, jpg, gif, svg or webp"),
-                );
-            } else if !file.is_file() {
-                c.err(
-                    o.name.referenced,
-                    format!("{f}.image"),
-                    format!("image `{}` not found", file.display()),
-                )
-                .help = Some("the path is relative to the scenario file".into());
-            }
-        }
-        for (j, m) in o.claim_maps.iter().enumerate() {
-            c.reference(
-                &m.group,
-                &format!("{f}.claimMaps[{j}].group"),
-                "group",
-                &groups,
-                "kanidm.groups",
+                format!("{f}.redirectUrls"),
+                format!("`{u}` is not an absolute URL"),
             );
         }
     }
+    for (kind, maps) in [
+        ("scopeMaps", &o.scope_maps),
+        ("supScopeMaps", &o.sup_scope_maps),
+    ] {
+        for (j, m) in maps.iter().enumerate() {
+            c.reference(
+                &m.group,
+                &format!("{f}.{kind}[{j}].group"),
+                "group",
+                groups,
+                "kanidm.groups",
+            );
+            for (n, sc) in m.scopes.iter().enumerate() {
+                if sc.value.is_empty()
+                    || !sc
+                        .value
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                {
+                    c.err(
+                        sc.referenced,
+                        format!("{f}.{kind}[{j}].scopes[{n}]"),
+                        format!("invalid scope `{}`", sc.value),
+                    )
+                    .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+                }
+            }
+        }
+    }
+    if let Some(img) = &o.image {
+        let file = path.parent().unwrap_or(Path::new(".")).join(img);
+        let ext_ok = ["png", "jpg", "jpeg", "gif", "svg", "webp"]
+            .iter()
+            .any(|e| img.to_lowercase().ends_with(&format!(".{e}")));
+        if !ext_ok {
+            c.err(
+                o.name.referenced,
+                format!("{f}.image"),
+                format!("`{img}` is not png, jpg, gif, svg or webp"),
+            );
+        } else if !file.is_file() {
+            c.err(
+                o.name.referenced,
+                format!("{f}.image"),
+                format!("image `{}` not found", file.display()),
+            )
+            .help = Some("the path is relative to the scenario file".into());
+        }
+    }
+    for (j, m) in o.claim_maps.iter().enumerate() {
+        c.reference(
+            &m.group,
+            &format!("{f}.claimMaps[{j}].group"),
+            "group",
+            groups,
+            "kanidm.groups",
+        );
+    }
+}
 
-    // API server authentication: exactly one mode.
-    let api = &s.api_server;
+/// API server authentication: exactly one mode, each checked on its own.
+fn check_api_server(c: &mut Checker<'_>, api: &Spanned<ApiServerAuth>, known: &Known<'_>) {
     match (&api.value.structured, &api.value.legacy_flags) {
         (Some(_), Some(l)) => {
             c.err(l.referenced, "apiServer", "`structured` and `legacyFlags` are mutually exclusive")
@@ -459,153 +515,173 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 );
             }
             for (i, j) in st.value.jwt.iter().enumerate() {
-                let f = format!("apiServer.structured.jwt[{i}]");
-                let loc = j.issuer.client.referenced;
-                c.reference(
-                    &j.issuer.client,
-                    &format!("{f}.issuer.client"),
-                    "OAuth2 client",
-                    &clients,
-                    "kanidm.oauth2Clients",
-                );
-                if let Some(u) = &j.issuer.url_override {
-                    c.placeholders(
-                        u,
-                        loc,
-                        &format!("{f}.issuer.urlOverride"),
-                        &clients,
-                        &persons,
-                    );
-                }
-                if let Some(a) = &j.issuer.audiences {
-                    if a.is_empty() {
-                        c.err(
-                            loc,
-                            format!("{f}.issuer.audiences"),
-                            "audiences must not be empty",
-                        );
-                    }
-                    match j.issuer.audience_match_policy.as_deref() {
-                        None | Some("MatchAny") if a.len() <= 1 => {}
-                        Some("MatchAny") => {}
-                        None => {
-                            c.err(
-                                loc,
-                                format!("{f}.issuer.audienceMatchPolicy"),
-                                "several audiences need `audienceMatchPolicy: MatchAny`",
-                            );
-                        }
-                        Some(other) => {
-                            c.err(
-                                loc,
-                                format!("{f}.issuer.audienceMatchPolicy"),
-                                format!("unknown policy `{other}`; the only value is `MatchAny`"),
-                            );
-                        }
-                    }
-                }
-                mapping(
-                    &mut c,
-                    loc,
-                    &format!("{f}.claimMappings.username"),
-                    &j.claim_mappings.username,
-                    true,
-                );
-                if let Some(g) = &j.claim_mappings.groups {
-                    mapping(&mut c, loc, &format!("{f}.claimMappings.groups"), g, false);
-                }
-                let uses_email = j
-                    .claim_mappings
-                    .username
-                    .expression
-                    .as_deref()
-                    .is_some_and(|e| e.contains("claims.email"));
-                let mentions_verified = j
-                    .claim_mappings
-                    .username
-                    .expression
-                    .iter()
-                    .chain(j.claim_mappings.extra.iter().map(|e| &e.value_expression))
-                    .chain(
-                        j.claim_validation_rules
-                            .iter()
-                            .filter_map(|r| r.expression.as_ref()),
-                    )
-                    .any(|e| {
-                        e.contains("claims.email_verified") || e.contains("claims.?email_verified")
-                    });
-                if uses_email && !mentions_verified {
-                    c.err(loc, format!("{f}.claimMappings.username.expression"), "uses claims.email but never checks claims.email_verified")
-                        .help = Some("the API server rejects this config; add e.g. a claimValidationRule `claims.?email_verified.orValue(true) == true`".into());
-                }
-                for (n, r) in j.claim_validation_rules.iter().enumerate() {
-                    let rf = format!("{f}.claimValidationRules[{n}]");
-                    match (&r.claim, &r.expression) {
-                        (Some(_), Some(_)) => {
-                            c.err(loc, rf, "`claim` and `expression` can't both be set");
-                        }
-                        (None, None) => {
-                            c.err(loc, rf, "`claim` or `expression` is required");
-                        }
-                        (Some(_), None) if r.message.is_some() => {
-                            c.err(loc, rf, "`message` may not be set with `claim`");
-                        }
-                        (None, Some(_)) if r.required_value.is_some() => {
-                            c.err(loc, rf, "`requiredValue` may not be set with `expression`");
-                        }
-                        _ => {}
-                    }
-                }
+                check_jwt(c, i, j, known);
             }
         }
-        (None, Some(l)) => {
-            c.reference(
-                &l.value.client,
-                "apiServer.legacyFlags.client",
-                "OAuth2 client",
-                &clients,
-                "kanidm.oauth2Clients",
+        (None, Some(l)) => check_legacy_flags(c, l, known),
+    }
+}
+
+/// One structured JWT authenticator.
+fn check_jwt(c: &mut Checker<'_>, i: usize, j: &JwtAuthenticator, known: &Known<'_>) {
+    let (clients, persons) = (&known.clients, &known.persons);
+    let f = format!("apiServer.structured.jwt[{i}]");
+    let loc = j.issuer.client.referenced;
+    c.reference(
+        &j.issuer.client,
+        &format!("{f}.issuer.client"),
+        "OAuth2 client",
+        clients,
+        "kanidm.oauth2Clients",
+    );
+    if let Some(u) = &j.issuer.url_override {
+        c.placeholders(u, loc, &format!("{f}.issuer.urlOverride"), clients, persons);
+    }
+    if let Some(a) = &j.issuer.audiences {
+        if a.is_empty() {
+            c.err(
+                loc,
+                format!("{f}.issuer.audiences"),
+                "audiences must not be empty",
             );
-            for (i, a) in l.value.signing_algs.iter().enumerate() {
-                if !SIGNING_ALGS.contains(&a.value.as_str()) {
-                    let e = c.err(
-                        a.referenced,
-                        format!("apiServer.legacyFlags.signingAlgs[{i}]"),
-                        format!("unsupported signing algorithm `{}`", a.value),
-                    );
-                    e.help = Some(
-                        did_you_mean(&a.value, SIGNING_ALGS)
-                            .unwrap_or_else(|| format!("one of {}", SIGNING_ALGS.join(", "))),
-                    );
-                }
+        }
+        match j.issuer.audience_match_policy.as_deref() {
+            None | Some("MatchAny") if a.len() <= 1 => {}
+            Some("MatchAny") => {}
+            None => {
+                c.err(
+                    loc,
+                    format!("{f}.issuer.audienceMatchPolicy"),
+                    "several audiences need `audienceMatchPolicy: MatchAny`",
+                );
             }
-            for rc in &l.value.required_claims {
-                if !rc.contains('=') {
-                    c.err(
-                        l.referenced,
-                        "apiServer.legacyFlags.requiredClaims",
-                        format!("`{rc}` is not `key=value`"),
-                    );
-                }
+            Some(other) => {
+                c.err(
+                    loc,
+                    format!("{f}.issuer.audienceMatchPolicy"),
+                    format!("unknown policy `{other}`; the only value is `MatchAny`"),
+                );
             }
         }
     }
+    mapping(
+        c,
+        loc,
+        &format!("{f}.claimMappings.username"),
+        &j.claim_mappings.username,
+        true,
+    );
+    if let Some(g) = &j.claim_mappings.groups {
+        mapping(c, loc, &format!("{f}.claimMappings.groups"), g, false);
+    }
+    let uses_email = j
+        .claim_mappings
+        .username
+        .expression
+        .as_deref()
+        .is_some_and(|e| e.contains("claims.email"));
+    let mentions_verified = j
+        .claim_mappings
+        .username
+        .expression
+        .iter()
+        .chain(j.claim_mappings.extra.iter().map(|e| &e.value_expression))
+        .chain(
+            j.claim_validation_rules
+                .iter()
+                .filter_map(|r| r.expression.as_ref()),
+        )
+        .any(|e| e.contains("claims.email_verified") || e.contains("claims.?email_verified"));
+    if uses_email && !mentions_verified {
+        c.err(loc, format!("{f}.claimMappings.username.expression"), "uses claims.email but never checks claims.email_verified")
+            .help = Some("the API server rejects this config; add e.g. a claimValidationRule `claims.?email_verified.orValue(true) == true`".into());
+    }
+    for (n, r) in j.claim_validation_rules.iter().enumerate() {
+        let rf = format!("{f}.claimValidationRules[{n}]");
+        match (&r.claim, &r.expression) {
+            (Some(_), Some(_)) => {
+                c.err(loc, rf, "`claim` and `expression` can't both be set");
+            }
+            (None, None) => {
+                c.err(loc, rf, "`claim` or `expression` is required");
+            }
+            (Some(_), None) if r.message.is_some() => {
+                c.err(loc, rf, "`message` may not be set with `claim`");
+            }
+            (None, Some(_)) if r.required_value.is_some() => {
+                c.err(loc, rf, "`requiredValue` may not be set with `expression`");
+            }
+            _ => {}
+        }
+    }
+    check_jwt_placeholders(c, &f, j, known);
+}
 
-    // RBAC.
+/// The `--oidc-*` flags.
+fn check_legacy_flags(c: &mut Checker<'_>, l: &Spanned<LegacyFlags>, known: &Known<'_>) {
+    let clients = &known.clients;
+    c.reference(
+        &l.value.client,
+        "apiServer.legacyFlags.client",
+        "OAuth2 client",
+        clients,
+        "kanidm.oauth2Clients",
+    );
+    for (i, a) in l.value.signing_algs.iter().enumerate() {
+        if !SIGNING_ALGS.contains(&a.value.as_str()) {
+            let e = c.err(
+                a.referenced,
+                format!("apiServer.legacyFlags.signingAlgs[{i}]"),
+                format!("unsupported signing algorithm `{}`", a.value),
+            );
+            e.help = Some(
+                did_you_mean(&a.value, SIGNING_ALGS)
+                    .unwrap_or_else(|| format!("one of {}", SIGNING_ALGS.join(", "))),
+            );
+        }
+    }
+    for rc in &l.value.required_claims {
+        if !rc.contains('=') {
+            c.err(
+                l.referenced,
+                "apiServer.legacyFlags.requiredClaims",
+                format!("`{rc}` is not `key=value`"),
+            );
+        }
+    }
+    let f = &l.value;
+    for v in f
+        .username_prefix
+        .iter()
+        .chain(&f.groups_prefix)
+        .chain(&f.client_id)
+        .chain(&f.required_claims)
+    {
+        c.placeholders(
+            v,
+            l.referenced,
+            "apiServer.legacyFlags",
+            &known.clients,
+            &known.persons,
+        );
+    }
+}
+
+fn check_rbac(c: &mut Checker<'_>, rbac: &Rbac, known: &Known<'_>) {
+    let (clients, persons) = (&known.clients, &known.persons);
     let mut roles: BTreeSet<&str> = BUILTIN_CLUSTER_ROLES.into_iter().collect();
-    for r in &s.rbac.cluster_roles {
+    for r in &rbac.cluster_roles {
         roles.insert(r.name.value.as_str());
     }
     duplicates(
-        &mut c,
-        s.rbac
-            .bindings
+        c,
+        rbac.bindings
             .iter()
             .enumerate()
             .map(|(i, b)| (&b.name, format!("rbac.bindings[{i}].name"))),
         "binding",
     );
-    for (i, b) in s.rbac.bindings.iter().enumerate() {
+    for (i, b) in rbac.bindings.iter().enumerate() {
         let f = format!("rbac.bindings[{i}]");
         c.reference(
             &b.cluster_role,
@@ -626,29 +702,36 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                 subject,
                 b.name.referenced,
                 &format!("{f}.subjects"),
-                &clients,
-                &persons,
+                clients,
+                persons,
             );
         }
     }
+}
 
-    // Login.
+fn check_login(c: &mut Checker<'_>, login: &LoginSettings, known: &Known<'_>) {
+    let clients = &known.clients;
+    for t in login.scopes.iter().chain(&login.redirect_path) {
+        c.literal(t, login.client.referenced, "login");
+    }
     c.reference(
-        &s.login.client,
+        &login.client,
         "login.client",
         "OAuth2 client",
-        &clients,
+        clients,
         "kanidm.oauth2Clients",
     );
-    if !s.login.scopes.iter().any(|sc| sc == "openid") {
+    if !login.scopes.iter().any(|sc| sc == "openid") {
         c.err(
-            s.login.client.referenced,
+            login.client.referenced,
             "login.scopes",
             "`openid` must be requested, or Kanidm issues no id_token",
         );
     }
+}
 
-    // Expectations.
+fn check_expect(c: &mut Checker<'_>, s: &Scenario, known: &Known<'_>) {
+    let (clients, persons, api) = (&known.clients, &known.persons, &s.api_server);
     if s.expect.is_empty() {
         c.err(api.referenced, "expect", "a scenario must expect something")
             .help = Some("add at least one `- person: <name>` entry under `expect`".into());
@@ -659,16 +742,9 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
             &e.person,
             &format!("{f}.person"),
             "person",
-            &persons,
+            persons,
             "kanidm.persons",
         );
-        for (kind, actions) in [("allowed", &e.allowed), ("forbidden", &e.forbidden)] {
-            for (j, a) in actions.iter().enumerate() {
-                if let Err(msg) = Action::parse(&a.value) {
-                    c.err(a.referenced, format!("{f}.{kind}[{j}]"), msg);
-                }
-            }
-        }
         if let Some(w) = &e.whoami {
             for t in w
                 .username
@@ -680,8 +756,8 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
                     t,
                     e.person.referenced,
                     &format!("{f}.whoami"),
-                    &clients,
-                    &persons,
+                    clients,
+                    persons,
                 );
             }
         }
@@ -712,7 +788,69 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
             );
         }
     }
-    c.errors
+}
+
+/// Placeholders in every field the renderer resolves: claim mappings, CEL expressions,
+/// rule values and messages, audiences (a `${` there reaches the API server resolved).
+fn check_jwt_placeholders(c: &mut Checker<'_>, f: &str, j: &JwtAuthenticator, known: &Known<'_>) {
+    let loc = j.issuer.client.referenced;
+    let m = &j.claim_mappings;
+    let mut texts: Vec<(&str, &String)> = Vec::new();
+    for (name, pm) in [
+        ("username", Some(&m.username)),
+        ("groups", m.groups.as_ref()),
+    ] {
+        if let Some(pm) = pm {
+            texts.extend(
+                pm.claim
+                    .iter()
+                    .chain(&pm.prefix)
+                    .chain(&pm.expression)
+                    .map(|t| (name, t)),
+            );
+        }
+    }
+    if let Some(u) = &m.uid {
+        texts.extend(u.claim.iter().chain(&u.expression).map(|t| ("uid", t)));
+    }
+    texts.extend(
+        m.extra
+            .iter()
+            .flat_map(|e| [("extra", &e.key), ("extra", &e.value_expression)]),
+    );
+    for r in &j.claim_validation_rules {
+        texts.extend(
+            r.claim
+                .iter()
+                .chain(&r.required_value)
+                .chain(&r.expression)
+                .chain(&r.message)
+                .map(|t| ("claimValidationRules", t)),
+        );
+    }
+    for r in &j.user_validation_rules {
+        texts.extend(
+            std::iter::once(&r.expression)
+                .chain(&r.message)
+                .map(|t| ("userValidationRules", t)),
+        );
+    }
+    texts.extend(
+        j.issuer
+            .audiences
+            .iter()
+            .flatten()
+            .map(|t| ("issuer.audiences", t)),
+    );
+    for (field, t) in texts {
+        c.placeholders(
+            t,
+            loc,
+            &format!("{f}.{field}"),
+            &known.clients,
+            &known.persons,
+        );
+    }
 }
 
 fn mapping(

@@ -1,6 +1,7 @@
 //! Scenario files: schema, strict loading, placeholders and actions.
 
 pub mod action;
+pub mod cause;
 pub mod error;
 pub mod load;
 pub mod model;
@@ -28,7 +29,7 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// `--oidc-*` flags. Stable within each group. Only the order changes: what each scenario
 /// runs against is still decided and verified per scenario.
 pub fn order_for_fewest_switches(scenarios: &mut [LoadedScenario]) {
-    use crate::check::cause::Cause;
+    use crate::scenario::cause::Cause;
     scenarios.sort_by_key(|s| {
         let never_initialises = s.scenario.expect.iter().any(|e| {
             e.unauthorized.as_ref().is_some_and(|u| {

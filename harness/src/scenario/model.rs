@@ -33,7 +33,7 @@ pub struct Scenario {
 
 // ---------------------------------------------------------------- Kanidm --
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KanidmState {
     #[serde(default)]
@@ -65,7 +65,7 @@ impl CredentialTypeMinimum {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Group {
     pub name: Name,
@@ -73,7 +73,7 @@ pub struct Group {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Person {
     pub name: Name,
@@ -98,7 +98,7 @@ pub enum CredentialKind {
     Passkey,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OAuth2Client {
     pub name: Name,
@@ -132,14 +132,14 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScopeMap {
     pub group: Name,
     pub scopes: Vec<Name>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClaimMap {
     pub claim: Name,
@@ -339,7 +339,7 @@ pub struct Binding {
 
 // ----------------------------------------------------------------- login --
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoginSettings {
     pub client: Name,
@@ -366,10 +366,10 @@ pub struct Expectation {
     pub whoami: Option<WhoamiExpect>,
     /// Requests that must be allowed, e.g. `list pods -A`, `delete namespace scratch`.
     #[serde(default)]
-    pub allowed: Vec<Spanned<String>>,
+    pub allowed: Vec<Spanned<super::action::Action>>,
     /// Requests that must be Forbidden (403): authenticated, but RBAC says no.
     #[serde(default)]
-    pub forbidden: Vec<Spanned<String>>,
+    pub forbidden: Vec<Spanned<super::action::Action>>,
     /// The token must be rejected (401) for this cause.
     #[serde(default)]
     pub unauthorized: Option<UnauthorizedExpect>,
@@ -400,5 +400,5 @@ pub struct WhoamiExpect {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UnauthorizedExpect {
-    pub cause: Spanned<crate::check::cause::Cause>,
+    pub cause: Spanned<super::cause::Cause>,
 }

@@ -24,6 +24,33 @@ pub struct Values {
     pub uuids: BTreeMap<String, String>,
 }
 
+/// The issuer URL of a Kanidm OAuth2 client. The one constructor: the browser, the
+/// harness and the API server must see it byte for byte the same.
+pub fn issuer_url(origin: &str, client: &str) -> String {
+    format!("{origin}/oauth2/openid/{client}")
+}
+
+impl Values {
+    /// The values of a lab whose Kanidm serves `origin` for `domain`, with these clients
+    /// and person UUIDs.
+    pub fn for_lab<'a>(
+        domain: &str,
+        origin: &str,
+        clients: impl IntoIterator<Item = &'a str>,
+        uuids: BTreeMap<String, String>,
+    ) -> Values {
+        Values {
+            domain: domain.to_string(),
+            origin: origin.to_string(),
+            issuers: clients
+                .into_iter()
+                .map(|c| (c.to_string(), issuer_url(origin, c)))
+                .collect(),
+            uuids,
+        }
+    }
+}
+
 /// Find every placeholder in `text`; an unknown one is an error naming it.
 pub fn scan(text: &str) -> Result<Vec<Placeholder>, String> {
     let mut found = Vec::new();

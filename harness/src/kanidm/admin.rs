@@ -1,0 +1,33 @@
+//! The lab's Kanidm administrator: a `kanidm_client` logged in as `idm_admin`, trusting
+//! only the lab CA, and how its errors read.
+
+use super::server::KanidmEndpoint;
+use anyhow::{Result, anyhow};
+use kanidm_client::{KanidmClient, KanidmClientBuilder};
+
+/// Turn a `kanidm_client` error into "Kanidm refused to <what>: …".
+pub(crate) fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyhow::Error + '_ {
+    move |e| anyhow!("Kanidm refused to {what}: {e:?}")
+}
+
+/// An admin client for the lab's Kanidm, logged in as `idm_admin`.
+pub async fn admin_client(
+    endpoint: &KanidmEndpoint,
+    idm_admin_password: &str,
+) -> Result<KanidmClient> {
+    let client = KanidmClientBuilder::new()
+        .address(endpoint.origin.clone())
+        .enable_native_ca_roots(false)
+        .add_root_certificate_filepath(&endpoint.ca_file.to_string_lossy())
+        .map_err(ce("load the lab CA"))?
+        .connect_timeout(10)
+        .request_timeout(30)
+        .no_proxy()
+        .build()
+        .map_err(ce("build a client"))?;
+    client
+        .auth_simple_password("idm_admin", idm_admin_password)
+        .await
+        .map_err(ce("log in idm_admin"))?;
+    Ok(client)
+}

@@ -1,0 +1,270 @@
+//! The run's Kanidm: one server, brought from scenario to scenario in place (or started
+//! afresh when a change cannot be made in place), with the sign-ins and tokens that stay
+//! valid for its current state. `labkit` starts its Kanidm through the same functions.
+
+use crate::cluster::KanidmPlacement;
+use crate::kanidm::container::ContainerKanidm;
+use crate::kanidm::reconcile::{self, Desired, Previous};
+use crate::kanidm::server::{LocalKanidm, check_version};
+use crate::kanidm::{KanidmServer, Provisioned, admin, plan};
+use crate::login::flow::LoginOutcomeActual;
+use crate::login::signins::SignIns;
+use crate::pki::LabPki;
+use crate::progress::Progress;
+use crate::render::LabFacts;
+use crate::scenario::LoadedScenario;
+use crate::scenario::model::KanidmState;
+use crate::timings::Timings;
+use anyhow::{Result, anyhow};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Start Kanidm where the backend needs it and check it speaks our client's version.
+pub async fn start_server(
+    dir: &Path,
+    pki: &LabPki,
+    http: &reqwest::Client,
+    placement: &KanidmPlacement,
+) -> Result<KanidmServer> {
+    std::fs::create_dir_all(dir)?;
+    let mut server = match placement {
+        KanidmPlacement::LocalProcess => {
+            KanidmServer::Local(LocalKanidm::start(dir, pki, http, 0).await?)
+        }
+        KanidmPlacement::ContainerInNode { node, image, port } => KanidmServer::Container(
+            ContainerKanidm::start(dir, pki, http, node, *port, image).await?,
+        ),
+    };
+    if let Err(e) = check_version(server.version()) {
+        server.stop().await;
+        return Err(e);
+    }
+    Ok(server)
+}
+
+/// `idm_admin` on a fresh server, and the scenario's state provisioned and verified.
+pub async fn provision_fresh(
+    server: &KanidmServer,
+    s: &LoadedScenario,
+    http: &reqwest::Client,
+) -> Result<(kanidm_client::KanidmClient, Provisioned)> {
+    let pw = server.recover_account("idm_admin").await?;
+    let kc = admin::admin_client(server.endpoint(), &pw).await?;
+    let provisioned = reconcile::provision(&kc, &Desired::of(s), http, server.endpoint()).await?;
+    Ok((kc, provisioned))
+}
+
+/// Equal fingerprints = the same Kanidm state and login settings: the server and the tokens
+/// it issued can be reused. Taken from the typed model (positions in the file do not count).
+pub fn fingerprint(s: &LoadedScenario) -> String {
+    serde_json::to_string(&(&s.scenario.kanidm, &s.scenario.login))
+        .unwrap_or_else(|e| format!("unserialisable: {e}"))
+}
+
+pub struct KanidmLab {
+    pub server: KanidmServer,
+    admin: kanidm_client::KanidmClient,
+    /// The state the server is in now, and its fingerprint.
+    state: KanidmState,
+    pub fingerprint: String,
+    pub provisioned: Provisioned,
+    /// Login results per Kanidm state (fingerprint → person → outcome); cleared when an
+    /// entry a token could refer to is deleted.
+    pub tokens: BTreeMap<String, BTreeMap<String, LoginOutcomeActual>>,
+    /// People's Kanidm sign-ins, kept so later logins are single sign-on.
+    pub signins: SignIns,
+    /// When tokens were last presented to the API server (the end of a scenario's checks).
+    pub last_token_use: Option<Instant>,
+}
+
+impl KanidmLab {
+    /// What renderers need: placeholder values of this server, the lab CA, and where the
+    /// API server reads that CA.
+    pub fn facts(&self, ca_pem: &str, ca_path_for_apiserver: String) -> LabFacts {
+        LabFacts {
+            values: self.provisioned.placeholder_values(self.server.endpoint()),
+            ca_pem: ca_pem.to_string(),
+            ca_path_for_apiserver,
+        }
+    }
+
+    /// The login results already obtained in the current state.
+    pub fn current_tokens(&self) -> Option<&BTreeMap<String, LoginOutcomeActual>> {
+        self.tokens.get(&self.fingerprint)
+    }
+
+    pub async fn stop(&mut self, logs: &Path, versions: &mut BTreeMap<String, String>) {
+        self.signins.close().await;
+        if let Some(v) = self.server.version() {
+            versions.insert("kanidmd".into(), v.to_string());
+        }
+        self.server.stop().await;
+        let _ = std::fs::create_dir_all(logs);
+        if let Some(parent) = self.server.log().parent().and_then(|p| p.file_name()) {
+            let _ = std::fs::copy(
+                self.server.log(),
+                logs.join(format!("{}-kanidmd.log", parent.to_string_lossy())),
+            );
+        }
+    }
+
+    /// Reconcile the running Kanidm to the scenario; returns how long it took and a note.
+    async fn change_in_place(
+        &mut self,
+        s: &LoadedScenario,
+        http: &reqwest::Client,
+    ) -> Result<(Duration, String)> {
+        let t = Instant::now();
+        let prev = Previous {
+            state: &self.state,
+            provisioned: &self.provisioned,
+        };
+        let want = Desired::of(s);
+        let applied =
+            reconcile::reconcile(&self.admin, Some(prev), &want, http, self.server.endpoint())
+                .await?;
+        for p in &applied.replaced_persons {
+            self.signins.forget(p).await;
+        }
+        if applied.deleted_entries {
+            self.tokens.clear();
+        }
+        self.state = applied.server_state;
+        self.fingerprint = fingerprint(s);
+        self.provisioned = applied.provisioned;
+        reconcile::ensure_matches(want.state, &self.provisioned, self.server.endpoint())?;
+        let recreated = if applied.replaced_persons.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", recreated {} (credential kind changed)",
+                applied.replaced_persons.join(", ")
+            )
+        };
+        let people = self.signins.people();
+        let kept = if people.is_empty() {
+            "none".to_string()
+        } else {
+            people.join(", ")
+        };
+        Ok((
+            t.elapsed(),
+            format!(
+                "Kanidm changed in place ({} write(s){recreated}); signed in: {kept}",
+                applied.changes
+            ),
+        ))
+    }
+}
+
+/// Where and how the run's Kanidm starts.
+pub struct KanidmSite<'a> {
+    pub lab: &'a super::lab::Lab,
+    pub placement: KanidmPlacement,
+    /// Never change Kanidm in place (`--fresh-kanidm`).
+    pub fresh_kanidm: bool,
+}
+
+async fn start_lab(
+    s: &LoadedScenario,
+    site: &KanidmSite<'_>,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<KanidmLab> {
+    let t = Instant::now();
+    let lab = site.lab;
+    let server = start_server(&lab.next_kanidm_dir(), &lab.pki, &lab.http, &site.placement).await?;
+    timings.add("kanidm ready", t.elapsed());
+    progress.step(&format!(
+        "kanidmd {} ready at {}",
+        server.version().unwrap_or_default(),
+        server.endpoint().origin
+    ));
+    let t = Instant::now();
+    let (admin, provisioned) = match provision_fresh(&server, s, &lab.http).await {
+        Ok(x) => x,
+        Err(e) => {
+            let mut server = server;
+            server.stop().await;
+            return Err(e);
+        }
+    };
+    timings.add("kanidm provisioning", t.elapsed());
+    progress.step("Kanidm provisioned and read back");
+    Ok(KanidmLab {
+        server,
+        admin,
+        state: s.scenario.kanidm.clone(),
+        fingerprint: fingerprint(s),
+        provisioned,
+        tokens: BTreeMap::new(),
+        signins: SignIns::default(),
+        last_token_use: None,
+    })
+}
+
+/// The run's Kanidm in this scenario's state: unchanged, changed in place, or (first
+/// scenario, or a change that cannot be made in place) a fresh server.
+pub async fn prepare<'k>(
+    s: &LoadedScenario,
+    site: &KanidmSite<'_>,
+    kanidm: &'k mut Option<KanidmLab>,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<&'k mut KanidmLab> {
+    let fp = fingerprint(s);
+    let mut why_fresh = kanidm.as_ref().and_then(|k| {
+        if site.fresh_kanidm && k.fingerprint != fp {
+            Some("--fresh-kanidm, and the Kanidm state differs".to_string())
+        } else {
+            plan::in_place_blocker(&k.state, &s.scenario.kanidm)
+        }
+    });
+    if let Some(k) = kanidm.as_mut()
+        && why_fresh.is_none()
+    {
+        if k.fingerprint == fp {
+            progress.step("reusing Kanidm (same state as the previous scenario) and its tokens");
+            return kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"));
+        }
+        match k.change_in_place(s, &site.lab.http).await {
+            Ok((took, note)) => {
+                timings.add("kanidm changed in place", took);
+                progress.step(&note);
+                return kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"));
+            }
+            // The server is now somewhere between two states: never reuse it.
+            Err(e) => why_fresh = Some(format!("changing it in place failed: {e:#}")),
+        }
+    }
+    if let Some(mut old) = kanidm.take() {
+        progress.step(&format!(
+            "starting a fresh Kanidm: {}",
+            why_fresh.unwrap_or_default()
+        ));
+        old.stop(&site.lab.dir.join("logs"), &mut BTreeMap::new())
+            .await;
+    }
+    *kanidm = Some(start_lab(s, site, timings, progress).await?);
+    kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_where_things_are_written_but_not_what() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let a = crate::scenario::load_file(&dir.join("post2-fix-signing-algs.yaml")).unwrap();
+        let text = std::fs::read_to_string(&a.path).unwrap();
+        // The same state further down the file (a longer comment header).
+        let shifted =
+            crate::scenario::load_str(&a.path, &format!("# one more line\n# and another\n{text}"))
+                .unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&shifted));
+        let b = crate::scenario::load_file(&dir.join("post2-fix-legacy-crypto.yaml")).unwrap();
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+}

@@ -1,0 +1,355 @@
+//! One scenario against the run's Kanidm and API server: Kanidm in the scenario's state,
+//! the API server's authentication, logins, RBAC, then every expectation observed and judged.
+
+use super::kanidm_lab::{self, KanidmLab, KanidmSite};
+use crate::check::CheckResult;
+use crate::check::expect::{observe_401, wait_oidc_ready};
+use crate::check::judge::{self, Judgement};
+use crate::check::kubectl;
+use crate::cluster::{AuthSetup, ClusterBackend, kubeconfig};
+use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
+use crate::login::signins::Kind;
+use crate::progress::Progress;
+use crate::render::plan::auth_setup;
+use crate::render::{self, K8sVersion, LabFacts};
+use crate::scenario::LoadedScenario;
+use crate::scenario::action::Scope;
+use crate::scenario::model::{CredentialKind, Expectation};
+use crate::timings::Timings;
+use anyhow::{Context, Result, anyhow};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// kube-apiserver caches successful token authentications this long (`TokenSuccessCacheTTL`),
+/// plus a margin.
+const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
+
+/// RBAC changes reach the authorizer's cache within moments: an allowed/forbidden answer
+/// that differs is retried this long.
+const RBAC_SETTLE: Duration = Duration::from_secs(5);
+
+/// Everything one run's scenarios share.
+pub struct RunCtx<'a, C: ClusterBackend> {
+    pub cluster: &'a mut C,
+    pub site: KanidmSite<'a>,
+    pub k8s: K8sVersion,
+    /// The run's artifacts folder (per minor).
+    pub artifacts: &'a Path,
+    pub progress: &'a Progress,
+    pub timings: Timings,
+    pub kanidm: Option<KanidmLab>,
+}
+
+/// Where one scenario's files go: secrets stay in the lab, debugging help goes to artifacts.
+struct Dirs {
+    secret: PathBuf,
+    artifacts: PathBuf,
+}
+
+pub async fn run_scenario<C: ClusterBackend>(
+    ctx: &mut RunCtx<'_, C>,
+    s: &LoadedScenario,
+) -> Result<Vec<CheckResult>> {
+    let RunCtx {
+        cluster,
+        site,
+        k8s,
+        artifacts,
+        progress,
+        timings,
+        kanidm,
+    } = ctx;
+    let k = kanidm_lab::prepare(s, site, kanidm, timings, progress).await?;
+    let facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
+    let auth = auth_setup(s, &facts, *k8s)?;
+    let dirs = Dirs {
+        secret: site.lab.dir.join("scenarios").join(&s.name),
+        artifacts: artifacts.join("scenarios").join(&s.name),
+    };
+    std::fs::create_dir_all(&dirs.secret)?;
+    std::fs::create_dir_all(&dirs.artifacts)?;
+    match &auth {
+        AuthSetup::Structured { config_yaml } => std::fs::write(
+            dirs.artifacts.join("authentication-config.yaml"),
+            config_yaml,
+        )?,
+        AuthSetup::Flags(f) => std::fs::write(dirs.artifacts.join("oidc-flags.txt"), f.join("\n"))?,
+    }
+    configure_and_log_in(s, &mut **cluster, &auth, k, site, &dirs, timings, progress).await?;
+    apply_rbac(s, &**cluster, &facts, timings).await?;
+    let mut results = Vec::new();
+    let mut oidc_ready = false;
+    for e in &s.scenario.expect {
+        let outcome = k
+            .current_tokens()
+            .and_then(|t| t.get(&e.person.value))
+            .cloned()
+            .ok_or_else(|| anyhow!("no login result for {}", e.person.value))?;
+        let mut rec = Recorder::new(s, &e.person.value);
+        check_expectation(
+            &**cluster,
+            e,
+            &outcome,
+            &facts,
+            &dirs,
+            &mut oidc_ready,
+            &mut rec,
+            timings,
+        )
+        .await?;
+        results.append(&mut rec.results);
+    }
+    k.last_token_use = Some(Instant::now());
+    if results.iter().any(|r| !r.passed) {
+        let _ = cluster.collect_logs(&dirs.artifacts.join("logs")).await;
+        let _ = std::fs::copy(k.server.log(), dirs.artifacts.join("kanidmd.log"));
+    }
+    Ok(results)
+}
+
+/// The API server restart or reload and the browser logins do not depend on each other:
+/// they overlap. (The API server starts after Kanidm serves the client's discovery
+/// document, which it already does here: a failed first discovery is retried only after 10 s.)
+#[allow(clippy::too_many_arguments)]
+async fn configure_and_log_in<C: ClusterBackend>(
+    s: &LoadedScenario,
+    cluster: &mut C,
+    auth: &AuthSetup,
+    k: &mut KanidmLab,
+    site: &KanidmSite<'_>,
+    dirs: &Dirs,
+    timings: &mut Timings,
+    progress: &Progress,
+) -> Result<()> {
+    let mut people: Vec<String> = s
+        .scenario
+        .expect
+        .iter()
+        .map(|e| e.person.value.clone())
+        .collect();
+    people.dedup();
+    let t = Instant::now();
+    let reuses_tokens = k
+        .current_tokens()
+        .is_some_and(|done| people.iter().any(|p| done.contains_key(p)));
+    let (configured, logins) = tokio::join!(
+        cluster.configure_auth(auth),
+        login_all(s, k, site.lab, &dirs.artifacts, &people)
+    );
+    configured.context("configuring the API server")?;
+    let login_times = logins?;
+    timings.add("api server configured", t.elapsed());
+    // A token that succeeded under the old config is answered from the API server's cache
+    // for 10 s after a reload in place; fresh tokens and restarted API servers are not.
+    if cluster.reloaded_in_place()
+        && reuses_tokens
+        && let Some(wait) = k
+            .last_token_use
+            .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
+            .filter(|w| !w.is_zero())
+    {
+        progress.step(&format!(
+            "waiting {:.1} s for the API server's token cache (this scenario reuses tokens)",
+            wait.as_secs_f64()
+        ));
+        tokio::time::sleep(wait).await;
+        timings.add("token cache wait", wait);
+    }
+    for (p, d) in login_times {
+        timings.add(&format!("login {p}"), d);
+    }
+    progress.step("API server configured; logins done");
+    Ok(())
+}
+
+/// The scenario's RBAC (replacing the previous scenario's), and the namespaces its actions name.
+async fn apply_rbac(
+    s: &LoadedScenario,
+    cluster: &impl ClusterBackend,
+    facts: &LabFacts,
+    timings: &mut Timings,
+) -> Result<()> {
+    let t = Instant::now();
+    let admin = crate::rbac_apply::admin_client(cluster.admin_kubeconfig()).await?;
+    let objects = render::rbac::render(s, facts)?;
+    crate::rbac_apply::replace(&admin, &objects).await?;
+    let mut namespaces = Vec::new();
+    for e in &s.scenario.expect {
+        for a in e.allowed.iter().chain(&e.forbidden) {
+            namespaces.extend(a.value.namespace_target().map(str::to_string));
+            if let Scope::Namespace(ns) = &a.value.scope {
+                namespaces.push(ns.clone());
+            }
+        }
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    crate::rbac_apply::ensure_namespaces(&admin, &namespaces).await?;
+    timings.add("rbac applied", t.elapsed());
+    Ok(())
+}
+
+/// Collects one person's check results.
+struct Recorder {
+    scenario: String,
+    person: String,
+    started: Instant,
+    results: Vec<CheckResult>,
+}
+
+impl Recorder {
+    fn new(s: &LoadedScenario, person: &str) -> Self {
+        Recorder {
+            scenario: s.name.clone(),
+            person: person.to_string(),
+            started: Instant::now(),
+            results: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, check: String, j: Judgement, apiserver_line: Option<String>) {
+        self.results.push(CheckResult {
+            scenario: self.scenario.clone(),
+            person: self.person.clone(),
+            check,
+            passed: j.passed,
+            actual: j.actual,
+            detail: j.detail,
+            apiserver_line,
+            seconds: self.started.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// One person's expectation: login, then (with a token) 401 cause, whoami, allowed, forbidden.
+#[allow(clippy::too_many_arguments)]
+async fn check_expectation(
+    cluster: &impl ClusterBackend,
+    e: &Expectation,
+    outcome: &LoginOutcomeActual,
+    facts: &LabFacts,
+    dirs: &Dirs,
+    oidc_ready: &mut bool,
+    rec: &mut Recorder,
+    timings: &mut Timings,
+) -> Result<()> {
+    let mut login = judge::login(e.login, outcome);
+    if let Some(d) = &mut login.detail {
+        d.push_str(&format!("; artifacts in {}", dirs.artifacts.display()));
+    }
+    let passed = login.passed;
+    rec.push("login".into(), login, None);
+    let LoginOutcomeActual::Token(token) = outcome else {
+        return Ok(());
+    };
+    if !passed {
+        return Ok(());
+    }
+    let kubeconfig_path = dirs.secret.join(format!("{}.kubeconfig", rec.person));
+    kubeconfig::write(
+        &kubeconfig_path,
+        cluster.server_url(),
+        &cluster.server_ca_file(),
+        &rec.person,
+        kubeconfig::UserAuth::Token(&token.id_token),
+    )?;
+    if !*oidc_ready {
+        let t = Instant::now();
+        wait_oidc_ready(cluster, &kubeconfig_path).await?;
+        timings.add("oidc ready after api server", t.elapsed());
+        *oidc_ready = true;
+    }
+    if let Some(want) = &e.unauthorized {
+        let seen = observe_401(cluster, &kubeconfig_path).await?;
+        let j = judge::unauthorized(want.cause.value, &seen.run.verdict, seen.cause);
+        let line = seen.err.map(|e| format!("err=\"{e}\""));
+        rec.push(format!("unauthorized: {}", want.cause.value), j, line);
+        return Ok(());
+    }
+    if let Some(w) = &e.whoami {
+        let run = kubectl::whoami(&kubeconfig_path).await?;
+        rec.push("whoami".into(), judge::whoami(&run, w, &facts.values), None);
+    }
+    for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
+        for a in list {
+            let action = &a.value;
+            let args = kubectl::args_for(action);
+            let deadline = Instant::now() + RBAC_SETTLE;
+            let mut run = kubectl::run(&kubeconfig_path, &args).await?;
+            while judge::worth_retrying(want_allowed, &run) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                run = kubectl::run(&kubeconfig_path, &args).await?;
+            }
+            let kind = if want_allowed { "allowed" } else { "forbidden" };
+            rec.push(
+                format!("{kind}: {action}"),
+                judge::access(want_allowed, &run),
+                None,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Log every person of the scenario in (once per Kanidm state): a person's first login in
+/// the run walks Kanidm's pages, later ones restore their Kanidm session (see
+/// `login::signins`). Returns per-login times.
+async fn login_all(
+    s: &LoadedScenario,
+    k: &mut KanidmLab,
+    lab: &super::lab::Lab,
+    art_dir: &Path,
+    people: &[String],
+) -> Result<Vec<(String, Duration)>> {
+    let login = &s.scenario.login;
+    let issuer = k.server.endpoint().issuer(&login.client.value);
+    let origin = k.server.endpoint().origin.clone();
+    let req = LoginRequest {
+        issuer: &issuer,
+        origin: &origin,
+        client_id: &login.client.value,
+        scopes: &login.scopes,
+        redirect_port: login.redirect_port,
+        redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
+        spki_pin: &lab.pki.kanidm_spki_sha256,
+        artifacts: art_dir,
+    };
+    let todo: Vec<String> = people
+        .iter()
+        .filter(|p| k.current_tokens().is_none_or(|done| !done.contains_key(*p)))
+        .cloned()
+        .collect();
+    // One after another, in the one shared browser (its cookies are one person's at a
+    // time); post 2 also pins the redirect listener to one port.
+    let mut times = Vec::new();
+    for p in &todo {
+        let secrets = k
+            .provisioned
+            .secrets
+            .get(p)
+            .ok_or_else(|| anyhow!("no credentials for {p}"))?;
+        let passkey = s
+            .person(p)
+            .is_some_and(|x| x.credential == CredentialKind::Passkey);
+        let person = Person {
+            name: p.as_str(),
+            secrets,
+            passkey,
+        };
+        let t = Instant::now();
+        let (out, kind) = k
+            .signins
+            .login(&lab.browser, &lab.http, &req, &person)
+            .await?;
+        k.tokens
+            .entry(k.fingerprint.clone())
+            .or_default()
+            .insert(p.clone(), out);
+        let label = match kind {
+            Kind::First => p.clone(),
+            Kind::SingleSignOn => format!("{p} (sso)"),
+        };
+        times.push((label, t.elapsed()));
+    }
+    Ok(times)
+}
