@@ -49,6 +49,21 @@ fn broken(name: &str) -> PathBuf {
 #[case::password_needs_policy("password-needs-policy", 6, "MFA policy relaxed")]
 #[case::bad_yaml_indentation("bad-yaml-indentation", 6, "missing field `displayName`")]
 #[case::wrong_type("wrong-type", 13, "invalid boolean")]
+#[case::duplicate_key(
+    "duplicate-key",
+    2,
+    "duplicate key `description`: a key may appear only once"
+)]
+#[case::empty_file("empty-file", 1, "the file is empty")]
+#[case::non_utf8("non-utf8", 7, "not UTF-8 text (byte 0xff)")]
+#[case::kanidm_not_mapping("kanidm-not-mapping", 2, "`kanidm` must be a mapping")]
+#[case::placeholder_in_display_name(
+    "placeholder-in-display-name",
+    6,
+    "placeholders are not resolved in this field"
+)]
+#[case::cel_unknown_placeholder("cel-unknown-placeholder", 20, "unknown person `bob`")]
+#[case::action_namespace_flag("action-namespace-flag", 33, "namespace is a DNS label")]
 fn broken_scenario_is_rejected_precisely(
     #[case] name: &str,
     #[case] line: u64,

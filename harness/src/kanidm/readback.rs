@@ -7,7 +7,7 @@ use super::credentials::PersonSecrets;
 use super::server::KanidmEndpoint;
 use crate::scenario::model::{KanidmState, OAuth2Client};
 use crate::scenario::placeholder::Values;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use kanidm_client::KanidmClient;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -182,6 +182,22 @@ pub fn verify(want: &KanidmState, p: &Provisioned, endpoint: &KanidmEndpoint) ->
     }
     problems.extend(verify_members(want, p));
     problems
+}
+
+/// Err when the read-back differs from the wanted state.
+pub fn ensure_matches(
+    want: &KanidmState,
+    p: &Provisioned,
+    endpoint: &KanidmEndpoint,
+) -> Result<()> {
+    let problems = verify(want, p, endpoint);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "Kanidm state differs from the scenario:\n  {}",
+        problems.join("\n  ")
+    )
 }
 
 /// One client's discovery, JWKS and entry against the scenario.

@@ -110,24 +110,8 @@ pub async fn provision(
     endpoint: &KanidmEndpoint,
 ) -> Result<Provisioned> {
     let applied = reconcile(kc, None, want, http, endpoint).await?;
-    ensure_matches(want.state, &applied.provisioned, endpoint)?;
+    readback::ensure_matches(want.state, &applied.provisioned, endpoint)?;
     Ok(applied.provisioned)
-}
-
-/// Err when the read-back differs from the wanted state.
-pub fn ensure_matches(
-    want: &KanidmState,
-    p: &Provisioned,
-    endpoint: &KanidmEndpoint,
-) -> Result<()> {
-    let problems = readback::verify(want, p, endpoint);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "Kanidm state differs from the scenario:\n  {}",
-        problems.join("\n  ")
-    )
 }
 
 /// One operation, as `kanidm_client` calls (a table: one arm per operation).

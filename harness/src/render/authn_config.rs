@@ -123,3 +123,34 @@ fn resolved(mut v: Value, facts: &LabFacts) -> Result<Value, RenderError> {
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RenderError> {
     serde_json::to_value(v).map_err(|e| RenderError::Yaml(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_in_cel_and_rule_values_reach_the_api_server_resolved() {
+        let base = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../scenarios/post1-structured.yaml"),
+        )
+        .unwrap();
+        let text = base.replacen(
+            "        claimMappings:",
+            "        claimValidationRules:\n          - expression: \"'k8s_users@${domain}' in claims.groups\"\n            message: \"not in k8s_users@${domain}\"\n        claimMappings:",
+            1,
+        );
+        assert_ne!(text, base, "the scenario layout changed; adjust the test");
+        let s = crate::scenario::load_str(std::path::Path::new("cel.yaml"), &text).unwrap();
+        let facts = LabFacts::example(&s);
+        let out = render(&s, &facts, "1.36".parse().unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.contains("'k8s_users@localhost' in claims.groups"),
+            "{out}"
+        );
+        assert!(out.contains("not in k8s_users@localhost"), "{out}");
+        assert!(!out.contains("${"), "{out}");
+    }
+}

@@ -6,7 +6,7 @@ use crate::cluster::KanidmPlacement;
 use crate::kanidm::container::ContainerKanidm;
 use crate::kanidm::reconcile::{self, Desired, Previous};
 use crate::kanidm::server::{LocalKanidm, check_version};
-use crate::kanidm::{KanidmServer, Provisioned, admin, plan};
+use crate::kanidm::{KanidmServer, Provisioned, admin, plan, readback};
 use crate::login::flow::LoginOutcomeActual;
 use crate::login::signins::SignIns;
 use crate::pki::LabPki;
@@ -113,6 +113,7 @@ impl KanidmLab {
     async fn change_in_place(
         &mut self,
         s: &LoadedScenario,
+        fp: String,
         http: &reqwest::Client,
     ) -> Result<(Duration, String)> {
         let t = Instant::now();
@@ -131,9 +132,9 @@ impl KanidmLab {
             self.tokens.clear();
         }
         self.state = applied.server_state;
-        self.fingerprint = fingerprint(s);
+        self.fingerprint = fp;
         self.provisioned = applied.provisioned;
-        reconcile::ensure_matches(want.state, &self.provisioned, self.server.endpoint())?;
+        readback::ensure_matches(want.state, &self.provisioned, self.server.endpoint())?;
         let recreated = if applied.replaced_persons.is_empty() {
             String::new()
         } else {
@@ -168,6 +169,7 @@ pub struct KanidmSite<'a> {
 
 async fn start_lab(
     s: &LoadedScenario,
+    fp: String,
     site: &KanidmSite<'_>,
     timings: &mut Timings,
     progress: &Progress,
@@ -196,7 +198,7 @@ async fn start_lab(
         server,
         admin,
         state: s.scenario.kanidm.clone(),
-        fingerprint: fingerprint(s),
+        fingerprint: fp,
         provisioned,
         tokens: BTreeMap::new(),
         signins: SignIns::default(),
@@ -228,7 +230,7 @@ pub async fn prepare<'k>(
             progress.step("reusing Kanidm (same state as the previous scenario) and its tokens");
             return kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"));
         }
-        match k.change_in_place(s, &site.lab.http).await {
+        match k.change_in_place(s, fp.clone(), &site.lab.http).await {
             Ok((took, note)) => {
                 timings.add("kanidm changed in place", took);
                 progress.step(&note);
@@ -246,7 +248,7 @@ pub async fn prepare<'k>(
         old.stop(&site.lab.dir.join("logs"), &mut BTreeMap::new())
             .await;
     }
-    *kanidm = Some(start_lab(s, site, timings, progress).await?);
+    *kanidm = Some(start_lab(s, fp, site, timings, progress).await?);
     kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"))
 }
 

@@ -40,25 +40,85 @@ impl LoadedScenario {
     }
 }
 
+/// Scenario files are small (the largest shipped one is ~3 KB); anything over this is not one.
+pub const MAX_SCENARIO_BYTES: u64 = 256 * 1024;
+
 pub fn load_file(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |message: String, help: &str| {
         ScenarioErrors(vec![ScenarioError {
             file: path.to_path_buf(),
             line: 0,
             column: 0,
             field: String::new(),
-            message: format!("cannot read scenario file: {e}"),
-            help: Some(
-                "check the path; `cargo xtask scenarios list` shows the shipped scenarios".into(),
+            message,
+            help: Some(help.into()),
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            format!("cannot read scenario file: {e}"),
+            "check the path; `cargo xtask scenarios list` shows the shipped scenarios",
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(fail(
+            "not a regular file".into(),
+            "give the path of a scenario `.yaml` file",
+        ));
+    }
+    if meta.len() > MAX_SCENARIO_BYTES {
+        return Err(fail(
+            format!(
+                "the file has {} bytes; a scenario file has at most {MAX_SCENARIO_BYTES}",
+                meta.len()
             ),
+            "a scenario describes one situation; split it into several files",
+        ));
+    }
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            fail(
+                format!("cannot read scenario file: {e}"),
+                "check the file's permissions",
+            )
+        })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
+        let bad = e.as_bytes().get(good.len()).copied().unwrap_or(0);
+        ScenarioErrors(vec![ScenarioError {
+            file: path.to_path_buf(),
+            line: line as u64,
+            column: column as u64,
+            field: String::new(),
+            message: format!("the file is not UTF-8 text (byte 0x{bad:02x})"),
+            help: Some("save the scenario as UTF-8".into()),
         }])
     })?;
     load_str(path, &text)
 }
 
 pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
-    let scenario: Scenario =
-        serde_saphyr::from_str(text).map_err(|e| ScenarioErrors(vec![syntax_error(path, &e)]))?;
+    if text
+        .trim()
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ScenarioErrors(vec![ScenarioError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: "the file is empty".into(),
+            help: Some("a scenario needs `description`, `kanidm`, `apiServer`, `login` and `expect`; see scenarios/README.md".into()),
+        }]));
+    }
+    let scenario: Scenario = serde_saphyr::from_str(text)
+        .map_err(|e| ScenarioErrors(vec![syntax_error(path, text, &e)]))?;
     let mut errors = check(path, &scenario);
     let stem = path
         .file_stem()
@@ -131,7 +191,19 @@ pub fn valid_scenario_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {
+/// The key written at `line:column` (1-based), for messages about its value.
+fn key_at(text: &str, line: usize, column: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let before: String = l.chars().take(column.saturating_sub(1)).collect();
+    let key = before
+        .trim()
+        .trim_start_matches("- ")
+        .trim_end_matches(':')
+        .trim();
+    (!key.is_empty() && !key.contains(' ')).then(|| key.to_string())
+}
+
+fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ScenarioError {
     let loc = e.location().unwrap_or(Location::UNKNOWN);
     // The library's message without its source snippet; we print our own position.
     let rendered = e.without_snippet().to_string();
@@ -147,7 +219,33 @@ fn syntax_error(path: &Path, e: &serde_saphyr::Error) -> ScenarioError {
         Some(i) => message[..i].to_string(),
         None => message,
     };
-    let help = if message.contains("unknown field") {
+    let key = key_at(text, loc.line() as usize, loc.column() as usize);
+    let named = |what: &str| match &key {
+        Some(k) => format!("`{k}` must be {what}"),
+        None => format!("expected {what} here"),
+    };
+    let (message, help) = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let k = rest.split(',').next().unwrap_or(rest).trim();
+        (
+            format!("duplicate key `{k}`: a key may appear only once in a mapping"),
+            Some("remove one of them, or merge their values".to_string()),
+        )
+    } else if message.contains("expected mapping start") {
+        (
+            named("a mapping (`key: value` lines indented below it)"),
+            Some("see scenarios/README.md for what goes under it".to_string()),
+        )
+    } else if message.contains("expected sequence start") {
+        (
+            named("a list (`- item` lines)"),
+            Some("write each item on its own line starting with `- `".to_string()),
+        )
+    } else {
+        (message, None)
+    };
+    let help = if help.is_some() {
+        help
+    } else if message.contains("unknown field") {
         Some("field names are camelCase; see scenarios/README.md for the schema".to_string())
     } else if message.contains("invalid boolean") {
         Some("write `true` or `false`".to_string())
