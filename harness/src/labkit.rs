@@ -137,6 +137,38 @@ pub struct UpOptions {
     pub kind: KindSettings,
 }
 
+impl LabState {
+    /// A fresh lab's state, before any API server is attached.
+    fn new(
+        s: &LoadedScenario,
+        dir: &Path,
+        origin: &str,
+        pki: &pki::LabPki,
+        persons: BTreeMap<String, StoredPerson>,
+    ) -> LabState {
+        LabState {
+            pid: std::process::id(),
+            scenario: s.name.clone(),
+            dir: dir.to_path_buf(),
+            kanidm_origin: origin.to_string(),
+            ca_file: pki.ca_cert.clone(),
+            spki_pin: pki.kanidm_spki_sha256.clone(),
+            api_server: None,
+            admin_kubeconfig: None,
+            login_client: s.scenario.login.client.value.clone(),
+            login_scopes: s.scenario.login.scopes.clone(),
+            redirect_port: s.scenario.login.redirect_port,
+            redirect_path: s
+                .scenario
+                .login
+                .redirect_path
+                .clone()
+                .unwrap_or_else(|| "/callback".into()),
+            persons,
+        }
+    }
+}
+
 /// What the exec plugin needs per person (password, TOTP key, UUID), and each TOTP key's
 /// last used step on disk (the plugin runs in other processes).
 fn stored_persons(
@@ -230,26 +262,7 @@ pub async fn up(
         }
     };
     let persons = stored_persons(s, &p, dir)?;
-    let mut state = LabState {
-        pid: std::process::id(),
-        scenario: s.name.clone(),
-        dir: dir.to_path_buf(),
-        kanidm_origin: endpoint.origin.clone(),
-        ca_file: pki.ca_cert.clone(),
-        spki_pin: pki.kanidm_spki_sha256.clone(),
-        api_server: None,
-        admin_kubeconfig: None,
-        login_client: s.scenario.login.client.value.clone(),
-        login_scopes: s.scenario.login.scopes.clone(),
-        redirect_port: s.scenario.login.redirect_port,
-        redirect_path: s
-            .scenario
-            .login
-            .redirect_path
-            .clone()
-            .unwrap_or_else(|| "/callback".into()),
-        persons,
-    };
+    let mut state = LabState::new(s, dir, &endpoint.origin, &pki, persons);
     let mut cluster = None;
     if with_cluster {
         let mut cp = match kind {

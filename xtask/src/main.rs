@@ -336,7 +336,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
+/// The components table; true when something the local backend needs is missing.
+fn doctor_components() -> bool {
     let mut missing_local = false;
     println!("{:<24} {:<10} path", "component", "found via");
     for t in harness::tools::ALL {
@@ -365,6 +366,41 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
             "KANIDM_UI_DIR", "-"
         ),
     }
+    missing_local
+}
+
+/// Each minor with a kind config: its node image (override or pinned) and whether Docker has it.
+/// Returns the minors that can run.
+async fn doctor_node_images(
+    overrides: &harness::render::kind_config::ImageOverrides,
+) -> Vec<String> {
+    let mut runnable = Vec::new();
+    for minor in harness::render::K8sVersion::MIN.minor..=harness::render::K8sVersion::MAX.minor {
+        let v = harness::render::K8sVersion { minor };
+        let base = harness::render::kind_config::base_config_path(&root().join("kind-configs"), v);
+        let Ok(text) = std::fs::read_to_string(&base) else {
+            continue;
+        };
+        let how = if overrides.node.contains_key(&v) {
+            "override"
+        } else {
+            "pinned"
+        };
+        let image = overrides.node_image(v, &text).unwrap_or_default();
+        let present = harness::cluster::kind::image_present(&image).await;
+        if present {
+            runnable.push(v.to_string());
+        }
+        println!(
+            "  node image {v:<12} {image} ({how}, {})",
+            if present { "present" } else { "not in Docker" }
+        );
+    }
+    runnable
+}
+
+async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
+    let missing_local = doctor_components();
     // The kind backend: Docker, kind, and the images it would run.
     let overrides = images.overrides()?;
     println!("\nkind backend");
@@ -400,28 +436,7 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
             "not in Docker (pulled at run time if a registry is reachable)"
         }
     );
-    let mut runnable = Vec::new();
-    for minor in harness::render::K8sVersion::MIN.minor..=harness::render::K8sVersion::MAX.minor {
-        let v = harness::render::K8sVersion { minor };
-        let base = harness::render::kind_config::base_config_path(&root().join("kind-configs"), v);
-        let Ok(text) = std::fs::read_to_string(&base) else {
-            continue;
-        };
-        let how = if overrides.node.contains_key(&v) {
-            "override"
-        } else {
-            "pinned"
-        };
-        let image = overrides.node_image(v, &text).unwrap_or_default();
-        let present = harness::cluster::kind::image_present(&image).await;
-        if present {
-            runnable.push(v.to_string());
-        }
-        println!(
-            "  node image {v:<12} {image} ({how}, {})",
-            if present { "present" } else { "not in Docker" }
-        );
-    }
+    let runnable = doctor_node_images(&overrides).await;
     if runnable.is_empty() {
         println!(
             "  help: with no registry, load or build a node image and pass --node-image <minor>=<image> (env LAB_NODE_IMAGES)"
@@ -552,6 +567,36 @@ fn lab_dir(with_cluster: bool) -> PathBuf {
         .join(if with_cluster { "lab" } else { "kanidm" })
 }
 
+/// How to use a lab that is up: URLs, the CA, a kubectl line per person.
+fn print_lab_up(what: &str, st: &harness::labkit::LabState) {
+    println!("{what} `{}` is up.", st.scenario);
+    println!(
+        "  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)",
+        st.kanidm_origin,
+        st.ca_file.display()
+    );
+    println!("  lab CA:         {}", st.ca_file.display());
+    if let Some(api) = &st.api_server {
+        println!("  API server:     {api}");
+        if let Some(a) = &st.admin_kubeconfig {
+            println!(
+                "  admin:          kubectl --kubeconfig {} get ns",
+                a.display()
+            );
+        }
+    }
+    for (name, p) in &st.persons {
+        match &p.kubeconfig {
+            Some(k) => println!(
+                "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
+                k.display()
+            ),
+            None => println!("  {name:<14}  log in at {}/ui", st.kanidm_origin),
+        }
+    }
+    println!("  passwords/TOTP: cargo xtask {what} creds <person>");
+}
+
 async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
     let dir = lab_dir(with_cluster);
     let what = if with_cluster { "lab" } else { "kanidm" };
@@ -586,33 +631,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
                     return Ok(ExitCode::from(130));
                 }
             };
-            let st = &running.state;
-            println!("{what} `{}` is up.", st.scenario);
-            println!(
-                "  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)",
-                st.kanidm_origin,
-                st.ca_file.display()
-            );
-            println!("  lab CA:         {}", st.ca_file.display());
-            if let Some(api) = &st.api_server {
-                println!("  API server:     {api}");
-                if let Some(a) = &st.admin_kubeconfig {
-                    println!(
-                        "  admin:          kubectl --kubeconfig {} get ns",
-                        a.display()
-                    );
-                }
-            }
-            for (name, p) in &st.persons {
-                match &p.kubeconfig {
-                    Some(k) => println!(
-                        "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
-                        k.display()
-                    ),
-                    None => println!("  {name:<14}  log in at {}/ui", st.kanidm_origin),
-                }
-            }
-            println!("  passwords/TOTP: cargo xtask {what} creds <person>");
+            print_lab_up(what, &running.state);
             println!("Stop with Ctrl-C or `cargo xtask {what} down`.");
             stop_signal().await;
             running.shutdown().await;

@@ -199,6 +199,36 @@ fn write_config(
     Ok((cfg_path, host_authn_dir, kanidm_port))
 }
 
+/// `kind create cluster` with our config and a deadline; returns how long it took.
+async fn kind_create(
+    kind: &Path,
+    name: &str,
+    cfg_path: &Path,
+    kubeconfig: &Path,
+) -> Result<Duration> {
+    let t_create = Instant::now();
+    run(
+        kind,
+        &[
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--config",
+            &cfg_path.to_string_lossy(),
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "--wait",
+            "120s",
+        ],
+        None,
+        Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| anyhow!("{e:#}\n  help: `cargo xtask doctor` checks Docker, kind and the images; the node's logs are in `kind export logs` (the cluster is deleted now)"))?;
+    Ok(t_create.elapsed())
+}
+
 /// The API server URL, its CA and an HTTP client with the admin identity, from kind's kubeconfig.
 fn admin_access(kubeconfig: &Path) -> Result<(String, Vec<u8>, reqwest::Client)> {
     let kc: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig)?)
@@ -279,27 +309,7 @@ impl KindCluster {
             name: name.clone(),
             armed: true,
         };
-        let t_create = Instant::now();
-        run(
-            &kind,
-            &[
-                "create",
-                "cluster",
-                "--name",
-                &name,
-                "--config",
-                &cfg_path.to_string_lossy(),
-                "--kubeconfig",
-                &kubeconfig.to_string_lossy(),
-                "--wait",
-                "120s",
-            ],
-            None,
-            Duration::from_secs(300),
-        )
-        .await
-        .map_err(|e| anyhow!("{e:#}\n  help: `cargo xtask doctor` checks Docker, kind and the images; the node's logs are in `kind export logs` (the cluster is deleted now)"))?;
-        let create_time = t_create.elapsed();
+        let create_time = kind_create(&kind, &name, &cfg_path, &kubeconfig).await?;
         let node = format!("{name}-control-plane");
         let (url, ca, http) = admin_access(&kubeconfig)?;
         // Keep the cluster CA next to the lab so person kubeconfigs can reference it.

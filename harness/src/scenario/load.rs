@@ -533,6 +533,21 @@ fn check_client(c: &mut Checker<'_>, i: usize, o: &OAuth2Client, known: &Known<'
             );
         }
     }
+    check_scope_maps(c, &f, o, groups);
+    check_image(c, path, &f, o);
+    for (j, m) in o.claim_maps.iter().enumerate() {
+        c.reference(
+            &m.group,
+            &format!("{f}.claimMaps[{j}].group"),
+            "group",
+            groups,
+            "kanidm.groups",
+        );
+    }
+}
+
+/// Scope maps and supplementary scope maps: known groups, scopes Kanidm accepts.
+fn check_scope_maps(c: &mut Checker<'_>, f: &str, o: &OAuth2Client, groups: &BTreeSet<&str>) {
     for (kind, maps) in [
         ("scopeMaps", &o.scope_maps),
         ("supScopeMaps", &o.sup_scope_maps),
@@ -562,6 +577,10 @@ fn check_client(c: &mut Checker<'_>, i: usize, o: &OAuth2Client, known: &Known<'
             }
         }
     }
+}
+
+/// The client image: a format Kanidm takes, next to the scenario file.
+fn check_image(c: &mut Checker<'_>, path: &Path, f: &str, o: &OAuth2Client) {
     if let Some(img) = &o.image {
         let file = path.parent().unwrap_or(Path::new(".")).join(img);
         let ext_ok = ["png", "jpg", "jpeg", "gif", "svg", "webp"]
@@ -581,15 +600,6 @@ fn check_client(c: &mut Checker<'_>, i: usize, o: &OAuth2Client, known: &Known<'
             )
             .help = Some("the path is relative to the scenario file".into());
         }
-    }
-    for (j, m) in o.claim_maps.iter().enumerate() {
-        c.reference(
-            &m.group,
-            &format!("{f}.claimMaps[{j}].group"),
-            "group",
-            groups,
-            "kanidm.groups",
-        );
     }
 }
 
@@ -635,33 +645,7 @@ fn check_jwt(c: &mut Checker<'_>, i: usize, j: &JwtAuthenticator, known: &Known<
     if let Some(u) = &j.issuer.url_override {
         c.placeholders(u, loc, &format!("{f}.issuer.urlOverride"), clients, persons);
     }
-    if let Some(a) = &j.issuer.audiences {
-        if a.is_empty() {
-            c.err(
-                loc,
-                format!("{f}.issuer.audiences"),
-                "audiences must not be empty",
-            );
-        }
-        match j.issuer.audience_match_policy.as_deref() {
-            None | Some("MatchAny") if a.len() <= 1 => {}
-            Some("MatchAny") => {}
-            None => {
-                c.err(
-                    loc,
-                    format!("{f}.issuer.audienceMatchPolicy"),
-                    "several audiences need `audienceMatchPolicy: MatchAny`",
-                );
-            }
-            Some(other) => {
-                c.err(
-                    loc,
-                    format!("{f}.issuer.audienceMatchPolicy"),
-                    format!("unknown policy `{other}`; the only value is `MatchAny`"),
-                );
-            }
-        }
-    }
+    check_audiences(c, &f, j);
     mapping(
         c,
         loc,
@@ -694,6 +678,45 @@ fn check_jwt(c: &mut Checker<'_>, i: usize, j: &JwtAuthenticator, known: &Known<
         c.err(loc, format!("{f}.claimMappings.username.expression"), "uses claims.email but never checks claims.email_verified")
             .help = Some("the API server rejects this config; add e.g. a claimValidationRule `claims.?email_verified.orValue(true) == true`".into());
     }
+    check_claim_rules(c, &f, j);
+    check_jwt_placeholders(c, &f, j, known);
+}
+
+/// `audiences` and `audienceMatchPolicy` as the API server accepts them.
+fn check_audiences(c: &mut Checker<'_>, f: &str, j: &JwtAuthenticator) {
+    let loc = j.issuer.client.referenced;
+    if let Some(a) = &j.issuer.audiences {
+        if a.is_empty() {
+            c.err(
+                loc,
+                format!("{f}.issuer.audiences"),
+                "audiences must not be empty",
+            );
+        }
+        match j.issuer.audience_match_policy.as_deref() {
+            None | Some("MatchAny") if a.len() <= 1 => {}
+            Some("MatchAny") => {}
+            None => {
+                c.err(
+                    loc,
+                    format!("{f}.issuer.audienceMatchPolicy"),
+                    "several audiences need `audienceMatchPolicy: MatchAny`",
+                );
+            }
+            Some(other) => {
+                c.err(
+                    loc,
+                    format!("{f}.issuer.audienceMatchPolicy"),
+                    format!("unknown policy `{other}`; the only value is `MatchAny`"),
+                );
+            }
+        }
+    }
+}
+
+/// Each claimValidationRule is either `claim`(+`requiredValue`) or `expression`(+`message`).
+fn check_claim_rules(c: &mut Checker<'_>, f: &str, j: &JwtAuthenticator) {
+    let loc = j.issuer.client.referenced;
     for (n, r) in j.claim_validation_rules.iter().enumerate() {
         let rf = format!("{f}.claimValidationRules[{n}]");
         match (&r.claim, &r.expression) {
@@ -712,7 +735,6 @@ fn check_jwt(c: &mut Checker<'_>, i: usize, j: &JwtAuthenticator, known: &Known<
             _ => {}
         }
     }
-    check_jwt_placeholders(c, &f, j, known);
 }
 
 /// The `--oidc-*` flags.
