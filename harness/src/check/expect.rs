@@ -6,7 +6,7 @@ use super::kubectl::{self, KubectlRun, Verdict};
 use crate::cluster::ClusterBackend;
 use anyhow::Result;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The latest discovery failure in the current API server log.
 pub async fn last_init_failure(cluster: &impl ClusterBackend) -> Option<(Cause, String)> {
@@ -30,34 +30,49 @@ pub fn find_auth_line(lines: &[String]) -> Option<String> {
 
 /// Discovery runs asynchronously after start: wait with a real token until the API server
 /// answers with anything but "authenticator not initialized".
+#[derive(Debug, thiserror::Error)]
+#[error("OIDC not ready after {0} s")]
+struct NotReady(u64);
+
+/// Gives up quietly after 45 s: the check that follows reports the cause.
 pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let mark = cluster.log_mark().await;
-        let run = kubectl::whoami(kubeconfig_path).await?;
-        if run.verdict != Verdict::Unauthorized {
-            return Ok(());
-        }
-        let cause = find_auth_line(&cluster.log_lines_since(&mark).await)
-            .as_deref()
-            .and_then(auth_error_of)
-            .as_deref()
-            .and_then(classify);
-        if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
-            return Ok(());
-        }
-        // A discovery failure that is not a transient connection problem (an untrusted
-        // CA, a wrong issuer) will not heal: this API server process logged it.
-        if let Some((c, _)) = last_init_failure(cluster).await
-            && c != Cause::AuthenticatorNotInitialized
-        {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(45) {
-            return Ok(()); // the check itself reports the cause
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let settled = crate::wait::until(
+        Duration::from_secs(45),
+        Duration::from_millis(250),
+        || oidc_settled(cluster, kubeconfig_path),
+        |after| NotReady(after.as_secs()).into(),
+    )
+    .await;
+    match settled {
+        Ok(()) => Ok(()),
+        // Still "not initialized" at the deadline: the check itself says so.
+        Err(e) if e.is::<NotReady>() => Ok(()),
+        Err(e) => Err(e),
     }
+}
+
+/// Has the API server's answer to a real token stopped being "authenticator not initialized"
+/// (accepted, or rejected for a reason that will not heal)?
+async fn oidc_settled(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<Option<()>> {
+    let mark = cluster.log_mark().await;
+    let run = kubectl::whoami(kubeconfig_path).await?;
+    if run.verdict != Verdict::Unauthorized {
+        return Ok(Some(()));
+    }
+    let cause = find_auth_line(&cluster.log_lines_since(&mark).await)
+        .as_deref()
+        .and_then(auth_error_of)
+        .as_deref()
+        .and_then(classify);
+    if cause.is_some() && cause != Some(Cause::AuthenticatorNotInitialized) {
+        return Ok(Some(()));
+    }
+    // A discovery failure that is not a transient connection problem (an untrusted
+    // CA, a wrong issuer) will not heal: this API server process logged it.
+    let hopeless = last_init_failure(cluster)
+        .await
+        .is_some_and(|(c, _)| c != Cause::AuthenticatorNotInitialized);
+    Ok(hopeless.then_some(()))
 }
 
 /// A request with the token and, for a 401, the cause the API server logged.

@@ -433,28 +433,33 @@ impl KindCluster {
             let _ = self.node_sh(&script).await;
         }
         let t_stopped = t.elapsed();
-        let mut t_new = None;
-        loop {
-            let now = self.apiserver_container().await;
-            if !now.is_empty() && now != before {
-                t_new.get_or_insert(t.elapsed());
-                let inspect = self
+        let t_new = std::cell::Cell::new(None);
+        let this = &*self;
+        crate::wait::until(
+            RESTART_DEADLINE.saturating_sub(t.elapsed()),
+            Duration::from_millis(250),
+            || async {
+                let now = this.apiserver_container().await;
+                if now.is_empty() || now == before {
+                    return Ok(None);
+                }
+                t_new.set(t_new.get().or(Some(t.elapsed())));
+                let inspect = this
                     .node_sh(&format!("crictl inspect -o json {now}"))
                     .await
                     .unwrap_or_default();
-                if manifest::runs_flags(&inspect, flags) && self.ready().await {
-                    break;
-                }
-            }
-            if t.elapsed() > RESTART_DEADLINE {
-                bail!(
+                Ok((manifest::runs_flags(&inspect, flags) && this.ready().await).then_some(()))
+            },
+            |_| {
+                anyhow!(
                     "kube-apiserver did not come back with the new flags within {} s after the manifest change; see `docker exec {} crictl ps -a` and its logs",
                     RESTART_DEADLINE.as_secs(),
-                    self.node
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+                    this.node
+                )
+            },
+        )
+        .await?;
+        let t_new = t_new.get();
         let total = t.elapsed();
         self.timings.push((
             format!(

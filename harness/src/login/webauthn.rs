@@ -26,14 +26,16 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if f().await {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    Err(anyhow!("timed out waiting for {what}"))
+    crate::wait::until(
+        std::time::Duration::from_secs(secs),
+        std::time::Duration::from_millis(50),
+        || {
+            let done = f();
+            async move { Ok(done.await.then_some(())) }
+        },
+        |after| anyhow!("timed out after {} s waiting for {what}", after.as_secs()),
+    )
+    .await
 }
 
 async fn js_bool(client: &Client, script: &str) -> bool {
