@@ -45,6 +45,7 @@ impl ManagedProcess {
         }
         // Own process group so Ctrl-C in the terminal reaches us, and we decide the order.
         cmd.process_group(0);
+        die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn().with_context(|| {
             format!(
                 "starting {name} ({}); check the binary is executable",
@@ -97,8 +98,36 @@ impl ManagedProcess {
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
+            // The whole group: whatever the child started (Chromium's helpers, say) goes too.
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on the process group this child leads (process_group(0)).
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+            }
             let _ = child.start_kill();
         }
+    }
+}
+
+/// The child gets SIGKILL when the harness dies, however it dies (`kill -9` included):
+/// Linux's parent-death signal, set between fork and exec. If the harness is already gone
+/// by then, the child exits at once instead of running orphaned.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls (getpid is read before fork; prctl, getppid,
+    // _exit) run in the child between fork and exec.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -118,4 +147,56 @@ pub fn tail(path: &Path, n: usize) -> String {
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: i32) -> bool {
+        // Zombies count as gone: /proc/<pid>/stat's state is Z.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[tokio::test]
+    async fn dropping_a_child_kills_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let p = ManagedProcess::spawn(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c".into(), script],
+            None,
+            &[],
+            &dir.path().join("sh.log"),
+        )
+        .unwrap();
+        let grandchild: i32 = crate::wait::until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async {
+                Ok(std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok()))
+            },
+            |_| anyhow::anyhow!("the shell never started its child"),
+        )
+        .await
+        .unwrap();
+        assert!(alive(grandchild));
+        drop(p);
+        let gone = crate::wait::until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async { Ok((!alive(grandchild)).then_some(())) },
+            |_| anyhow::anyhow!("grandchild {grandchild} survived its group's kill"),
+        )
+        .await;
+        assert!(gone.is_ok(), "{gone:?}");
+    }
 }

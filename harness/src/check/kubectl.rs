@@ -70,7 +70,9 @@ const KUBECTL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60)
 
 pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
     let kubectl = tools::KUBECTL.require()?;
-    let child = tokio::process::Command::new(&kubectl)
+    let mut cmd = tokio::process::Command::new(&kubectl);
+    crate::process::die_with_parent(cmd.as_std_mut());
+    let child = cmd
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .args(["--request-timeout=10s"])
         .args(args)

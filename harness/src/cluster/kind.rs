@@ -87,6 +87,7 @@ impl Drop for ClusterGuard {
 async fn run(cmd: &Path, args: &[&str], stdin: Option<&str>, deadline: Duration) -> Result<String> {
     use tokio::io::AsyncWriteExt;
     let mut c = tokio::process::Command::new(cmd);
+    crate::process::die_with_parent(c.as_std_mut());
     c.args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

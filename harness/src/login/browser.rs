@@ -44,11 +44,39 @@ pub struct Browser {
     counter: std::sync::atomic::AtomicU32,
 }
 
+/// Chromium is chromedriver's child, not ours, so our parent-death signal does not reach
+/// it. Started through `setpriv --pdeathsig KILL` it dies with chromedriver, which dies with
+/// us (`process::die_with_parent`): no browser outlives the harness, even after `kill -9`.
+/// Without util-linux's `setpriv`, Chromium is started directly (and `clean` finds it by
+/// its lab profile path).
+fn dies_with_chromedriver(chromium: &Path, dir: &Path) -> Result<PathBuf> {
+    let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        return Ok(chromium.to_path_buf());
+    };
+    let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
+    let wrapper = dir.join("chromium-dies-with-chromedriver");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --pdeathsig KILL -- {} \"$@\"\n",
+            quote(setpriv),
+            quote(chromium)
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700))?;
+    Ok(wrapper)
+}
+
 impl Browser {
     pub async fn start(dir: &Path) -> Result<Browser> {
         let driver_bin = tools::CHROMEDRIVER.require()?;
-        let chromium = tools::CHROMIUM.require()?;
         std::fs::create_dir_all(dir)?;
+        let chromium = dies_with_chromedriver(&tools::CHROMIUM.require()?, dir)?;
         let port = free_port()?;
         let args = vec![format!("--port={port}"), "--allowed-ips=127.0.0.1".into()];
         let mut driver = ManagedProcess::spawn(
