@@ -25,6 +25,10 @@ use std::time::Duration;
 #[derive(Serialize, Deserialize)]
 pub struct LabState {
     pub pid: u32,
+    /// When that process started (`/proc/<pid>/stat`): a pid reused by another program is
+    /// never mistaken for the lab.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     pub scenario: String,
     pub dir: PathBuf,
     pub kanidm_origin: String,
@@ -148,6 +152,7 @@ impl LabState {
     ) -> LabState {
         LabState {
             pid: std::process::id(),
+            pid_start: process_start_time(std::process::id()),
             scenario: s.name.clone(),
             dir: dir.to_path_buf(),
             kanidm_origin: origin.to_string(),
@@ -223,7 +228,7 @@ pub async fn up(
 ) -> Result<RunningLab> {
     let (with_cluster, v) = (opts.with_cluster, opts.k8s);
     if let Ok(old) = read_state(dir)
-        && process_alive(old.pid)
+        && old.owner_running()
     {
         bail!(
             "a lab is already running from {} (pid {}); `cargo xtask lab down` first",
@@ -342,10 +347,29 @@ pub fn process_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
+/// A process's start time in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl LabState {
+    /// Is the process that wrote this state still running — the same process, not a later
+    /// one that got its pid?
+    pub fn owner_running(&self) -> bool {
+        process_alive(self.pid)
+            && self
+                .pid_start
+                .is_none_or(|t| process_start_time(self.pid) == Some(t))
+    }
+}
+
 /// Ask a lab started by `up` to stop (SIGTERM), and wait for it.
 pub async fn down(dir: &Path) -> Result<String> {
     let state = read_state(dir)?;
-    if !process_alive(state.pid) {
+    if !state.owner_running() {
         let _ = std::fs::remove_file(state_path(dir));
         return Ok(format!(
             "lab {} was not running (stale state removed)",
@@ -357,13 +381,20 @@ pub async fn down(dir: &Path) -> Result<String> {
         libc::kill(state.pid as i32, libc::SIGTERM);
     }
     // A kind lab deletes its cluster on the way out (a few seconds).
-    for _ in 0..1200 {
-        if !process_alive(state.pid) {
-            return Ok(format!("lab {} stopped", state.scenario));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("lab process {} did not stop within 60 s", state.pid)
+    crate::wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async { Ok((!state.owner_running()).then_some(())) },
+        |after| {
+            anyhow!(
+                "lab process {} did not stop within {} s",
+                state.pid,
+                after.as_secs()
+            )
+        },
+    )
+    .await?;
+    Ok(format!("lab {} stopped", state.scenario))
 }
 
 /// `client.authentication.k8s.io/v1` ExecCredential for a person: the cached id_token, or a
@@ -453,4 +484,37 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
         "status": {"token": token, "expirationTimestamp": ts}
     })
     .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_pid_is_not_the_lab() {
+        let me = std::process::id();
+        let start = process_start_time(me).expect("our own start time");
+        assert_eq!(process_start_time(me), Some(start), "stable");
+        let state = |pid_start| LabState {
+            pid: me,
+            pid_start,
+            scenario: "x".into(),
+            dir: PathBuf::new(),
+            kanidm_origin: String::new(),
+            ca_file: PathBuf::new(),
+            spki_pin: String::new(),
+            api_server: None,
+            admin_kubeconfig: None,
+            login_client: String::new(),
+            login_scopes: vec![],
+            redirect_port: None,
+            redirect_path: String::new(),
+            persons: BTreeMap::new(),
+        };
+        assert!(state(Some(start)).owner_running());
+        // Same pid, another start time: a different process got the pid.
+        assert!(!state(Some(start + 1)).owner_running());
+        // States written before the field existed fall back to the pid alone.
+        assert!(state(None).owner_running());
+    }
 }

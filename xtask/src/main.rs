@@ -640,7 +640,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
         }
         LabCmd::Status => {
             let st = harness::labkit::read_state(&dir)?;
-            let alive = harness::labkit::process_alive(st.pid);
+            let alive = st.owner_running();
             println!(
                 "{what} `{}`: {} (pid {})",
                 st.scenario,

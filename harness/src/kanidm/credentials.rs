@@ -43,6 +43,14 @@ pub struct TotpKey {
 
 impl TotpKey {
     pub fn code_at(&self, unix_secs: u64) -> Result<(u32, u64)> {
+        // Kanidm uses 30 s; a step read back from a (hand-edited) lab state must not divide
+        // by zero or make a login wait for hours.
+        if !(1..=300).contains(&self.step) {
+            bail!(
+                "TOTP step of {} s is not usable (Kanidm uses 30 s)",
+                self.step
+            );
+        }
         let step_no = unix_secs / self.step;
         let totp = totp_rs::TOTP::new_unchecked(
             self.algorithm,
@@ -202,4 +210,29 @@ pub async fn enrol(kc: &KanidmClient, p: &Person) -> Result<PersonSecrets> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(step: u64) -> TotpKey {
+        TotpKey {
+            secret: b"12345678901234567890".to_vec(),
+            step,
+            digits: 6,
+            algorithm: totp_rs::Algorithm::SHA1,
+            last_used_step: Default::default(),
+        }
+    }
+
+    #[test]
+    fn totp_codes_follow_rfc_6238_and_odd_steps_are_refused() {
+        // RFC 6238 appendix B, SHA-1, T = 59 s: 94287082 (8 digits) → 287082 with 6.
+        assert_eq!(key(30).code_at(59).unwrap(), (287082, 1));
+        for step in [0, 301, u64::MAX] {
+            let err = key(step).code_at(59).unwrap_err().to_string();
+            assert!(err.contains("not usable"), "{step}: {err}");
+        }
+    }
 }

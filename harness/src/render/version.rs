@@ -33,19 +33,29 @@ impl fmt::Display for K8sVersion {
 impl FromStr for K8sVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim().trim_start_matches('v');
-        let mut parts = t.split('.');
-        let (major, minor) = (parts.next(), parts.next());
-        let minor: u32 = match (major, minor) {
-            (Some("1"), Some(m)) => m
-                .parse()
-                .map_err(|_| format!("`{s}`: minor version is not a number"))?,
+        let t = s.trim();
+        let t = t.strip_prefix('v').unwrap_or(t);
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let parts: Vec<&str> = t.split('.').collect();
+        let minor = match parts.as_slice() {
+            // `1.36`, or `1.36.2` (a patch release names its minor).
+            ["1", m] | ["1", m, _] if digits(m) && (m.len() == 1 || !m.starts_with('0')) => m,
             _ => {
                 return Err(format!(
                     "`{s}` is not a Kubernetes version; write it like `1.36`"
                 ));
             }
         };
+        if let [_, _, patch] = parts.as_slice()
+            && !digits(patch)
+        {
+            return Err(format!(
+                "`{s}`: the patch version must be a number; write it like `1.36` or `1.36.2`"
+            ));
+        }
+        let minor: u32 = minor
+            .parse()
+            .map_err(|_| format!("`{s}`: minor version is not a number"))?;
         let v = K8sVersion { minor };
         if v < Self::MIN || v > Self::MAX {
             return Err(format!(
@@ -85,5 +95,29 @@ mod tests {
                 .contains("not supported")
         );
         assert!("2.0".parse::<K8sVersion>().is_err());
+    }
+
+    #[test]
+    fn versions_are_parsed_strictly() {
+        for ok in ["1.36", "v1.36", " 1.36 ", "1.36.2", "v1.33.13"] {
+            assert!(ok.parse::<K8sVersion>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "1.36.garbage",
+            "1.+36",
+            "1.036",
+            "1.36.",
+            "1.36.2.1",
+            "1.",
+            "1.3 6",
+            "vv1.36",
+            "1.36-rc",
+            "",
+            "1.-36",
+            "1.٣٦",
+        ] {
+            let err = bad.parse::<K8sVersion>().unwrap_err();
+            assert!(err.contains("1.36"), "{bad}: {err}");
+        }
     }
 }
