@@ -73,12 +73,30 @@ impl fmt::Display for ScenarioErrors {
 impl std::error::Error for ScenarioErrors {}
 
 /// "did you mean" for a name among candidates, when one is close.
+/// Names in a scenario are short (Kanidm's are at most 64): the edit distance is quadratic,
+/// so longer strings (hostile files) get no suggestion instead of a hang.
+const MAX_HINT_LEN: usize = 128;
+
+/// A user's value inside a message: control characters escaped, at most 80 characters.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    if s.chars().nth(80).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    if name.len() > MAX_HINT_LEN {
+        return None;
+    }
     candidates
         .into_iter()
+        .take(1000)
+        .filter(|c| c.len() <= MAX_HINT_LEN)
         .filter(|c| {
             strsim::damerau_levenshtein(name, c) <= (name.len() / 3).max(1)
                 || strsim::jaro_winkler(name, c) > 0.85

@@ -1,6 +1,6 @@
 //! Strict loading: parse, then check every cross-reference, reporting file:line:column.
 
-use super::error::{ScenarioError, ScenarioErrors, did_you_mean};
+use super::error::{ScenarioError, ScenarioErrors, did_you_mean, shown};
 use super::model::*;
 use super::placeholder::{self, Placeholder};
 use serde_saphyr::{Location, Spanned};
@@ -117,9 +117,21 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError
             help: Some("a scenario needs `description`, `kanidm`, `apiServer`, `login` and `expect`; see scenarios/README.md".into()),
         }]));
     }
-    let scenario: Scenario = serde_saphyr::from_str(text)
+    if let Some(e) = control_character(path, text) {
+        return Err(ScenarioErrors(vec![e]));
+    }
+    let mut options = serde_saphyr::Options::default();
+    // `public: yes` is YAML 1.1; a scenario says `true` or `false`.
+    options.strict_booleans = true;
+    // A tag the schema does not know (`!secret x`) would be dropped silently.
+    options.reject_unsupported_tags = true;
+    options.reject_tagged_field_names = true;
+    // `<<: *defaults` would let one mapping silently override another.
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::Error;
+    let scenario: Scenario = serde_saphyr::from_str_with_options(text, options)
         .map_err(|e| ScenarioErrors(vec![syntax_error(path, text, &e)]))?;
-    let mut errors = check(path, &scenario);
+    let mut errors = control_in_values(path, &scenario);
+    errors.extend(check(path, &scenario));
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -191,6 +203,114 @@ pub fn valid_scenario_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A control character written into the file (a NUL, a terminal escape): located.
+fn control_character(path: &Path, text: &str) -> Option<ScenarioError> {
+    for (i, line) in text.lines().enumerate() {
+        if let Some((col, c)) = line
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && *c != '\t' && *c != '\r')
+        {
+            return Some(ScenarioError {
+                file: path.to_path_buf(),
+                line: i as u64 + 1,
+                column: col as u64 + 1,
+                field: String::new(),
+                message: format!("control character {c:?} in the file"),
+                help: Some("scenario files are plain text; remove it".into()),
+            });
+        }
+    }
+    None
+}
+
+/// Control characters that reached a value through a YAML escape (`"\u001b[31m"`, `"\0"`):
+/// they would be written to terminals, logs and Kanidm.
+fn control_in_values(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
+    let mut out = Vec::new();
+    let mut bad = |text: &str, loc: Location, field: &str| {
+        if text.chars().any(char::is_control) {
+            out.push(ScenarioError {
+                help: Some(
+                    "write printable text only; control characters are not allowed in values"
+                        .into(),
+                ),
+                ..ScenarioError::at(
+                    path,
+                    loc,
+                    field,
+                    "control character in a value (from a YAML escape)",
+                )
+            });
+        }
+    };
+    bad(&s.description, Location::UNKNOWN, "description");
+    let k = &s.kanidm;
+    for g in &k.groups {
+        bad(&g.name.value, g.name.referenced, "kanidm.groups.name");
+    }
+    for p in &k.persons {
+        let loc = p.name.referenced;
+        for t in std::iter::once(&p.name.value)
+            .chain([&p.display_name])
+            .chain(&p.mail)
+        {
+            bad(t, loc, "kanidm.persons");
+        }
+    }
+    for o in &k.oauth2_clients {
+        let loc = o.name.referenced;
+        let texts = [&o.name.value, &o.display_name, &o.landing_url]
+            .into_iter()
+            .chain(&o.redirect_urls)
+            .chain(o.claim_maps.iter().flat_map(|m| &m.values))
+            .chain(&o.image);
+        for t in texts {
+            bad(t, loc, "kanidm.oauth2Clients");
+        }
+    }
+    if let Some(st) = &s.api_server.value.structured {
+        for j in &st.value.jwt {
+            // Every string of the authenticator, as the API server will get it.
+            let m = &j.claim_mappings;
+            let all = serde_json::to_value((
+                (&m.username, &m.groups, &m.uid, &m.extra),
+                (&j.claim_validation_rules, &j.user_validation_rules),
+                (&j.issuer.audiences, &j.issuer.url_override),
+            ))
+            .unwrap_or_default();
+            for t in strings_in(&all) {
+                bad(t, j.issuer.client.referenced, "apiServer.structured.jwt");
+            }
+        }
+    }
+    for e in &s.expect {
+        if let Some(w) = &e.whoami {
+            for t in w
+                .username
+                .iter()
+                .chain(&w.groups_include)
+                .chain(&w.groups_exclude)
+            {
+                bad(t, e.person.referenced, "expect.whoami");
+            }
+        }
+    }
+    for t in s.login.scopes.iter().chain(&s.login.redirect_path) {
+        bad(t, s.login.client.referenced, "login");
+    }
+    out
+}
+
+fn strings_in(v: &serde_json::Value) -> Vec<&str> {
+    match v {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(a) => a.iter().flat_map(strings_in).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(strings_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The key written at `line:column` (1-based), for messages about its value.
 fn key_at(text: &str, line: usize, column: usize) -> Option<String> {
     let l = text.lines().nth(line.checked_sub(1)?)?;
@@ -234,6 +354,32 @@ fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ScenarioErr
         (
             named("a mapping (`key: value` lines indented below it)"),
             Some("see scenarios/README.md for what goes under it".to_string()),
+        )
+    } else if message.contains("cannot deserialize null") {
+        (
+            named("a value (it is empty here)"),
+            Some(
+                "write the value after the colon, or remove the line if the field is optional"
+                    .to_string(),
+            ),
+        )
+    } else if message.contains("expected string scalar") {
+        (
+            named("text (one value)"),
+            Some("quote it if it contains `:` or starts with `[`, `{` or `-`".to_string()),
+        )
+    } else if message.contains("invalid u16") {
+        (
+            named("a port number from 1 to 65535"),
+            Some("e.g. `redirectPort: 8000`".to_string()),
+        )
+    } else if message.contains("merge key") || message.contains("<<") {
+        (
+            "merge keys (`<<`) are not allowed in scenario files".to_string(),
+            Some(
+                "write each mapping out in full, so what a scenario sets is what you read"
+                    .to_string(),
+            ),
         )
     } else if message.contains("expected sequence start") {
         (
@@ -298,7 +444,7 @@ impl Checker<'_> {
         self.err(
             name.referenced,
             field,
-            format!("unknown {what} `{}`", name.value),
+            format!("unknown {what} `{}`", shown(&name.value)),
         )
         .help = Some(hint);
     }
@@ -313,7 +459,7 @@ impl Checker<'_> {
             self.err(
                 name.referenced,
                 field,
-                format!("`{v}` is not a valid Kanidm name"),
+                format!("`{}` is not a valid Kanidm name", shown(v)),
             )
             .help = Some("Kanidm names match ^[a-z][a-z0-9-_.]{0,63}$".into());
         }
@@ -371,10 +517,13 @@ impl Checker<'_> {
 
 fn list(known: &BTreeSet<&str>) -> String {
     if known.is_empty() {
-        "none".into()
-    } else {
-        known.iter().copied().collect::<Vec<_>>().join(", ")
+        return "none".into();
     }
+    let mut names: Vec<String> = known.iter().take(20).map(|k| shown(k)).collect();
+    if known.len() > 20 {
+        names.push(format!("and {} more", known.len() - 20));
+    }
+    names.join(", ")
 }
 
 fn duplicates<'a>(
@@ -388,7 +537,7 @@ fn duplicates<'a>(
             c.err(
                 n.referenced,
                 field,
-                format!("duplicate {what} `{}`", n.value),
+                format!("duplicate {what} `{}`", shown(&n.value)),
             );
         }
     }
@@ -424,6 +573,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
     check_rbac(&mut c, &s.rbac, &known);
     check_login(&mut c, &s.login, &known);
     check_expect(&mut c, s, &known);
+    check_values(&mut c, s);
     c.errors
 }
 
@@ -581,6 +731,15 @@ fn check_scope_maps(c: &mut Checker<'_>, f: &str, o: &OAuth2Client, groups: &BTr
 
 /// The client image: a format Kanidm takes, next to the scenario file.
 fn check_image(c: &mut Checker<'_>, path: &Path, f: &str, o: &OAuth2Client) {
+    if let Some(img) = &o.image
+        && Path::new(img)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        c.err(o.name.referenced, format!("{f}.image"), format!("`{}` is not a plain path below the scenario's folder", img.escape_debug()))
+            .help = Some("the image is read next to the scenario file: write e.g. `k8s.png` or `images/k8s.png`, no `..` and no absolute path".into());
+        return;
+    }
     if let Some(img) = &o.image {
         let file = path.parent().unwrap_or(Path::new(".")).join(img);
         let ext_ok = ["png", "jpg", "jpeg", "gif", "svg", "webp"]
@@ -909,6 +1068,165 @@ fn check_expect(c: &mut Checker<'_>, s: &Scenario, known: &Known<'_>) {
         }
     }
 }
+
+/// A Kubernetes object name (RFC 1123 subdomain): RBAC objects the harness creates.
+fn k8s_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(super::action::is_dns_label)
+}
+
+/// A mail address Kanidm stores: one `@`, something on both sides, no spaces.
+fn plausible_mail(s: &str) -> bool {
+    matches!(s.split_once('@'), Some((local, domain))
+        if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+            && !s.chars().any(char::is_whitespace))
+}
+
+/// An absolute http(s) URL (Kanidm accepts nothing else for landing and redirect URLs).
+fn web_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// Values checked against what Kanidm and Kubernetes accept, one rule per field.
+fn check_values(c: &mut Checker<'_>, s: &Scenario) {
+    for (i, p) in s.kanidm.persons.iter().enumerate() {
+        for m in &p.mail {
+            if !plausible_mail(m) {
+                c.err(
+                    p.name.referenced,
+                    format!("kanidm.persons[{i}].mail"),
+                    format!("`{}` is not a mail address", m.escape_debug()),
+                )
+                .help = Some("write it like `alice@example.com`".into());
+            }
+        }
+    }
+    for (i, o) in s.kanidm.oauth2_clients.iter().enumerate() {
+        let f = format!("kanidm.oauth2Clients[{i}]");
+        for (field, u) in std::iter::once(("landingUrl", &o.landing_url))
+            .chain(o.redirect_urls.iter().map(|u| ("redirectUrls", u)))
+        {
+            if url::Url::parse(u).is_ok() && !web_url(u) {
+                c.err(o.name.referenced, format!("{f}.{field}"), format!("`{}` is not an http(s) URL", u.escape_debug()))
+                    .help = Some("Kanidm redirects browsers only to http:// or https:// URLs, e.g. `http://localhost:8000`".into());
+            }
+        }
+        for (kind, maps) in [
+            ("scopeMaps", &o.scope_maps),
+            ("supScopeMaps", &o.sup_scope_maps),
+        ] {
+            for (j, m) in maps.iter().enumerate() {
+                if m.scopes.is_empty() {
+                    c.err(
+                        m.group.referenced,
+                        format!("{f}.{kind}[{j}].scopes"),
+                        "a scope map needs at least one scope",
+                    )
+                    .help = Some("e.g. `scopes: [openid, groups]`".into());
+                }
+            }
+        }
+    }
+    if let Some(st) = &s.api_server.value.structured {
+        for (i, j) in st.value.jwt.iter().enumerate() {
+            let f = format!("apiServer.structured.jwt[{i}]");
+            let loc = j.issuer.client.referenced;
+            if let Some(u) = &j.issuer.url_override
+                && !(u.starts_with("${") || u.starts_with("https://"))
+            {
+                c.err(
+                    loc,
+                    format!("{f}.issuer.urlOverride"),
+                    format!("`{}` is not an https URL", u.escape_debug()),
+                )
+                .help =
+                    Some("the API server requires an https issuer, e.g. `${issuer:k8s}/`".into());
+            }
+            let m = &j.claim_mappings;
+            let claims = [
+                m.username.claim.as_ref(),
+                m.groups.as_ref().and_then(|g| g.claim.as_ref()),
+                m.uid.as_ref().and_then(|u| u.claim.as_ref()),
+            ];
+            for claim in claims.into_iter().flatten() {
+                if claim.is_empty() || claim.chars().any(char::is_whitespace) {
+                    c.err(
+                        loc,
+                        format!("{f}.claimMappings"),
+                        format!("`{}` is not a claim name", claim.escape_debug()),
+                    )
+                    .help = Some("a claim name is one word, e.g. `preferred_username`".into());
+                }
+            }
+        }
+    }
+    for (i, r) in s.rbac.cluster_roles.iter().enumerate() {
+        if !k8s_name(&r.name.value) {
+            c.err(
+                r.name.referenced,
+                format!("rbac.clusterRoles[{i}].name"),
+                format!("`{}` is not a Kubernetes name", r.name.value.escape_debug()),
+            )
+            .help = Some(K8S_NAME_HELP.into());
+        }
+        for (j, rule) in r.rules.iter().enumerate() {
+            if rule.verbs.is_empty() || rule.verbs.iter().any(|v| v.is_empty()) {
+                c.err(
+                    r.name.referenced,
+                    format!("rbac.clusterRoles[{i}].rules[{j}].verbs"),
+                    "a rule needs at least one verb",
+                )
+                .help = Some("e.g. `verbs: [get, list, watch]`".into());
+            }
+        }
+    }
+    for (i, b) in s.rbac.bindings.iter().enumerate() {
+        if !k8s_name(&b.name.value) {
+            c.err(
+                b.name.referenced,
+                format!("rbac.bindings[{i}].name"),
+                format!("`{}` is not a Kubernetes name", b.name.value.escape_debug()),
+            )
+            .help = Some(K8S_NAME_HELP.into());
+        }
+        if let Some(ns) = &b.namespace
+            && !super::action::is_dns_label(ns)
+        {
+            c.err(
+                b.name.referenced,
+                format!("rbac.bindings[{i}].namespace"),
+                format!("`{}` is not a namespace name", ns.escape_debug()),
+            )
+            .help = Some(
+                "a namespace is a DNS label: lowercase letters, digits and `-`, e.g. `team-a`"
+                    .into(),
+            );
+        }
+    }
+    let login = &s.login;
+    for sc in &login.scopes {
+        if sc.is_empty() || !sc.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            c.err(
+                login.client.referenced,
+                "login.scopes",
+                format!("invalid scope `{}`", sc.escape_debug()),
+            )
+            .help = Some("one scope per list item; Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+        }
+    }
+    if let Some(p) = &login.redirect_path
+        && (!p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace))
+    {
+        c.err(
+            login.client.referenced,
+            "login.redirectPath",
+            format!("`{}` is not a URL path", p.escape_debug()),
+        )
+        .help = Some("write it like `/callback`".into());
+    }
+}
+
+const K8S_NAME_HELP: &str =
+    "Kubernetes names are lowercase letters, digits, `-` and `.` (at most 253), e.g. `lab-viewers`";
 
 /// Placeholders in every field the renderer resolves: claim mappings, CEL expressions,
 /// rule values and messages, audiences (a `${` there reaches the API server resolved).
