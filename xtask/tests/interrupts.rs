@@ -1,0 +1,170 @@
+//! Whatever ends a run, nothing of it survives: `cargo xtask e2e` on the local backend is
+//! killed with SIGTERM, SIGHUP and SIGKILL at several points (start-up, logins, checks).
+//! SIGTERM/SIGHUP: exit 130, no process of the run and no lab directory left. SIGKILL: no
+//! process left at all (parent-death signal), and `cargo xtask clean` removes the lab
+//! directory. Needs the real components; skipped loudly (or failed with
+//! `LAB_REQUIRE_REAL=1`) where they are missing.
+
+use harness::skipped;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `pid`'s parent, from `/proc/<pid>/stat` (None once it is gone or a zombie).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" {
+        return None;
+    }
+    fields.next()?.parse().ok()
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every live descendant of `root`.
+fn descendants(root: u32) -> BTreeSet<u32> {
+    let parents: Vec<(u32, u32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut found = BTreeSet::from([root]);
+    loop {
+        let before = found.len();
+        for (p, pp) in &parents {
+            if found.contains(pp) {
+                found.insert(*p);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    found.remove(&root);
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    parent_of(pid).is_some()
+}
+
+fn lab_dirs_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("kanidm-k8s-lab-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn xtask() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Start a run, let it get `after` in, send `signal`; returns the run's pid, its exit code
+/// and the processes it had started at that moment.
+fn interrupt(artifacts: &Path, after: Duration, signal: i32) -> (u32, Option<i32>, BTreeSet<u32>) {
+    let mut child = xtask()
+        .args([
+            "e2e",
+            "--backend",
+            "local",
+            "--scenario",
+            "post1-structured,post2-as-written",
+        ])
+        .arg("--artifacts")
+        .arg(artifacts)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(after);
+    let started = descendants(pid);
+    // SAFETY: kill(2) on the child we just started.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+    let t = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the run did not end within 60 s of signal {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (pid, code, started)
+}
+
+#[test]
+fn nothing_of_a_run_survives_sigterm_sighup_or_sigkill() {
+    let missing = harness::tools::missing_for_local();
+    if !missing.is_empty() {
+        skipped!("needs {} (see `cargo xtask doctor`)", missing.join(", "));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    for (signal, name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGKILL, "SIGKILL"),
+    ] {
+        // Start-up (PKI, etcd, Kanidm), logins, and checks/API-server restarts.
+        for secs in [2, 6, 10] {
+            let (pid, code, started) = interrupt(
+                &dir.path().join(format!("{name}-{secs}")),
+                Duration::from_secs(secs),
+                signal,
+            );
+            if signal == libc::SIGKILL {
+                assert_eq!(code, None, "{name} at {secs} s: killed by the signal");
+            } else {
+                assert_eq!(code, Some(130), "{name} at {secs} s: exit code");
+            }
+            // Children get a moment to receive their parent-death signal.
+            let t = Instant::now();
+            let mut left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+            while !left.is_empty() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(100));
+                left.retain(|p| alive(*p));
+            }
+            assert!(
+                left.is_empty(),
+                "{name} at {secs} s: {} of {} processes survived: {left:?}",
+                left.len(),
+                started.len()
+            );
+            if signal == libc::SIGKILL {
+                let clean = xtask().arg("clean").status().unwrap();
+                assert!(clean.success(), "cargo xtask clean failed");
+            }
+            let dirs = lab_dirs_of(pid);
+            assert!(dirs.is_empty(), "{name} at {secs} s: left {dirs:?}");
+            report.push(format!(
+                "{name} at {secs} s: {} processes running, none left",
+                started.len()
+            ));
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
