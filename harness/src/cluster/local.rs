@@ -34,6 +34,100 @@ pub struct LocalControlPlane {
     pub ready_times: Vec<Duration>,
 }
 
+/// Ports are picked free and bound later by the child, so a concurrent run can take one
+/// in between. A lost port shows as the child exiting with "address already in use" (or,
+/// for etcd, another etcd answering on it): pick new ports and try again.
+const PORT_ATTEMPTS: usize = 3;
+
+fn lost_port(log: &Path) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains("address already in use"))
+}
+
+/// etcd on loopback, verified to be ours: it answers with our unique member name.
+async fn start_etcd(etcd_bin: &Path, dir: &Path) -> Result<(ManagedProcess, String)> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    for attempt in 1..=PORT_ATTEMPTS {
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("lab-{}-{stamp}", std::process::id());
+        let data = dir.join("etcd");
+        let _ = std::fs::remove_dir_all(&data);
+        let args: Vec<String> = vec![
+            format!("--data-dir={}", data.display()),
+            format!("--name={name}"),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={name}={peer}"),
+            "--log-level=warn".into(),
+        ];
+        let log = dir.join(format!("etcd-{attempt}.log"));
+        let mut etcd = ManagedProcess::spawn("etcd", etcd_bin, &args, None, &[], &log)?;
+        let (http, url, name, log_ref) = (&http, &etcd_url, &name, &log);
+        let ours = crate::wait::until(
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || {
+                let alive = etcd.ensure_running();
+                async move {
+                    if alive.is_err() {
+                        // Exited: a lost port is worth another try, anything else is not.
+                        return if lost_port(log_ref) {
+                            Ok(Some(false))
+                        } else {
+                            alive.map(|_| None)
+                        };
+                    }
+                    let members: Option<serde_json::Value> = match http
+                        .post(format!("{url}/v3/cluster/member/list"))
+                        .body("{}")
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.json().await.ok(),
+                        Err(_) => None,
+                    };
+                    let names: Vec<String> = members
+                        .iter()
+                        .flat_map(|m| m["members"].as_array().cloned().unwrap_or_default())
+                        .filter_map(|m| m["name"].as_str().map(str::to_string))
+                        .collect();
+                    Ok(match names.is_empty() {
+                        true => None,
+                        // Another run's etcd holds the port.
+                        false => Some(names.iter().any(|n| n == name)),
+                    })
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "etcd did not answer within {} s; see {}",
+                    after.as_secs(),
+                    log.display()
+                )
+            },
+        )
+        .await?;
+        if ours {
+            return Ok((etcd, etcd_url));
+        }
+        etcd.stop(Duration::from_secs(2)).await;
+        tracing::warn!("etcd lost port {client_port} to another process; trying new ports");
+    }
+    anyhow::bail!(
+        "etcd could not get a free port in {PORT_ATTEMPTS} attempts (another run keeps taking them)"
+    )
+}
+
 impl LocalControlPlane {
     /// Start etcd; the API server starts at the first [`ClusterBackend::configure_auth`].
     pub async fn start(dir: &Path, pki: &LabPki) -> Result<LocalControlPlane> {
@@ -41,21 +135,7 @@ impl LocalControlPlane {
         let apiserver_bin = tools::KUBE_APISERVER.require()?;
         let kcm_bin = tools::KUBE_CONTROLLER_MANAGER.require()?;
         std::fs::create_dir_all(dir.join("apiserver"))?;
-        let (client_port, peer_port) = (free_port()?, free_port()?);
-        let etcd_url = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let args: Vec<String> = vec![
-            format!("--data-dir={}", dir.join("etcd").display()),
-            "--name=lab".into(),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=lab={peer}"),
-            "--log-level=warn".into(),
-        ];
-        let etcd =
-            ManagedProcess::spawn("etcd", &etcd_bin, &args, None, &[], &dir.join("etcd.log"))?;
+        let (etcd, etcd_url) = start_etcd(&etcd_bin, dir).await?;
         let port = free_port()?;
         let url = format!("https://127.0.0.1:{port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
@@ -147,7 +227,39 @@ impl LocalControlPlane {
         }
     }
 
+    /// Start kube-apiserver; if another process took its port in the meantime, on a new port.
     async fn start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
+        for attempt in 1..=PORT_ATTEMPTS {
+            match self.try_start_apiserver(auth).await {
+                Err(e) if attempt < PORT_ATTEMPTS && lost_port(&self.apiserver_log()) => {
+                    tracing::warn!(
+                        "kube-apiserver lost port {}: {e:#}; trying a new port",
+                        self.port
+                    );
+                    self.move_to_port(free_port()?)?;
+                }
+                other => return other,
+            }
+        }
+        Ok(())
+    }
+
+    fn move_to_port(&mut self, port: u16) -> Result<()> {
+        self.port = port;
+        self.url = format!("https://127.0.0.1:{port}");
+        kubeconfig::write(
+            &self.admin_kubeconfig,
+            &self.url,
+            &self.pki.ca_cert,
+            "lab-admin",
+            UserAuth::ClientCert {
+                cert: &self.pki.admin_cert,
+                key: &self.pki.admin_key,
+            },
+        )
+    }
+
+    async fn try_start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
         self.starts += 1;
         let args = self.apiserver_args(auth)?;
         let log = self.apiserver_log();

@@ -99,7 +99,9 @@ pub async fn login_in(
             return Err(e.context(format!("enrolling a passkey for {}", person.name)));
         }
     }
-    let accept = tokio::spawn(async move { listener.accept(Duration::from_secs(60)).await });
+    let state = auth.state.clone();
+    let accept =
+        tokio::spawn(async move { listener.accept(&state, Duration::from_secs(60)).await });
     let session_time = t_session.elapsed();
     let t_flow = Instant::now();
     let mut trail = Vec::new();

@@ -85,6 +85,9 @@ pub fn auth_request(
 }
 
 /// The localhost listener kubelogin runs: answers one redirect with the code.
+/// How long a login waits for a fixed redirect port another process holds.
+const REDIRECT_PORT_WAIT: Duration = Duration::from_secs(60);
+
 pub struct RedirectListener {
     listener: TcpListener,
     pub port: u16,
@@ -93,14 +96,29 @@ pub struct RedirectListener {
 
 impl RedirectListener {
     pub async fn bind(port: Option<u16>, path: &str) -> Result<RedirectListener> {
-        let listener = TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the redirect listener on 127.0.0.1:{}",
-                    port.unwrap_or(0)
+        // A fixed port (post 2 registers http://localhost:8000) may be held by another run's
+        // login for a moment, as with two kubelogins at once: wait for it, within a bound.
+        let want = port.unwrap_or(0);
+        let listener = crate::wait::until(
+            REDIRECT_PORT_WAIT,
+            Duration::from_millis(100),
+            || async move {
+                match TcpListener::bind(("127.0.0.1", want)).await {
+                    Ok(l) => Ok(Some(l)),
+                    Err(e) if want != 0 && e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+                    Err(e) => Err(anyhow::Error::new(e).context(format!(
+                        "binding the redirect listener on 127.0.0.1:{want}"
+                    ))),
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "the redirect port 127.0.0.1:{want} stayed in use for {} s\n  help: another program (or a kubelogin) listens on it; the scenario's client registers this port",
+                    after.as_secs()
                 )
-            })?;
+            },
+        )
+        .await?;
         let port = listener.local_addr()?.port();
         Ok(RedirectListener {
             listener,
@@ -113,45 +131,40 @@ impl RedirectListener {
         format!("http://localhost:{}{}", self.port, self.path)
     }
 
-    /// Wait for the browser's redirect; return (code, state).
-    pub async fn accept(&self, timeout: Duration) -> Result<(String, String)> {
+    /// Wait for the browser's redirect carrying `state`; return (code, state). Anything else
+    /// that reaches the listener (a stray request, a port scan, a silent connection, a
+    /// forged `error=`) is answered and ignored, never taken for the login's answer.
+    pub async fn accept(&self, state: &str, timeout: Duration) -> Result<(String, String)> {
         let fut = async {
             loop {
-                let (mut sock, _) = self.listener.accept().await?;
-                let mut buf = vec![0u8; 8192];
-                let n = sock.read(&mut buf).await?;
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let target = req
-                    .lines()
-                    .next()
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .unwrap_or("/")
-                    .to_string();
-                let url = url::Url::parse(&format!("http://localhost{target}"))?;
-                let get = |k: &str| {
-                    url.query_pairs()
-                        .find(|(n, _)| n == k)
-                        .map(|(_, v)| v.into_owned())
-                };
-                if url.path() != self.path {
-                    let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                let Ok((mut sock, _)) = self.listener.accept().await else {
                     continue;
-                }
-                let body = "<html><head><title>kanidm-k8s-lab</title></head><body><h1 id=\"lab-done\">Logged in. You can close this window.</h1></body></html>";
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                if let Some(err) = get("error") {
-                    bail!(
-                        "the authorization server answered error={err} ({})",
-                        get("error_description").unwrap_or_default()
-                    );
-                }
-                match (get("code"), get("state")) {
-                    (Some(c), Some(s)) => return Ok((c, s)),
-                    _ => bail!("redirect without code/state: {}", url.path()),
+                };
+                let Ok(Ok(target)) =
+                    tokio::time::timeout(Duration::from_secs(5), read_request_target(&mut sock))
+                        .await
+                else {
+                    continue;
+                };
+                match self.judge_redirect(&target, state) {
+                    Redirect::Stray(status) => {
+                        let _ = sock.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes()).await;
+                    }
+                    answer => {
+                        let body = "<html><head><title>kanidm-k8s-lab</title></head><body><h1 id=\"lab-done\">Logged in. You can close this window.</h1></body></html>";
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                        return match answer {
+                            Redirect::Code(code) => Ok((code, state.to_string())),
+                            Redirect::Error(e) => {
+                                Err(anyhow!("the authorization server answered {e}"))
+                            }
+                            Redirect::Stray(_) => unreachable!("handled above"),
+                        };
+                    }
                 }
             }
         };
@@ -159,6 +172,60 @@ impl RedirectListener {
             .await
             .map_err(|_| anyhow!("no redirect to the localhost listener within {timeout:?}"))?
     }
+
+    /// What one request to the listener is (pure).
+    fn judge_redirect(&self, target: &str, state: &str) -> Redirect {
+        let Ok(url) = url::Url::parse(&format!("http://localhost{target}")) else {
+            return Redirect::Stray("400 Bad Request");
+        };
+        if url.path() != self.path {
+            return Redirect::Stray("404 Not Found");
+        }
+        let get = |k: &str| {
+            url.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        if get("state").as_deref() != Some(state) {
+            return Redirect::Stray("400 Bad Request");
+        }
+        match (get("code"), get("error")) {
+            (_, Some(err)) => Redirect::Error(format!(
+                "error={err} ({})",
+                get("error_description").unwrap_or_default()
+            )),
+            (Some(code), None) => Redirect::Code(code),
+            (None, None) => Redirect::Stray("400 Bad Request"),
+        }
+    }
+}
+
+enum Redirect {
+    Code(String),
+    Error(String),
+    Stray(&'static str),
+}
+
+/// The request target of an HTTP/1 request line (`GET /callback?code=… HTTP/1.1`).
+async fn read_request_target(sock: &mut tokio::net::TcpStream) -> Result<String> {
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    while n < buf.len() {
+        let got = sock.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+        if buf[..n].windows(2).any(|w| w == b"\r\n") {
+            break;
+        }
+    }
+    let req = String::from_utf8_lossy(&buf[..n]);
+    req.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("not an HTTP request"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,4 +335,54 @@ pub fn verify(
         claims: data.claims,
         expires_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn send(port: u16, request: &str) {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s.write_all(request.as_bytes()).await;
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut sink)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stray_requests_never_end_the_login() {
+        let l = RedirectListener::bind(None, "/callback").await.unwrap();
+        let port = l.port;
+        let accept = tokio::spawn(async move { l.accept("s1", Duration::from_secs(20)).await });
+        // A connection that never speaks must not block the listener.
+        let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        for stray in [
+            "garbage\r\n\r\n",
+            "GET /favicon.ico HTTP/1.1\r\n\r\n",
+            "GET /callback HTTP/1.1\r\n\r\n",
+            "GET /callback?code=evil&state=other HTTP/1.1\r\n\r\n",
+            "GET /callback?error=access_denied&state=forged HTTP/1.1\r\n\r\n",
+        ] {
+            send(port, stray).await;
+        }
+        send(port, "GET /callback?code=good&state=s1 HTTP/1.1\r\n\r\n").await;
+        let (code, state) = accept.await.unwrap().unwrap();
+        assert_eq!((code.as_str(), state.as_str()), ("good", "s1"));
+    }
+
+    #[tokio::test]
+    async fn the_servers_own_error_for_our_state_is_the_answer() {
+        let l = RedirectListener::bind(None, "/cb").await.unwrap();
+        let port = l.port;
+        let accept = tokio::spawn(async move { l.accept("s2", Duration::from_secs(20)).await });
+        send(
+            port,
+            "GET /cb?error=access_denied&error_description=no&state=s2 HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        let err = accept.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("error=access_denied (no)"), "{err}");
+    }
 }
