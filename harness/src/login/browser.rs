@@ -78,7 +78,9 @@ impl Browser {
         std::fs::create_dir_all(dir)?;
         let chromium = dies_with_chromedriver(&tools::CHROMIUM.require()?, dir)?;
         let port = free_port()?;
-        let args = vec![format!("--port={port}"), "--allowed-ips=127.0.0.1".into()];
+        // Without `--allowed-ips` chromedriver listens on loopback only (127.0.0.1 and ::1);
+        // with it, on every interface. Nobody else may drive the signed-in browser.
+        let args = vec![format!("--port={port}")];
         let mut driver = ManagedProcess::spawn(
             "chromedriver",
             &driver_bin,
