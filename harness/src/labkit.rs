@@ -397,6 +397,34 @@ pub async fn down(dir: &Path) -> Result<String> {
     Ok(format!("lab {} stopped", state.scenario))
 }
 
+/// An exclusive `flock` on `path`, waited for (a login takes seconds), released on drop.
+async fn lock_exclusive(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let fd = file.as_raw_fd();
+    crate::wait::until(
+        Duration::from_secs(150),
+        Duration::from_millis(100),
+        // SAFETY: flock(2) on a descriptor we own for the duration of the call.
+        || async move {
+            Ok((unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(()))
+        },
+        |after| {
+            anyhow!(
+                "another login held {} for {} s",
+                path.display(),
+                after.as_secs()
+            )
+        },
+    )
+    .await?;
+    Ok(file)
+}
+
 /// `client.authentication.k8s.io/v1` ExecCredential for a person: the cached id_token, or a
 /// fresh browser login when the cache is empty or expires within a minute.
 pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
@@ -408,6 +436,9 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
     let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens)?;
     let cache = tokens.join(format!("{person}.json"));
+    // kubectl may call the plugin several times at once: one login per person at a time
+    // (as kubelogin locks its token cache), the others then find the fresh token.
+    let _lock = lock_exclusive(&tokens.join(format!("{person}.lock"))).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -516,5 +547,25 @@ mod tests {
         assert!(!state(Some(start + 1)).owner_running());
         // States written before the field existed fall back to the pid alone.
         assert!(state(None).owner_running());
+    }
+
+    #[tokio::test]
+    async fn one_login_per_person_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.lock");
+        let first = lock_exclusive(&path).await.unwrap();
+        let p2 = path.clone();
+        let second = tokio::spawn(async move { lock_exclusive(&p2).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            !second.is_finished(),
+            "the second caller waits while the first logs in"
+        );
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the second caller proceeds once the first is done")
+            .unwrap()
+            .unwrap();
     }
 }

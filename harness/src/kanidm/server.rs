@@ -139,11 +139,20 @@ impl LocalKanidm {
         let mut last = String::new();
         // The admin socket is bound after the HTTPS listener: retry briefly.
         for _ in 0..100 {
-            let out = tokio::process::Command::new(&self.binary)
+            let mut cmd = tokio::process::Command::new(&self.binary);
+            crate::process::die_with_parent(cmd.as_std_mut());
+            let run = cmd
                 .args(["scripting", "recover-account", name, "-c"])
                 .arg(&self.config_path)
-                .output()
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(Duration::from_secs(30), run)
                 .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "kanidmd scripting recover-account {name} did not finish within 30 s"
+                    )
+                })?
                 .context("running kanidmd scripting recover-account")?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             for line in stdout.lines() {

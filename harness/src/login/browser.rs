@@ -72,6 +72,9 @@ fn dies_with_chromedriver(chromium: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(wrapper)
 }
 
+/// A new Chromium session (browser start included) takes 1–2 s here.
+const SESSION_DEADLINE: Duration = Duration::from_secs(60);
+
 impl Browser {
     pub async fn start(dir: &Path) -> Result<Browser> {
         let driver_bin = tools::CHROMEDRIVER.require()?;
@@ -153,10 +156,18 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({"binary": self.chromium.to_string_lossy(), "args": args}),
         );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.url)
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps);
+        let connect = builder.connect(&self.url);
+        let client = tokio::time::timeout(SESSION_DEADLINE, connect)
             .await
+            .map_err(|_| {
+                anyhow!(
+                    "Chromium did not start through chromedriver within {} s",
+                    SESSION_DEADLINE.as_secs()
+                )
+            })?
             .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
         Ok(client)
     }

@@ -73,7 +73,32 @@ pub async fn login(
 /// One login in `client`'s browser. `fresh`: the profile is new (a passkey person enrols
 /// here); otherwise the person may still have a Kanidm session, and Kanidm decides what to
 /// show (consent, Access Denied, or straight back to the redirect).
+/// A whole login (pages, passkey enrolment, redirect, code exchange) never takes longer:
+/// a WebDriver call that hangs cannot hang the run. Measured: 0.6–2.9 s.
+const LOGIN_DEADLINE: Duration = Duration::from_secs(120);
+
 pub async fn login_in(
+    client: &Client,
+    fresh: bool,
+    http: &reqwest::Client,
+    req: &LoginRequest<'_>,
+    person: &Person<'_>,
+) -> Result<LoginOutcomeActual> {
+    tokio::time::timeout(
+        LOGIN_DEADLINE,
+        login_in_unbounded(client, fresh, http, req, person),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "the login of {} did not finish within {} s",
+            person.name,
+            LOGIN_DEADLINE.as_secs()
+        )
+    })?
+}
+
+async fn login_in_unbounded(
     client: &Client,
     fresh: bool,
     http: &reqwest::Client,

@@ -314,9 +314,23 @@ async fn login_all(
         spki_pin: &lab.pki.kanidm_spki_sha256,
         artifacts: art_dir,
     };
+    // A token kept from an earlier scenario is reused only while it has a minute left
+    // (Kanidm's id_tokens live 15 minutes; a long suite outlives them).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let usable = |o: &LoginOutcomeActual| match o {
+        LoginOutcomeActual::Token(t) => t.expires_at > now + 60,
+        _ => true,
+    };
     let todo: Vec<String> = people
         .iter()
-        .filter(|p| k.current_tokens().is_none_or(|done| !done.contains_key(*p)))
+        .filter(|p| {
+            k.current_tokens()
+                .and_then(|done| done.get(*p))
+                .is_none_or(|o| !usable(o))
+        })
         .cloned()
         .collect();
     // One after another, in the one shared browser (its cookies are one person's at a
