@@ -4,10 +4,13 @@ use crate::kanidm::container::{LABEL, PID_LABEL};
 use std::path::Path;
 
 async fn output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = tokio::process::Command::new(cmd)
+    let run = tokio::process::Command::new(cmd)
         .args(args)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
         .await
+        .ok()?
         .ok()?;
     out.status
         .success()
@@ -77,11 +80,16 @@ pub async fn clean(lab_root: &Path) -> Vec<String> {
     }
     for sub in ["lab", "kanidm"] {
         let dir = lab_root.join(sub);
-        if let Ok(state) = crate::labkit::read_state(&dir) {
-            if crate::labkit::process_alive(state.pid) {
-                continue;
-            }
-        } else if !dir.exists() {
+        if !dir.exists() {
+            continue;
+        }
+        // A lab that is still starting has no state file yet, but its owner file.
+        let alive = match crate::labkit::read_state(&dir) {
+            Ok(state) => state.owner_running(),
+            Err(_) => crate::labkit::owner_of(&dir).is_some_and(|o| o.owner_running()),
+        };
+        if alive {
+            done.push(format!("kept {} (its lab is running)", dir.display()));
             continue;
         }
         if std::fs::remove_dir_all(&dir).is_ok() {

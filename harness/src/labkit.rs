@@ -227,18 +227,19 @@ pub async fn up(
     exe: &Path,
 ) -> Result<RunningLab> {
     let (with_cluster, v) = (opts.with_cluster, opts.k8s);
-    if let Ok(old) = read_state(dir)
-        && old.owner_running()
-    {
+    let starting = owner_of(dir).is_some_and(|o| o.owner_running());
+    if starting || read_state(dir).is_ok_and(|old| old.owner_running()) {
+        let pid = owner_of(dir).map(|o| o.pid).unwrap_or_default();
         bail!(
-            "a lab is already running from {} (pid {}); `cargo xtask lab down` first",
-            dir.display(),
-            old.pid
+            "a lab is already running from {} (pid {pid}); `cargo xtask lab down` first",
+            dir.display()
         );
     }
     std::fs::create_dir_all(dir)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // Who owns this directory from the first moment (the state file comes at the end).
+    std::fs::write(owner_path(dir), serde_json::to_string(&Owner::me())?)?;
     let pki = pki::generate_local(&dir.join("pki"))?;
     let http = lab_http_client(&pki.ca_pem)?;
     let kdir = dir.join("kanidm");
@@ -395,6 +396,39 @@ pub async fn down(dir: &Path) -> Result<String> {
     )
     .await?;
     Ok(format!("lab {} stopped", state.scenario))
+}
+
+/// The process that owns a lab directory: pid and start time.
+#[derive(Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub start: Option<u64>,
+}
+
+impl Owner {
+    fn me() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start: process_start_time(pid),
+        }
+    }
+
+    pub fn owner_running(&self) -> bool {
+        process_alive(self.pid)
+            && self
+                .start
+                .is_none_or(|t| process_start_time(self.pid) == Some(t))
+    }
+}
+
+fn owner_path(dir: &Path) -> PathBuf {
+    dir.join("owner.json")
+}
+
+/// The owner recorded in a lab directory, if any.
+pub fn owner_of(dir: &Path) -> Option<Owner> {
+    serde_json::from_str(&std::fs::read_to_string(owner_path(dir)).ok()?).ok()
 }
 
 /// An exclusive `flock` on `path`, waited for (a login takes seconds), released on drop.
