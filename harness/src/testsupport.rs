@@ -35,3 +35,43 @@ pub fn find_check<'r>(
             )
         })
 }
+
+/// `pid`'s parent from `/proc/<pid>/stat`; None once it is gone or a zombie.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.next()?.parse().ok()
+}
+
+/// Is `pid` running (not gone, not a zombie)?
+pub fn alive(pid: u32) -> bool {
+    parent_of(pid).is_some()
+}
+
+/// Every live descendant of `root` (children, their children, …), without `root`.
+pub fn descendants(root: u32) -> std::collections::BTreeSet<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| Some((p, parent_of(p)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = std::collections::BTreeSet::from([root]);
+    loop {
+        let n = found.len();
+        for (p, pp) in &parents {
+            if found.contains(pp) {
+                found.insert(*p);
+            }
+        }
+        if found.len() == n {
+            found.remove(&root);
+            return found;
+        }
+    }
+}

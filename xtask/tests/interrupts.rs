@@ -6,58 +6,11 @@
 //! `LAB_REQUIRE_REAL=1`) where they are missing.
 
 use harness::skipped;
+use harness::testsupport::{alive, descendants};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `pid`'s parent, from `/proc/<pid>/stat` (None once it is gone or a zombie).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let mut fields = after.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" {
-        return None;
-    }
-    fields.next()?.parse().ok()
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every live descendant of `root`.
-fn descendants(root: u32) -> BTreeSet<u32> {
-    let parents: Vec<(u32, u32)> = all_pids()
-        .into_iter()
-        .filter_map(|p| Some((p, parent_of(p)?)))
-        .collect();
-    let mut found = BTreeSet::from([root]);
-    loop {
-        let before = found.len();
-        for (p, pp) in &parents {
-            if found.contains(pp) {
-                found.insert(*p);
-            }
-        }
-        if found.len() == before {
-            break;
-        }
-    }
-    found.remove(&root);
-    found
-}
-
-fn alive(pid: u32) -> bool {
-    parent_of(pid).is_some()
-}
 
 fn lab_dirs_of(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("kanidm-k8s-lab-{pid}-");

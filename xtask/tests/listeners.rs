@@ -8,38 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Every live descendant of `root` (from `/proc/<pid>/stat`), with `root` itself.
+/// `root` and every live descendant.
 fn family(root: u32) -> BTreeSet<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter_map(|p| {
-                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-                    let ppid = stat
-                        .rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse()
-                        .ok()?;
-                    Some((p, ppid))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut found = BTreeSet::from([root]);
-    loop {
-        let n = found.len();
-        for (p, pp) in &parents {
-            if found.contains(pp) {
-                found.insert(*p);
-            }
-        }
-        if found.len() == n {
-            return found;
-        }
-    }
+    let mut all = harness::testsupport::descendants(root);
+    all.insert(root);
+    all
 }
 
 /// (local address, process name) of every TCP listener whose pid is in `pids`.
