@@ -31,6 +31,12 @@ pub struct LabPki {
     /// Client certificate with O=system:masters for the harness's admin access.
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// etcd's certificate (serving clients and its peer port: 127.0.0.1) and key.
+    pub etcd_cert: PathBuf,
+    pub etcd_key: PathBuf,
+    /// The client certificate kube-apiserver (and the harness) present to etcd.
+    pub etcd_client_cert: PathBuf,
+    pub etcd_client_key: PathBuf,
     /// Service-account signing key and its public key (kube-apiserver requires both).
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
@@ -99,6 +105,16 @@ fn leaf(
     eku: ExtendedKeyUsagePurpose,
     issuer: &Issuer<'_, KeyPair>,
 ) -> Result<(String, KeyPair)> {
+    leaf_for(names, cn, org, vec![eku], issuer)
+}
+
+fn leaf_for(
+    names: &ServingNames,
+    cn: &str,
+    org: Option<&str>,
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, KeyPair)> {
     let mut p = CertificateParams::default();
     p.distinguished_name = dn(cn, org);
     p.subject_alt_names = names
@@ -107,7 +123,7 @@ fn leaf(
         .map(|d| Ok(SanType::DnsName(d.clone().try_into()?)))
         .chain(names.ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
         .collect::<Result<_, rcgen::Error>>()?;
-    p.extended_key_usages = vec![eku];
+    p.extended_key_usages = ekus;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -174,6 +190,25 @@ pub fn generate(
         ExtendedKeyUsagePurpose::ClientAuth,
         &issuer,
     )?;
+    // etcd serves clients and its peer port with one certificate (both ends of a peer
+    // connection present it), and accepts only clients the lab CA signed.
+    let (e_cert, e_key) = leaf_for(
+        &ServingNames::loopback(&["localhost"]),
+        "etcd",
+        None,
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        &issuer,
+    )?;
+    let (ec_cert, ec_key) = leaf(
+        &none,
+        "kube-apiserver-etcd-client",
+        None,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &issuer,
+    )?;
     let sa = KeyPair::generate()?;
 
     let pki = LabPki {
@@ -187,6 +222,10 @@ pub fn generate(
         apiserver_key: dir.join("apiserver-key.pem"),
         admin_cert: dir.join("admin.pem"),
         admin_key: dir.join("admin-key.pem"),
+        etcd_cert: dir.join("etcd.pem"),
+        etcd_key: dir.join("etcd-key.pem"),
+        etcd_client_cert: dir.join("etcd-client.pem"),
+        etcd_client_key: dir.join("etcd-client-key.pem"),
         sa_key: dir.join("sa-key.pem"),
         sa_pub: dir.join("sa.pub"),
     };
@@ -197,6 +236,10 @@ pub fn generate(
     write_secret(&pki.apiserver_key, &a_key.serialize_pem())?;
     write_public(&pki.admin_cert, &m_cert)?;
     write_secret(&pki.admin_key, &m_key.serialize_pem())?;
+    write_public(&pki.etcd_cert, &e_cert)?;
+    write_secret(&pki.etcd_key, &e_key.serialize_pem())?;
+    write_public(&pki.etcd_client_cert, &ec_cert)?;
+    write_secret(&pki.etcd_client_key, &ec_key.serialize_pem())?;
     write_secret(&pki.sa_key, &sa.serialize_pem())?;
     write_public(&pki.sa_pub, &sa.public_key_pem())?;
     Ok(pki)

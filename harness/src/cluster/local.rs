@@ -43,16 +43,29 @@ fn lost_port(log: &Path) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains("address already in use"))
 }
 
-/// etcd on loopback, verified to be ours: it answers with our unique member name.
-async fn start_etcd(etcd_bin: &Path, dir: &Path) -> Result<(ManagedProcess, String)> {
+/// etcd on loopback over TLS, accepting only clients the lab CA signed (nobody else on the
+/// machine can read or write the lab's cluster state), verified to be ours: it answers
+/// with our unique member name.
+async fn start_etcd(etcd_bin: &Path, dir: &Path, pki: &LabPki) -> Result<(ManagedProcess, String)> {
+    let identity = reqwest::Identity::from_pem(
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&pki.etcd_client_cert)?,
+            std::fs::read_to_string(&pki.etcd_client_key)?
+        )
+        .as_bytes(),
+    )
+    .context("loading the etcd client certificate")?;
     let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
+        .identity(identity)
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()?;
     for attempt in 1..=PORT_ATTEMPTS {
         let (client_port, peer_port) = (free_port()?, free_port()?);
-        let etcd_url = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let etcd_url = format!("https://127.0.0.1:{client_port}");
+        let peer = format!("https://127.0.0.1:{peer_port}");
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -68,6 +81,14 @@ async fn start_etcd(etcd_bin: &Path, dir: &Path) -> Result<(ManagedProcess, Stri
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
             format!("--initial-cluster={name}={peer}"),
+            format!("--cert-file={}", pki.etcd_cert.display()),
+            format!("--key-file={}", pki.etcd_key.display()),
+            format!("--trusted-ca-file={}", pki.ca_cert.display()),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={}", pki.etcd_cert.display()),
+            format!("--peer-key-file={}", pki.etcd_key.display()),
+            format!("--peer-trusted-ca-file={}", pki.ca_cert.display()),
+            "--peer-client-cert-auth=true".into(),
             "--log-level=warn".into(),
         ];
         let log = dir.join(format!("etcd-{attempt}.log"));
@@ -135,7 +156,7 @@ impl LocalControlPlane {
         let apiserver_bin = tools::KUBE_APISERVER.require()?;
         let kcm_bin = tools::KUBE_CONTROLLER_MANAGER.require()?;
         std::fs::create_dir_all(dir.join("apiserver"))?;
-        let (etcd, etcd_url) = start_etcd(&etcd_bin, dir).await?;
+        let (etcd, etcd_url) = start_etcd(&etcd_bin, dir, pki).await?;
         let port = free_port()?;
         let url = format!("https://127.0.0.1:{port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
@@ -192,6 +213,9 @@ impl LocalControlPlane {
         let p = &self.pki;
         let mut args = vec![
             format!("--etcd-servers={}", self.etcd_url),
+            format!("--etcd-cafile={}", p.ca_cert.display()),
+            format!("--etcd-certfile={}", p.etcd_client_cert.display()),
+            format!("--etcd-keyfile={}", p.etcd_client_key.display()),
             format!("--cert-dir={}", self.dir.join("apiserver").display()),
             format!("--secure-port={}", self.port),
             "--bind-address=127.0.0.1".into(),
