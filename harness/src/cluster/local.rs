@@ -18,6 +18,9 @@ pub struct LocalControlPlane {
     dir: PathBuf,
     pki: LabPki,
     etcd: Option<ManagedProcess>,
+    /// etcd starting in the background (it overlaps with Kanidm and the logins); the API
+    /// server's first start waits for it.
+    etcd_starting: Option<tokio::task::JoinHandle<Result<(ManagedProcess, String)>>>,
     apiserver: Option<ManagedProcess>,
     kcm: Option<ManagedProcess>,
     apiserver_bin: PathBuf,
@@ -156,7 +159,10 @@ impl LocalControlPlane {
         let apiserver_bin = tools::KUBE_APISERVER.require()?;
         let kcm_bin = tools::KUBE_CONTROLLER_MANAGER.require()?;
         std::fs::create_dir_all(dir.join("apiserver"))?;
-        let (etcd, etcd_url) = start_etcd(&etcd_bin, dir, pki).await?;
+        let etcd_starting = {
+            let (dir, pki) = (dir.to_path_buf(), pki.clone());
+            tokio::spawn(async move { start_etcd(&etcd_bin, &dir, &pki).await })
+        };
         let port = free_port()?;
         let url = format!("https://127.0.0.1:{port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
@@ -188,12 +194,13 @@ impl LocalControlPlane {
         Ok(LocalControlPlane {
             dir: dir.to_path_buf(),
             pki: pki.clone(),
-            etcd: Some(etcd),
+            etcd: None,
+            etcd_starting: Some(etcd_starting),
             apiserver: None,
             kcm: None,
             apiserver_bin,
             kcm_bin,
-            etcd_url,
+            etcd_url: String::new(),
             port,
             url,
             admin_kubeconfig,
@@ -251,8 +258,21 @@ impl LocalControlPlane {
         }
     }
 
+    /// etcd, once it answers as ours (the first API server start waits for it here).
+    async fn ensure_etcd(&mut self) -> Result<()> {
+        if let Some(h) = self.etcd_starting.take() {
+            let (etcd, url) = h
+                .await
+                .map_err(|e| anyhow::anyhow!("the etcd start-up task failed: {e}"))??;
+            self.etcd = Some(etcd);
+            self.etcd_url = url;
+        }
+        Ok(())
+    }
+
     /// Start kube-apiserver; if another process took its port in the meantime, on a new port.
     async fn start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
+        self.ensure_etcd().await?;
         for attempt in 1..=PORT_ATTEMPTS {
             match self.try_start_apiserver(auth).await {
                 Err(e) if attempt < PORT_ATTEMPTS && lost_port(&self.apiserver_log()) => {
@@ -466,6 +486,11 @@ impl ClusterBackend for LocalControlPlane {
     }
 
     async fn shutdown(&mut self) {
+        if let Some(h) = self.etcd_starting.take() {
+            // Dropping the task drops its etcd process (killed with its group).
+            h.abort();
+            let _ = h.await;
+        }
         if let Some(mut k) = self.kcm.take() {
             k.stop(Duration::from_secs(2)).await;
         }
