@@ -46,25 +46,37 @@ fn lost_port(log: &Path) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains("address already in use"))
 }
 
+/// An HTTP client that trusts only the lab CA and presents `cert`/`key`.
+fn mtls_client(
+    pki: &LabPki,
+    cert: &Path,
+    key: &Path,
+    timeout: Duration,
+) -> Result<reqwest::Client> {
+    let pem = format!(
+        "{}{}",
+        std::fs::read_to_string(cert)?,
+        std::fs::read_to_string(key)?
+    );
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
+        .identity(reqwest::Identity::from_pem(pem.as_bytes())?)
+        .no_proxy()
+        .timeout(timeout)
+        .build()?)
+}
+
 /// etcd on loopback over TLS, accepting only clients the lab CA signed (nobody else on the
 /// machine can read or write the lab's cluster state), verified to be ours: it answers
 /// with our unique member name.
 async fn start_etcd(etcd_bin: &Path, dir: &Path, pki: &LabPki) -> Result<(ManagedProcess, String)> {
-    let identity = reqwest::Identity::from_pem(
-        format!(
-            "{}{}",
-            std::fs::read_to_string(&pki.etcd_client_cert)?,
-            std::fs::read_to_string(&pki.etcd_client_key)?
-        )
-        .as_bytes(),
+    let http = mtls_client(
+        pki,
+        &pki.etcd_client_cert,
+        &pki.etcd_client_key,
+        Duration::from_secs(2),
     )
     .context("loading the etcd client certificate")?;
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
-        .identity(identity)
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()?;
     for attempt in 1..=PORT_ATTEMPTS {
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let etcd_url = format!("https://127.0.0.1:{client_port}");
@@ -176,21 +188,8 @@ impl LocalControlPlane {
                 key: &pki.admin_key,
             },
         )?;
-        let identity = reqwest::Identity::from_pem(
-            format!(
-                "{}{}",
-                std::fs::read_to_string(&pki.admin_cert)?,
-                std::fs::read_to_string(&pki.admin_key)?
-            )
-            .as_bytes(),
-        )
-        .context("loading the admin client certificate")?;
-        let http = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
-            .identity(identity)
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let http = mtls_client(pki, &pki.admin_cert, &pki.admin_key, Duration::from_secs(5))
+            .context("loading the admin client certificate")?;
         Ok(LocalControlPlane {
             dir: dir.to_path_buf(),
             pki: pki.clone(),
