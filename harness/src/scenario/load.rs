@@ -505,6 +505,18 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// A name the harness gives a Kubernetes object (RFC 1123 subdomain).
+    fn k8s_object_name(&mut self, name: &Spanned<String>, field: String) {
+        if !k8s_name(&name.value) {
+            self.err(
+                name.referenced,
+                field,
+                format!("`{}` is not a Kubernetes name", shown(&name.value)),
+            )
+            .help = Some(K8S_NAME_HELP.into());
+        }
+    }
+
     /// A field whose value is used as written: a `${` there would reach Kanidm or the
     /// browser literally, so it is an error.
     fn literal(&mut self, text: &str, loc: Location, field: impl Into<String>) {
@@ -1101,30 +1113,7 @@ fn check_values(c: &mut Checker<'_>, s: &Scenario) {
         }
     }
     for (i, o) in s.kanidm.oauth2_clients.iter().enumerate() {
-        let f = format!("kanidm.oauth2Clients[{i}]");
-        for (field, u) in std::iter::once(("landingUrl", &o.landing_url))
-            .chain(o.redirect_urls.iter().map(|u| ("redirectUrls", u)))
-        {
-            if url::Url::parse(u).is_ok() && !web_url(u) {
-                c.err(o.name.referenced, format!("{f}.{field}"), format!("`{}` is not an http(s) URL", u.escape_debug()))
-                    .help = Some("Kanidm redirects browsers only to http:// or https:// URLs, e.g. `http://localhost:8000`".into());
-            }
-        }
-        for (kind, maps) in [
-            ("scopeMaps", &o.scope_maps),
-            ("supScopeMaps", &o.sup_scope_maps),
-        ] {
-            for (j, m) in maps.iter().enumerate() {
-                if m.scopes.is_empty() {
-                    c.err(
-                        m.group.referenced,
-                        format!("{f}.{kind}[{j}].scopes"),
-                        "a scope map needs at least one scope",
-                    )
-                    .help = Some("e.g. `scopes: [openid, groups]`".into());
-                }
-            }
-        }
+        check_client_values(c, i, o);
     }
     if let Some(st) = &s.api_server.value.structured {
         for (i, j) in st.value.jwt.iter().enumerate() {
@@ -1159,49 +1148,7 @@ fn check_values(c: &mut Checker<'_>, s: &Scenario) {
             }
         }
     }
-    for (i, r) in s.rbac.cluster_roles.iter().enumerate() {
-        if !k8s_name(&r.name.value) {
-            c.err(
-                r.name.referenced,
-                format!("rbac.clusterRoles[{i}].name"),
-                format!("`{}` is not a Kubernetes name", r.name.value.escape_debug()),
-            )
-            .help = Some(K8S_NAME_HELP.into());
-        }
-        for (j, rule) in r.rules.iter().enumerate() {
-            if rule.verbs.is_empty() || rule.verbs.iter().any(|v| v.is_empty()) {
-                c.err(
-                    r.name.referenced,
-                    format!("rbac.clusterRoles[{i}].rules[{j}].verbs"),
-                    "a rule needs at least one verb",
-                )
-                .help = Some("e.g. `verbs: [get, list, watch]`".into());
-            }
-        }
-    }
-    for (i, b) in s.rbac.bindings.iter().enumerate() {
-        if !k8s_name(&b.name.value) {
-            c.err(
-                b.name.referenced,
-                format!("rbac.bindings[{i}].name"),
-                format!("`{}` is not a Kubernetes name", b.name.value.escape_debug()),
-            )
-            .help = Some(K8S_NAME_HELP.into());
-        }
-        if let Some(ns) = &b.namespace
-            && !super::action::is_dns_label(ns)
-        {
-            c.err(
-                b.name.referenced,
-                format!("rbac.bindings[{i}].namespace"),
-                format!("`{}` is not a namespace name", ns.escape_debug()),
-            )
-            .help = Some(
-                "a namespace is a DNS label: lowercase letters, digits and `-`, e.g. `team-a`"
-                    .into(),
-            );
-        }
-    }
+    check_rbac_values(c, &s.rbac);
     let login = &s.login;
     for sc in &login.scopes {
         if sc.is_empty() || !sc.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
@@ -1222,6 +1169,67 @@ fn check_values(c: &mut Checker<'_>, s: &Scenario) {
             format!("`{}` is not a URL path", p.escape_debug()),
         )
         .help = Some("write it like `/callback`".into());
+    }
+}
+
+/// A client's URLs (http(s) only) and scope maps (at least one scope).
+fn check_client_values(c: &mut Checker<'_>, i: usize, o: &OAuth2Client) {
+    let f = format!("kanidm.oauth2Clients[{i}]");
+    for (field, u) in std::iter::once(("landingUrl", &o.landing_url))
+        .chain(o.redirect_urls.iter().map(|u| ("redirectUrls", u)))
+    {
+        if url::Url::parse(u).is_ok() && !web_url(u) {
+            c.err(o.name.referenced, format!("{f}.{field}"), format!("`{}` is not an http(s) URL", u.escape_debug()))
+                .help = Some("Kanidm redirects browsers only to http:// or https:// URLs, e.g. `http://localhost:8000`".into());
+        }
+    }
+    for (kind, maps) in [
+        ("scopeMaps", &o.scope_maps),
+        ("supScopeMaps", &o.sup_scope_maps),
+    ] {
+        for (j, m) in maps.iter().enumerate() {
+            if m.scopes.is_empty() {
+                c.err(
+                    m.group.referenced,
+                    format!("{f}.{kind}[{j}].scopes"),
+                    "a scope map needs at least one scope",
+                )
+                .help = Some("e.g. `scopes: [openid, groups]`".into());
+            }
+        }
+    }
+}
+
+/// RBAC objects the harness creates: Kubernetes names, namespaces, at least one verb.
+fn check_rbac_values(c: &mut Checker<'_>, rbac: &Rbac) {
+    for (i, r) in rbac.cluster_roles.iter().enumerate() {
+        c.k8s_object_name(&r.name, format!("rbac.clusterRoles[{i}].name"));
+        for (j, rule) in r.rules.iter().enumerate() {
+            if rule.verbs.is_empty() || rule.verbs.iter().any(|v| v.is_empty()) {
+                c.err(
+                    r.name.referenced,
+                    format!("rbac.clusterRoles[{i}].rules[{j}].verbs"),
+                    "a rule needs at least one verb",
+                )
+                .help = Some("e.g. `verbs: [get, list, watch]`".into());
+            }
+        }
+    }
+    for (i, b) in rbac.bindings.iter().enumerate() {
+        c.k8s_object_name(&b.name, format!("rbac.bindings[{i}].name"));
+        if let Some(ns) = &b.namespace
+            && !super::action::is_dns_label(ns)
+        {
+            c.err(
+                b.name.referenced,
+                format!("rbac.bindings[{i}].namespace"),
+                format!("`{}` is not a namespace name", ns.escape_debug()),
+            )
+            .help = Some(
+                "a namespace is a DNS label: lowercase letters, digits and `-`, e.g. `team-a`"
+                    .into(),
+            );
+        }
     }
 }
 
