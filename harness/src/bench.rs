@@ -22,7 +22,8 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     let t = Instant::now();
     let kdir = lab.path.join("kanidm");
     std::fs::create_dir_all(&kdir)?;
-    let mut server = LocalKanidm::start(&kdir, &pki, &http, 0).await?;
+    let kanidmd = crate::tools::KANIDMD.require()?;
+    let mut server = LocalKanidm::start(&kanidmd, &kdir, &pki, &http, 0).await?;
     check_version(server.version.as_deref())?;
     out.push(format!(
         "kanidmd start to /status ready        {:>6.2} s",

@@ -139,6 +139,8 @@ pub struct UpOptions {
     /// `local` or `kind`.
     pub backend: crate::cluster::Backend,
     pub kind: KindSettings,
+    /// Which Kanidm; None: a kanidmd binary if found, else the default image.
+    pub kanidm: Option<crate::kanidm::KanidmSource>,
 }
 
 impl LabState {
@@ -257,8 +259,13 @@ pub async fn up(
     let placement = kind
         .as_ref()
         .map(|c| c.kanidm_placement())
-        .unwrap_or(KanidmPlacement::LocalProcess);
-    let mut kanidm = kanidm_lab::start_server(&kdir, &pki, &http, &placement).await?;
+        .unwrap_or(KanidmPlacement::HostLoopback);
+    let source = match &opts.kanidm {
+        Some(k) => k.clone(),
+        None => kanidm_lab::default_source(&placement, opts.kind.images.kanidm_image())?,
+    };
+    kanidm_lab::check_source(&placement, &source).await?;
+    let mut kanidm = kanidm_lab::start_server(&kdir, &pki, &http, &placement, &source).await?;
     let endpoint = kanidm.endpoint().clone();
     let (_, p) = match kanidm_lab::provision_fresh(&kanidm, s, &http).await {
         Ok(x) => x,
@@ -273,7 +280,14 @@ pub async fn up(
     if with_cluster {
         let mut cp = match kind {
             Some(k) => LabCluster::Kind(k),
-            None => LabCluster::Local(LocalControlPlane::start(&dir.join("cluster"), &pki).await?),
+            None => {
+                let bins =
+                    crate::tools::control_plane_for(&crate::tools::Places::from_env(), v.minor)
+                        .await?;
+                LabCluster::Local(
+                    LocalControlPlane::start(&dir.join("cluster"), &pki, &bins).await?,
+                )
+            }
         };
         let values = p.placeholder_values(&endpoint);
         match &mut cp {

@@ -20,6 +20,7 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod setup;
 #[doc(hidden)]
 pub mod testsupport;
 pub mod timings;

@@ -75,3 +75,123 @@ pub fn descendants(root: u32) -> std::collections::BTreeSet<u32> {
         }
     }
 }
+
+/// A loopback HTTP/1.1 file server standing in for a download mirror in tests of
+/// `cargo xtask setup` (no network): it serves `files` by path, answers 404 otherwise, and
+/// can cut a file short or stall in the middle of one.
+pub mod mirror {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// How one path is served.
+    #[derive(Clone)]
+    pub enum Serve {
+        Whole(Vec<u8>),
+        /// Announce the whole length, send half, close the connection.
+        CutShort(Vec<u8>),
+        /// Announce the whole length, send half, then send nothing for a minute.
+        Stall(Vec<u8>),
+    }
+
+    pub struct Mirror {
+        pub url: String,
+        pub files: Arc<Mutex<BTreeMap<String, Serve>>>,
+    }
+
+    impl Mirror {
+        pub fn start() -> Mirror {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+            let url = format!("http://{}", listener.local_addr().expect("local addr"));
+            let files: Arc<Mutex<BTreeMap<String, Serve>>> = Arc::default();
+            let served = files.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let files = served.clone();
+                    std::thread::spawn(move || answer(stream, &files));
+                }
+            });
+            Mirror { url, files }
+        }
+
+        pub fn put(&self, path: &str, serve: Serve) {
+            if let Ok(mut f) = self.files.lock() {
+                f.insert(path.to_string(), serve);
+            }
+        }
+
+        pub fn remove(&self, path: &str) {
+            if let Ok(mut f) = self.files.lock() {
+                f.remove(path);
+            }
+        }
+
+        /// `path` and `path.sha256` (a lone digest, as dl.k8s.io publishes it).
+        pub fn put_with_sha256(&self, path: &str, body: Vec<u8>) {
+            self.put(
+                &format!("{path}.sha256"),
+                Serve::Whole(sha256_hex(&body).into_bytes()),
+            );
+            self.put(path, Serve::Whole(body));
+        }
+    }
+
+    pub fn sha256_hex(b: &[u8]) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }
+
+    fn answer(mut stream: std::net::TcpStream, files: &Mutex<BTreeMap<String, Serve>>) {
+        let Ok(clone) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(clone);
+        loop {
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                return;
+            }
+            // Skip the headers.
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let serve = files.lock().ok().and_then(|f| f.get(&path).cloned());
+            let (status, body, cut) = match serve {
+                None => ("404 Not Found", b"not found".to_vec(), None),
+                Some(Serve::Whole(b)) => ("200 OK", b, None),
+                Some(Serve::CutShort(b)) => ("200 OK", b, Some(false)),
+                Some(Serve::Stall(b)) => ("200 OK", b, Some(true)),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: application/octet-stream\r\n\r\n",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            match cut {
+                None => {
+                    if stream.write_all(&body).is_err() {
+                        return;
+                    }
+                }
+                Some(stall) => {
+                    let _ = stream.write_all(&body[..body.len() / 2]);
+                    let _ = stream.flush();
+                    if stall {
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

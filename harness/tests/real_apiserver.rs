@@ -12,15 +12,9 @@ use std::path::PathBuf;
 use harness::skipped;
 
 fn available() -> bool {
-    let tools = [
-        harness::tools::KUBE_APISERVER,
-        harness::tools::KUBE_CONTROLLER_MANAGER,
-        harness::tools::ETCD,
-    ];
-    let missing: Vec<&str> = tools
-        .iter()
-        .filter(|t| t.find().is_none())
-        .map(|t| t.name)
+    let missing: Vec<&str> = harness::tools::missing_for_local()
+        .into_iter()
+        .filter(|t| ["kube-apiserver", "kube-controller-manager", "etcd"].contains(t))
         .collect();
     if !missing.is_empty() {
         skipped!(
@@ -45,7 +39,26 @@ async fn api_server_accepts_every_rendered_auth_config() {
         &harness::pki::ServingNames::loopback(&["localhost"]),
     )
     .unwrap();
-    let mut cp = LocalControlPlane::start(&dir.path().join("cluster"), &pki)
+    // Every minor found here, each against its own API server.
+    let places = harness::tools::Places::from_env();
+    for (minor, _, _) in harness::tools::local_minors(&places).await {
+        every_rendered_config_on(&places, minor, &root, &dir, &pki).await;
+    }
+}
+
+async fn every_rendered_config_on(
+    places: &harness::tools::Places,
+    minor: u32,
+    root: &std::path::Path,
+    dir: &tempfile::TempDir,
+    pki: &harness::pki::LabPki,
+) {
+    let bins = harness::tools::control_plane_for(places, minor)
+        .await
+        .unwrap();
+    let v: harness::render::K8sVersion = format!("1.{minor}").parse().unwrap();
+    let dir = dir.path().join(format!("k8s-{v}"));
+    let mut cp = LocalControlPlane::start(&dir.join("cluster"), pki, &bins)
         .await
         .unwrap();
     let mut seen = 0;
@@ -54,26 +67,30 @@ async fn api_server_accepts_every_rendered_auth_config() {
         let mut facts = LabFacts::example(&s);
         facts.ca_pem = pki.ca_pem.clone();
         facts.ca_path_for_apiserver = pki.ca_cert.to_string_lossy().into_owned();
-        let auth = harness::render::plan::auth_setup(&s, &facts, "1.36".parse().unwrap()).unwrap();
+        let auth = harness::render::plan::auth_setup(&s, &facts, v).unwrap();
         cp.configure_auth(&auth).await.unwrap_or_else(|e| {
             panic!(
-                "{}: the API server rejected the rendered config: {e:#}",
-                s.name
+                "{}: the {} API server rejected the rendered config: {e:#}",
+                s.name, bins.version
             )
         });
         seen += 1;
     }
     assert!(seen >= 10);
     // A config the API server must refuse: claims.email without claims.email_verified.
-    let bad = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer:\n    url: https://localhost:8443/oauth2/openid/k8s\n    audiences: [k8s]\n  claimMappings:\n    username:\n      expression: claims.email\n";
+    let bad = format!(
+        "apiVersion: {}\nkind: AuthenticationConfiguration\njwt:\n- issuer:\n    url: https://localhost:8443/oauth2/openid/k8s\n    audiences: [k8s]\n  claimMappings:\n    username:\n      expression: claims.email\n",
+        v.authn_config_api_version().unwrap()
+    );
     let err = cp
-        .configure_auth(&AuthSetup::Structured {
-            config_yaml: bad.into(),
-        })
+        .configure_auth(&AuthSetup::Structured { config_yaml: bad })
         .await
         .expect_err("must be rejected");
     let text = format!("{err:#}");
     assert!(text.contains("email_verified"), "{text}");
-    eprintln!("api server start → /readyz: {:?}", cp.ready_times);
+    eprintln!(
+        "{}: api server start → /readyz: {:?}",
+        bins.version, cp.ready_times
+    );
     cp.shutdown().await;
 }

@@ -37,6 +37,11 @@ async fn both_posts_end_to_end() {
         keep: false,
         fresh_kanidm: false,
         order_for_speed: true,
+        kanidm: Vec::new(),
+        default_kanidm_image: std::env::var("LAB_KANIDM_IMAGE")
+            .unwrap_or_else(|_| harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into()),
+        places: harness::tools::Places::from_env(),
+        fetch_missing: None,
         kind: harness::cluster::kind::KindSettings {
             configs: root.join("kind-configs"),
             images: Default::default(),

@@ -49,7 +49,10 @@ async fn start_kanidm(
     http: &reqwest::Client,
 ) -> Option<(LocalKanidm, kanidm_client::KanidmClient)> {
     std::fs::create_dir_all(dir).unwrap();
-    let mut server = LocalKanidm::start(dir, pki, http, 0).await.unwrap();
+    let kanidmd = harness::tools::KANIDMD.require().unwrap();
+    let mut server = LocalKanidm::start(&kanidmd, dir, pki, http, 0)
+        .await
+        .unwrap();
     if let Err(e) = check_version(server.version.as_deref()) {
         skipped!("{e}");
         server.stop().await;

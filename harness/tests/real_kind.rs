@@ -77,6 +77,11 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         keep: false,
         fresh_kanidm: false,
         order_for_speed: true,
+        kanidm: Vec::new(),
+        default_kanidm_image: std::env::var("LAB_KANIDM_IMAGE")
+            .unwrap_or_else(|_| harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into()),
+        places: harness::tools::Places::from_env(),
+        fetch_missing: None,
         kind: KindSettings {
             configs: root.join("kind-configs"),
             images,

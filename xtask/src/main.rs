@@ -49,9 +49,8 @@ enum Command {
     },
     /// Run scenarios against real servers and report every expectation.
     ///
-    /// kanidm_client 1.10.4 exits the process on a server version mismatch in debug builds;
-    /// the harness checks the server version first and refuses with a clear message unless
-    /// KANIDM_DEV_YOLO=1 is set.
+    /// The matrix is every `--k8s` minor times every Kanidm (`--kanidmd`, `--kanidm-image`);
+    /// Kanidm 1.10.x and 1.11.x are supported (others only with KANIDM_DEV_YOLO=1).
     E2e(E2eArgs),
     /// Like e2e, then print per-phase timings (control plane, Kanidm, logins, scenarios).
     Bench(E2eArgs),
@@ -62,6 +61,16 @@ enum Command {
         #[arg(long, default_value = "post1-structured")]
         scenario: String,
     },
+    /// Download the pinned Kubernetes control plane of each minor (kube-apiserver,
+    /// kube-controller-manager, kubectl), etcd and kind into the user cache, each verified
+    /// against its published SHA-256.
+    ///
+    /// The cache is $LAB_CACHE_DIR, else $XDG_CACHE_HOME/kanidm-k8s-lab, else
+    /// ~/.cache/kanidm-k8s-lab; never the repository. A mirror serves the upstream paths
+    /// under its own base URL: release/<version>/bin/linux/<arch>/<binary>[.sha256]
+    /// (dl.k8s.io), etcd-io/etcd/releases/download/<version>/… and
+    /// kubernetes-sigs/kind/releases/download/<version>/… (github.com).
+    Setup(SetupArgs),
     /// Say which real components are installed and how to get the missing ones.
     Doctor {
         #[command(flatten)]
@@ -88,6 +97,25 @@ enum Command {
         #[arg(long)]
         person: String,
     },
+}
+
+#[derive(clap::Args)]
+struct SetupArgs {
+    /// Kubernetes minors, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1.36")]
+    k8s: Vec<K8sVersion>,
+    /// Base URL serving the upstream paths (air-gapped copies, tests).
+    #[arg(long, env = "LAB_MIRROR")]
+    mirror: Option<String>,
+    /// Leave etcd alone.
+    #[arg(long)]
+    skip_etcd: bool,
+    /// Leave kind alone.
+    #[arg(long)]
+    skip_kind: bool,
+    /// Download even what is already installed.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,9 +153,21 @@ struct E2eArgs {
     /// Cluster backend; default: local if its binaries are found, else kind.
     #[arg(long, value_enum)]
     backend: Option<Backend>,
-    /// Kubernetes minors, comma-separated (the kind backend runs each; local uses the binary found).
+    /// Kubernetes minors, comma-separated: each runs against its own API server (local:
+    /// `$KUBEBUILDER_ASSETS/<minor>/`, the setup cache, …; kind: the minor's node image).
     #[arg(long, value_delimiter = ',', default_value = "1.36")]
     k8s: Vec<K8sVersion>,
+    /// kanidmd binary for the local backend; repeatable: each is one value of the Kanidm
+    /// axis of the matrix (default: $KANIDMD_BIN, PATH, else the Kanidm image).
+    #[arg(long)]
+    kanidmd: Vec<PathBuf>,
+    /// Never download missing Kubernetes binaries (by default the local backend fetches a
+    /// minor found nowhere, as `cargo xtask setup` does).
+    #[arg(long)]
+    no_download: bool,
+    /// Download mirror (see `cargo xtask setup --help`).
+    #[arg(long, env = "LAB_MIRROR")]
+    mirror: Option<String>,
     /// Only scenarios whose name matches one of these globs, or scenario files given by
     /// path (`./my-bug.yaml`); comma-separated.
     #[arg(long, value_delimiter = ',')]
@@ -158,9 +198,11 @@ struct ImageArgs {
     /// kind node image for one Kubernetes minor, `<minor>=<image>`; repeatable or comma-separated.
     #[arg(long = "node-image", env = "LAB_NODE_IMAGES", value_delimiter = ',')]
     node_image: Vec<String>,
-    /// Kanidm server image for the kind backend (default kanidm/server:1.10.4).
-    #[arg(long, env = "LAB_KANIDM_IMAGE")]
-    kanidm_image: Option<String>,
+    /// Kanidm server image (kind; local when given or when no kanidmd is found). Repeatable
+    /// or comma-separated: each is one value of the Kanidm axis of the matrix. Default:
+    /// $LAB_KANIDM_IMAGE, else kanidm/server:1.10.4.
+    #[arg(long, value_delimiter = ',')]
+    kanidm_image: Vec<String>,
 }
 
 impl ImageArgs {
@@ -170,9 +212,17 @@ impl ImageArgs {
             o.add_node_image(spec)
                 .map_err(|e| anyhow::anyhow!("--node-image {e}"))?;
         }
-        if let Some(k) = &self.kanidm_image {
+        for k in &self.kanidm_image {
             harness::kanidm::container::split_image(k).context("--kanidm-image")?;
-            o.kanidm = Some(k.clone());
+        }
+        o.kanidm = match self.kanidm_image.first() {
+            Some(k) => Some(k.clone()),
+            None => std::env::var("LAB_KANIDM_IMAGE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+        };
+        if let Some(k) = &o.kanidm {
+            harness::kanidm::container::split_image(k).context("LAB_KANIDM_IMAGE")?;
         }
         Ok(o)
     }
@@ -316,6 +366,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { images } => doctor(&images).await,
+        Command::Setup(args) => setup(args).await,
         Command::BenchLogin { scenario } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
             let lines = harness::bench::logins(&s).await?;
@@ -337,12 +388,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// The components table; true when something the local backend needs is missing.
-fn doctor_components() -> bool {
+async fn doctor_components() -> bool {
     let mut missing_local = false;
     println!("{:<24} {:<10} path", "component", "found via");
+    let per_minor = [
+        harness::tools::KUBE_APISERVER.name,
+        harness::tools::KUBE_CONTROLLER_MANAGER.name,
+    ];
     for t in harness::tools::ALL {
+        if per_minor.contains(&t.name) {
+            continue;
+        }
         match t.find() {
             Some(f) => println!("{:<24} {:<10} {}", t.name, f.via, f.path.display()),
+            None if t.name == harness::tools::KANIDMD.name
+                && harness::tools::docker_socket_present() =>
+            {
+                println!(
+                    "{:<24} {:<10} - (the local backend runs the Kanidm image instead; see below)",
+                    t.name, "not found"
+                )
+            }
             None => {
                 if t.name != "kind" {
                     missing_local = true;
@@ -354,17 +420,30 @@ fn doctor_components() -> bool {
             }
         }
     }
-    match std::env::var_os("KANIDM_UI_DIR") {
-        Some(d) => println!(
+    if let Some(d) = std::env::var_os("KANIDM_UI_DIR") {
+        println!(
             "{:<24} {:<10} {}",
             "kanidm web UI",
             "env",
             PathBuf::from(d).display()
-        ),
-        None => println!(
-            "{:<24} {:<10} (not set: needed for a `developer`-profile kanidmd build; point it at server/core/static)",
-            "KANIDM_UI_DIR", "-"
-        ),
+        );
+    }
+    let minors = harness::tools::local_minors(&harness::tools::Places::from_env()).await;
+    println!(
+        "\nlocal backend: Kubernetes control planes (kube-apiserver + kube-controller-manager)"
+    );
+    for (m, version, via) in &minors {
+        println!("  1.{m:<22} {version:<10} {via}");
+    }
+    if minors.is_empty() {
+        missing_local = true;
+        println!(
+            "  none found\n  help: `cargo xtask setup --k8s 1.36` downloads one; or set KUBEBUILDER_ASSETS to a folder with one subfolder per minor (1.36/kube-apiserver, …)"
+        );
+    }
+    match harness::tools::cache_dir() {
+        Some(c) => println!("  setup cache: {}", c.display()),
+        None => println!("  setup cache: none (set LAB_CACHE_DIR or HOME)"),
     }
     missing_local
 }
@@ -400,7 +479,7 @@ async fn doctor_node_images(
 }
 
 async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
-    let missing_local = doctor_components();
+    let missing_local = doctor_components().await;
     // The kind backend: Docker, kind, and the images it would run.
     let overrides = images.overrides()?;
     println!("\nkind backend");
@@ -442,10 +521,22 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
             "  help: with no registry, load or build a node image and pass --node-image <minor>=<image> (env LAB_NODE_IMAGES)"
         );
     }
+    let local_minors: Vec<String> =
+        harness::tools::local_minors(&harness::tools::Places::from_env())
+            .await
+            .iter()
+            .map(|(m, _, _)| format!("1.{m}"))
+            .collect();
     if missing_local {
-        println!("\nThe local backend cannot run until the missing components are installed.");
+        println!(
+            "\nThe local backend cannot run until the missing components are installed (`cargo xtask setup` fetches Kubernetes, etcd and kind)."
+        );
     } else {
-        println!("\nEverything the local backend needs is here: `cargo xtask e2e`.");
+        println!(
+            "\nEverything the local backend needs is here for Kubernetes {}: `cargo xtask e2e --k8s {}`.",
+            local_minors.join(", "),
+            local_minors.join(",")
+        );
     }
     if kind_ready && kanidm_present && !runnable.is_empty() {
         println!(
@@ -498,15 +589,88 @@ fn select_scenarios(selectors: &[String]) -> Result<Vec<LoadedScenario>> {
     Ok(scenarios)
 }
 
+async fn setup(args: SetupArgs) -> Result<ExitCode> {
+    use harness::setup;
+    let cache =
+        harness::tools::cache_dir().context("no cache directory: set LAB_CACHE_DIR (or HOME)")?;
+    let src = setup::Source::new(args.mirror.as_deref())?;
+    let progress = harness::progress::Progress::default();
+    let places = harness::tools::Places::from_env();
+    let mut plan = setup::Plan {
+        k8s: Vec::new(),
+        etcd: false,
+        kind: false,
+    };
+    for v in &args.k8s {
+        setup::k8s_release(*v)?;
+        match harness::tools::control_plane_for(&places, v.minor).await {
+            Ok(b) if !args.force => println!(
+                "Kubernetes {v}: {} already here ({}, {}); --force downloads it anyway",
+                b.version,
+                b.via,
+                b.apiserver.display()
+            ),
+            _ => plan.k8s.push(*v),
+        }
+    }
+    for (tool, skip, wanted) in [
+        (harness::tools::ETCD, args.skip_etcd, &mut plan.etcd),
+        (harness::tools::KIND, args.skip_kind, &mut plan.kind),
+    ] {
+        match tool.find() {
+            _ if skip => {}
+            Some(f) if !args.force => println!(
+                "{}: already here ({}, {}); --force downloads it anyway",
+                tool.name,
+                f.via,
+                f.path.display()
+            ),
+            _ => *wanted = true,
+        }
+    }
+    let t = std::time::Instant::now();
+    let lines = tokio::select! {
+        r = setup::run(&src, &cache, &plan, &progress) => r?,
+        sig = stop_signal() => {
+            eprintln!("interrupted ({sig}): partial downloads removed, nothing half-installed");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    for l in &lines {
+        println!("{l}");
+    }
+    println!(
+        "cache: {} ({} item(s) installed in {:.1} s)",
+        cache.display(),
+        lines.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     let scenarios = select_scenarios(&args.scenario)?;
+    let places = harness::tools::Places::from_env();
     let backend = match args.backend {
         Some(b) => b,
-        None if harness::tools::KUBE_APISERVER.find().is_some() => Backend::Local,
+        None if !harness::tools::local_minors(&places).await.is_empty() => Backend::Local,
         None if harness::tools::KIND.find().is_some() => Backend::Kind,
+        None if !args.no_download => Backend::Local,
         None => bail!(
-            "no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask doctor` says what to install"
+            "no cluster backend available: neither kube-apiserver nor kind was found\n  help: `cargo xtask setup` downloads them; `cargo xtask doctor` says what else is missing"
         ),
+    };
+    let mut kanidm: Vec<harness::kanidm::KanidmSource> = args
+        .kanidmd
+        .iter()
+        .map(|p| harness::kanidm::KanidmSource::Binary(p.clone()))
+        .collect();
+    for i in &args.images.kanidm_image {
+        kanidm.push(harness::kanidm::KanidmSource::Image(i.clone()));
+    }
+    let fetch_missing = match args.no_download {
+        true => None,
+        false => Some(harness::setup::Source::new(args.mirror.as_deref())?),
     };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -526,6 +690,10 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         fresh_kanidm: args.fresh_kanidm,
         kind: kind_settings(&args.images)?,
         order_for_speed: !args.in_order,
+        kanidm,
+        default_kanidm_image: args.images.overrides()?.kanidm_image().to_string(),
+        places,
+        fetch_missing,
     };
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
@@ -620,6 +788,10 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
                 k8s,
                 backend,
                 kind: kind_settings(&images)?,
+                kanidm: images
+                    .kanidm_image
+                    .first()
+                    .map(|i| harness::kanidm::KanidmSource::Image(i.clone())),
             };
             // Interrupted start-up (Ctrl-C, SIGTERM, SIGHUP) drops what was started: processes,
             // the Kanidm container and the kind cluster clean up on drop.

@@ -27,6 +27,7 @@ async fn kubectl_logs_in_through_the_exec_plugin() {
             k8s: "1.36".parse().unwrap(),
             backend: harness::cluster::Backend::Local,
             kind: Default::default(),
+            kanidm: None,
         },
         &exe,
     )

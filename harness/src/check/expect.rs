@@ -55,7 +55,7 @@ pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Pa
 /// (accepted, or rejected for a reason that will not heal)?
 async fn oidc_settled(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<Option<()>> {
     let mark = cluster.log_mark().await;
-    let run = kubectl::whoami(kubeconfig_path).await?;
+    let run = kubectl::whoami(cluster.kubectl(), kubeconfig_path).await?;
     if run.verdict != Verdict::Unauthorized {
         return Ok(Some(()));
     }
@@ -90,7 +90,7 @@ pub async fn observe_401(
     kubeconfig_path: &Path,
 ) -> Result<Observed401> {
     let mark = cluster.log_mark().await;
-    let run = kubectl::whoami(kubeconfig_path).await?;
+    let run = kubectl::whoami(cluster.kubectl(), kubeconfig_path).await?;
     let line = find_auth_line(&cluster.log_lines_since(&mark).await);
     let mut err = line.as_deref().and_then(auth_error_of);
     let mut cause = err.as_deref().and_then(classify);

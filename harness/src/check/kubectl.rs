@@ -1,7 +1,6 @@
 //! Real `kubectl` runs and how their results are classified.
 
 use crate::scenario::action::{Action, Scope};
-use crate::tools;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -68,9 +67,8 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
 /// A whole kubectl run (exec plugin included) never takes longer than this.
 const KUBECTL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
-    let kubectl = tools::KUBECTL.require()?;
-    let mut cmd = tokio::process::Command::new(&kubectl);
+pub async fn run(kubectl: &Path, kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
+    let mut cmd = tokio::process::Command::new(kubectl);
     crate::process::die_with_parent(cmd.as_std_mut());
     let child = cmd
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
@@ -99,8 +97,9 @@ pub async fn run(kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
 }
 
 /// `kubectl auth whoami -o json`: who the API server thinks the token is.
-pub async fn whoami(kubeconfig: &Path) -> Result<KubectlRun> {
+pub async fn whoami(kubectl: &Path, kubeconfig: &Path) -> Result<KubectlRun> {
     run(
+        kubectl,
         kubeconfig,
         &["auth".into(), "whoami".into(), "-o".into(), "json".into()],
     )

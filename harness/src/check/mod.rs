@@ -9,6 +9,8 @@ pub mod kubectl;
 /// The result of one expectation check.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
+    /// The matrix cell it ran in: `Kubernetes 1.33 (v1.33.13), kanidmd 1.10.4`.
+    pub cell: String,
     pub scenario: String,
     pub person: String,
     /// What was checked, e.g. `whoami`, `allowed: list pods -A`.

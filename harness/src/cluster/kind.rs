@@ -51,7 +51,7 @@ pub struct KindCluster {
     kubeconfig: PathBuf,
     url: String,
     pub kanidm_port: u16,
-    pub kanidm_image: String,
+    kubectl: PathBuf,
     current: Option<AuthSetup>,
     reloaded_in_place: bool,
     restarts: u32,
@@ -275,6 +275,7 @@ impl KindCluster {
     ) -> Result<KindCluster> {
         let t0 = Instant::now();
         let kind = tools::KIND.require()?;
+        let kubectl = tools::KUBECTL.require()?;
         let cgroup = docker_cgroup_version().await?;
         let base_path = kind_config::base_config_path(&settings.configs, v);
         let base = std::fs::read_to_string(&base_path)
@@ -288,16 +289,10 @@ impl KindCluster {
             ));
         }
         let node_image = settings.images.node_image(v, &base).unwrap_or_default();
-        let kanidm_image = settings.images.kanidm_image().to_string();
-        // Fail before creating anything when an image is missing.
+        // Fail before creating anything when an image is missing (the run checks the
+        // Kanidm images before it gets here).
         let flag = format!("--node-image {v}=<image> (or LAB_NODE_IMAGES)");
         ensure_image(&node_image, "kind node", &flag).await?;
-        ensure_image(
-            &kanidm_image,
-            "Kanidm",
-            "--kanidm-image <image> (or LAB_KANIDM_IMAGE)",
-        )
-        .await?;
 
         let (cfg_path, host_authn_dir, kanidm_port) = write_config(dir, pki, v, &base, &node_opts)?;
         let name = format!("kanidm-lab-{}", std::process::id());
@@ -324,7 +319,7 @@ impl KindCluster {
             kubeconfig,
             url,
             kanidm_port,
-            kanidm_image,
+            kubectl,
             current: Some(AuthSetup::Structured {
                 config_yaml: String::new(),
             }),
@@ -569,6 +564,9 @@ impl ClusterBackend for KindCluster {
     fn admin_kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
+    fn kubectl(&self) -> &Path {
+        &self.kubectl
+    }
     fn ca_path_for_apiserver(&self) -> String {
         format!("{NODE_AUTHN_DIR}/ca.pem")
     }
@@ -579,7 +577,6 @@ impl ClusterBackend for KindCluster {
         super::KanidmPlacement::ContainerInNode {
             node: self.node.clone(),
             port: self.kanidm_port,
-            image: self.kanidm_image.clone(),
         }
     }
 

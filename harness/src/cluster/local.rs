@@ -25,6 +25,7 @@ pub struct LocalControlPlane {
     kcm: Option<ManagedProcess>,
     apiserver_bin: PathBuf,
     kcm_bin: PathBuf,
+    kubectl: PathBuf,
     etcd_url: String,
     port: u16,
     url: String,
@@ -166,10 +167,14 @@ async fn start_etcd(etcd_bin: &Path, dir: &Path, pki: &LabPki) -> Result<(Manage
 
 impl LocalControlPlane {
     /// Start etcd; the API server starts at the first [`ClusterBackend::configure_auth`].
-    pub async fn start(dir: &Path, pki: &LabPki) -> Result<LocalControlPlane> {
+    pub async fn start(
+        dir: &Path,
+        pki: &LabPki,
+        bins: &tools::ControlPlaneBins,
+    ) -> Result<LocalControlPlane> {
         let etcd_bin = tools::ETCD.require()?;
-        let apiserver_bin = tools::KUBE_APISERVER.require()?;
-        let kcm_bin = tools::KUBE_CONTROLLER_MANAGER.require()?;
+        let apiserver_bin = bins.apiserver.clone();
+        let kcm_bin = bins.controller_manager.clone();
         std::fs::create_dir_all(dir.join("apiserver"))?;
         let etcd_starting = {
             let (dir, pki) = (dir.to_path_buf(), pki.clone());
@@ -199,6 +204,7 @@ impl LocalControlPlane {
             kcm: None,
             apiserver_bin,
             kcm_bin,
+            kubectl: bins.kubectl.clone(),
             etcd_url: String::new(),
             port,
             url,
@@ -439,6 +445,9 @@ impl ClusterBackend for LocalControlPlane {
     }
     fn admin_kubeconfig(&self) -> &Path {
         &self.admin_kubeconfig
+    }
+    fn kubectl(&self) -> &Path {
+        &self.kubectl
     }
     fn ca_path_for_apiserver(&self) -> String {
         self.pki.ca_cert.to_string_lossy().into_owned()

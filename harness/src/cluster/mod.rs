@@ -61,14 +61,11 @@ impl LogMark {
 /// Where a backend needs Kanidm to run so that its API server reaches the same issuer URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KanidmPlacement {
-    /// A local kanidmd process on 127.0.0.1 (any number at once).
-    LocalProcess,
-    /// A `kanidm/server`-like `image` in this node's network namespace, on this port (one at a time).
-    ContainerInNode {
-        node: String,
-        port: u16,
-        image: String,
-    },
+    /// On this host's loopback (a kanidmd process, or a container in the host's network
+    /// namespace); any number at once.
+    HostLoopback,
+    /// A container in this node's network namespace, on this port (one at a time).
+    ContainerInNode { node: String, port: u16 },
 }
 
 /// A running API server we can point kubectl at and reconfigure between scenarios.
@@ -79,11 +76,13 @@ pub trait ClusterBackend {
     fn server_url(&self) -> &str;
     /// A kubeconfig with cluster-admin (client certificate, O=system:masters).
     fn admin_kubeconfig(&self) -> &Path;
+    /// The kubectl the checks run (the minor's own, where it was found next to its API server).
+    fn kubectl(&self) -> &Path;
     /// Where the API server reads the Kanidm CA for `--oidc-ca-file`.
     fn ca_path_for_apiserver(&self) -> String;
     /// Where Kanidm must run for this backend.
     fn kanidm_placement(&self) -> KanidmPlacement {
-        KanidmPlacement::LocalProcess
+        KanidmPlacement::HostLoopback
     }
     /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;

@@ -1,10 +1,16 @@
-//! Kanidm as a container (testcontainers, `kanidm/server` image) for the kind backend.
+//! Kanidm as a container (testcontainers, `kanidm/server` image).
 //!
-//! Topology: the container joins the kind node's network namespace
-//! (`network_mode = container:<node>`) and listens on 0.0.0.0:<port>; the kind config maps
-//! host 127.0.0.1:<port> to the node's <port>. So the browser and our clients on the host,
-//! and kube-apiserver inside the node, all reach Kanidm as `https://localhost:<port>` — one
-//! issuer URL everywhere, and `Domain=localhost` cookies work.
+//! Topology, either way one issuer URL `https://localhost:<port>` for the browser, our
+//! clients and kube-apiserver, so `Domain=localhost` cookies work:
+//! - kind: the container joins the kind node's network namespace
+//!   (`network_mode = container:<node>`) and listens on 0.0.0.0:<port>; the kind config maps
+//!   host 127.0.0.1:<port> to the node's <port>.
+//! - local backend: the container shares the host's network namespace and listens on
+//!   127.0.0.1:<port> only, exactly like a local kanidmd (a published port would also listen
+//!   on the container's bridge address).
+//!
+//! The container runs as the harness's own user, so everything it writes in the lab
+//! directory can be removed by us.
 
 use super::config::{KanidmServerConfig, render};
 use super::server::{KanidmEndpoint, server_version};
@@ -28,15 +34,42 @@ pub struct ContainerKanidm {
     container: Option<ContainerAsync<GenericImage>>,
 }
 
+/// Whose network namespace the Kanidm container lives in.
+#[derive(Debug, Clone)]
+pub enum ContainerNet {
+    /// The kind node's (`container:<node>`), listening on 0.0.0.0:`port` inside it.
+    Node { node: String, port: u16 },
+    /// The host's, listening on 127.0.0.1:`port` (local backend).
+    HostLoopback { port: u16 },
+}
+
+impl ContainerNet {
+    fn docker_network(&self) -> String {
+        match self {
+            Self::Node { node, .. } => format!("container:{node}"),
+            Self::HostLoopback { .. } => "host".into(),
+        }
+    }
+    fn bind(&self) -> String {
+        match self {
+            Self::Node { port, .. } => format!("0.0.0.0:{port}"),
+            Self::HostLoopback { port } => format!("127.0.0.1:{port}"),
+        }
+    }
+    fn port(&self) -> u16 {
+        match self {
+            Self::Node { port, .. } | Self::HostLoopback { port } => *port,
+        }
+    }
+}
+
 impl ContainerKanidm {
-    /// Start `image` (a `kanidm/server` image) in the network namespace of `node_container`,
-    /// serving on `port`.
+    /// Start `image` (a `kanidm/server` image) in the network namespace `net` names.
     pub async fn start(
         dir: &Path,
         pki: &LabPki,
         http: &reqwest::Client,
-        node_container: &str,
-        port: u16,
+        net: &ContainerNet,
         image: &str,
     ) -> Result<ContainerKanidm> {
         let (name, tag) = split_image(image)?;
@@ -44,8 +77,8 @@ impl ContainerKanidm {
         std::fs::create_dir_all(&data)?;
         std::fs::copy(&pki.kanidm_chain, data.join("chain.pem"))?;
         std::fs::copy(&pki.kanidm_key, data.join("key.pem"))?;
-        let origin = format!("https://localhost:{port}");
-        let bind = format!("0.0.0.0:{port}");
+        let origin = format!("https://localhost:{}", net.port());
+        let bind = net.bind();
         let cfg = KanidmServerConfig {
             bind_address: &bind,
             domain: "localhost",
@@ -58,7 +91,8 @@ impl ContainerKanidm {
         std::fs::write(data.join("server.toml"), render(&cfg))?;
         let container = GenericImage::new(name, tag)
             .with_mount(Mount::bind_mount(data.to_string_lossy().into_owned(), "/data"))
-            .with_network(format!("container:{node_container}"))
+            .with_network(net.docker_network())
+            .with_user(format!("{}:{}", own_uid(), own_gid()))
             .with_label(LABEL.0, LABEL.1)
             .with_label(PID_LABEL, std::process::id().to_string())
             .with_cmd(["/sbin/kanidmd", "server", "-c", "/data/server.toml"])
@@ -145,6 +179,15 @@ impl ContainerKanidm {
             let _ = c.rm().await;
         }
     }
+}
+
+fn own_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+fn own_gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
 }
 
 /// `[registry[:port]/]name[:tag]` → (name, tag); testcontainers takes them apart.

@@ -17,7 +17,25 @@ pub use credentials::PersonSecrets;
 pub use readback::Provisioned;
 pub use server::{KanidmEndpoint, LocalKanidm};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Which Kanidm a run starts: one value of the Kanidm axis of the matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KanidmSource {
+    /// A kanidmd binary, run as a local process (`--kanidmd`, `KANIDMD_BIN`, PATH).
+    Binary(PathBuf),
+    /// A `kanidm/server`-like image, run by Docker (`--kanidm-image`, `LAB_KANIDM_IMAGE`).
+    Image(String),
+}
+
+impl std::fmt::Display for KanidmSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Binary(p) => write!(f, "kanidmd {}", p.display()),
+            Self::Image(i) => write!(f, "image {i}"),
+        }
+    }
+}
 
 /// A running Kanidm server, however it was started.
 // A handful exist per run; boxing buys nothing.

@@ -3,13 +3,17 @@
 use super::config::{KanidmServerConfig, render};
 use crate::pki::LabPki;
 use crate::process::{ManagedProcess, free_port, tail};
-use crate::tools;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The kanidm_client crate version we link; servers of another version need `KANIDM_DEV_YOLO`.
+/// The kanidm_client crate version we link.
 pub const CLIENT_VERSION: &str = "1.10.4";
+
+/// Kanidm server release lines this client is tested against (the whole suite passes on
+/// each): its own, 1.10, and the next, 1.11. kanidm_client's debug-build exit on a version
+/// mismatch is compiled out (`debug-assertions = false` for that crate in Cargo.toml).
+pub const SUPPORTED_SERVER_LINES: [(u32, u32); 2] = [(1, 10), (1, 11)];
 
 /// Where and how a Kanidm server is reached.
 #[derive(Debug, Clone)]
@@ -50,12 +54,13 @@ impl LocalKanidm {
     /// Start kanidmd on `port` (0 = any free port) with a fresh database under `dir`, and
     /// wait until `/status` is true.
     pub async fn start(
+        binary: &Path,
         dir: &Path,
         pki: &LabPki,
         http: &reqwest::Client,
         port: u16,
     ) -> Result<LocalKanidm> {
-        let binary = tools::KANIDMD.require()?;
+        let binary = binary.to_path_buf();
         let run_dir = dir.join("run");
         std::fs::create_dir_all(&run_dir)?;
         // A `developer`-profile kanidmd looks for its web UI at ../core/static relative to
@@ -194,17 +199,58 @@ pub async fn server_version(http: &reqwest::Client, origin: &str) -> Option<Stri
         .map(str::to_string)
 }
 
-/// Refuse early, with a clear message, where kanidm_client would exit the process.
+/// `(major, minor)` of a Kanidm version string (`1.11.1`, `1.12.0-dev`).
+pub fn release_line(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether this harness can drive a server of `found` version: release lines in
+/// [`SUPPORTED_SERVER_LINES`] are tested; others are refused unless `KANIDM_DEV_YOLO` is set.
 pub fn check_version(found: Option<&str>) -> Result<()> {
-    match found {
-        Some(v) if v == CLIENT_VERSION => Ok(()),
-        _ if std::env::var_os("KANIDM_DEV_YOLO").is_some() => Ok(()),
-        Some(v) => bail!(
-            "kanidmd is version {v}, but this harness speaks kanidm_client {CLIENT_VERSION}, which exits the process \
-             on a version mismatch in debug builds\n  help: use kanidmd {CLIENT_VERSION}, or set KANIDM_DEV_YOLO=1 to try anyway (version matrix runs)"
-        ),
-        None => bail!(
+    let yolo = std::env::var_os("KANIDM_DEV_YOLO").is_some();
+    check_version_rule(found, yolo)
+}
+
+fn check_version_rule(found: Option<&str>, yolo: bool) -> Result<()> {
+    let Some(v) = found else {
+        bail!(
             "kanidmd did not report its version (no X-KANIDM-VERSION header); is this really kanidmd?"
-        ),
+        )
+    };
+    match release_line(v) {
+        Some(line) if SUPPORTED_SERVER_LINES.contains(&line) => Ok(()),
+        _ if yolo => Ok(()),
+        _ => {
+            let lines: Vec<String> = SUPPORTED_SERVER_LINES
+                .iter()
+                .map(|(a, b)| format!("{a}.{b}.x"))
+                .collect();
+            bail!(
+                "kanidmd is version {v}; this harness (kanidm_client {CLIENT_VERSION}) is tested against Kanidm {}\n  help: use one of those, or set KANIDM_DEV_YOLO=1 to try an untested release anyway",
+                lines.join(" and ")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kanidm_1_10_and_1_11_are_accepted_other_lines_only_when_asked() {
+        for v in ["1.10.4", "1.10.0", "1.11.1", "1.11.2-dev"] {
+            assert!(check_version_rule(Some(v), false).is_ok(), "{v}");
+        }
+        for v in ["1.9.2", "1.12.0", "2.0.0", "nonsense"] {
+            let e = check_version_rule(Some(v), false).unwrap_err().to_string();
+            assert!(e.contains("1.10.x and 1.11.x"), "{e}");
+            assert!(check_version_rule(Some(v), true).is_ok(), "{v}");
+        }
+        assert!(check_version_rule(None, true).is_err());
+        assert_eq!(release_line("1.11.1"), Some((1, 11)));
     }
 }

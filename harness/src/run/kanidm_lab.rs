@@ -3,7 +3,8 @@
 //! valid for its current state. `labkit` starts its Kanidm through the same functions.
 
 use crate::cluster::KanidmPlacement;
-use crate::kanidm::container::ContainerKanidm;
+use crate::kanidm::KanidmSource;
+use crate::kanidm::container::{ContainerKanidm, ContainerNet};
 use crate::kanidm::reconcile::{self, Desired, Previous};
 use crate::kanidm::server::{LocalKanidm, check_version};
 use crate::kanidm::{KanidmServer, Provisioned, admin, plan, readback};
@@ -15,26 +16,82 @@ use crate::render::LabFacts;
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::KanidmState;
 use crate::timings::Timings;
+use crate::tools;
 use anyhow::{Result, anyhow};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Start Kanidm where the backend needs it and check it speaks our client's version.
+/// Which Kanidm the local backend runs when none is named: a kanidmd binary if one is
+/// found, else the Kanidm image if a Docker engine is there.
+pub fn default_source(placement: &KanidmPlacement, default_image: &str) -> Result<KanidmSource> {
+    if *placement == KanidmPlacement::HostLoopback
+        && let Some(found) = tools::KANIDMD.find()
+    {
+        return Ok(KanidmSource::Binary(found.path));
+    }
+    if *placement != KanidmPlacement::HostLoopback || tools::docker_socket_present() {
+        return Ok(KanidmSource::Image(default_image.to_string()));
+    }
+    Err(anyhow!(
+        "no Kanidm to run: no kanidmd binary and no Docker engine\n  help: {}",
+        tools::KANIDMD.how_to_get
+    ))
+}
+
+fn binary_in_node(p: &Path) -> anyhow::Error {
+    anyhow!(
+        "the kind backend runs Kanidm as a container in the node, not the binary {}\n  help: give --kanidm-image <image> (README: \"Kanidm images\")",
+        p.display()
+    )
+}
+
+/// Fail early when `source` cannot run on this backend or its image is missing.
+pub async fn check_source(placement: &KanidmPlacement, source: &KanidmSource) -> Result<()> {
+    match (placement, source) {
+        (KanidmPlacement::ContainerInNode { .. }, KanidmSource::Binary(p)) => {
+            Err(binary_in_node(p))
+        }
+        (_, KanidmSource::Binary(p)) if !tools::is_executable(p) => {
+            Err(anyhow!("kanidmd {} is not an executable file", p.display()))
+        }
+        (_, KanidmSource::Binary(_)) => Ok(()),
+        (_, KanidmSource::Image(image)) => {
+            crate::kanidm::container::split_image(image)?;
+            crate::cluster::kind::ensure_image(image, "Kanidm", "--kanidm-image <image>").await
+        }
+    }
+}
+
+/// Start Kanidm where the backend needs it and check it is a release line we support.
 pub async fn start_server(
     dir: &Path,
     pki: &LabPki,
     http: &reqwest::Client,
     placement: &KanidmPlacement,
+    source: &KanidmSource,
 ) -> Result<KanidmServer> {
     std::fs::create_dir_all(dir)?;
-    let mut server = match placement {
-        KanidmPlacement::LocalProcess => {
-            KanidmServer::Local(LocalKanidm::start(dir, pki, http, 0).await?)
+    let mut server = match (placement, source) {
+        (KanidmPlacement::HostLoopback, KanidmSource::Binary(bin)) => {
+            KanidmServer::Local(LocalKanidm::start(bin, dir, pki, http, 0).await?)
         }
-        KanidmPlacement::ContainerInNode { node, image, port } => KanidmServer::Container(
-            ContainerKanidm::start(dir, pki, http, node, *port, image).await?,
-        ),
+        (KanidmPlacement::HostLoopback, KanidmSource::Image(image)) => {
+            let net = ContainerNet::HostLoopback {
+                port: crate::process::free_port()?,
+            };
+            KanidmServer::Container(ContainerKanidm::start(dir, pki, http, &net, image).await?)
+        }
+        (KanidmPlacement::ContainerInNode { node, port }, KanidmSource::Image(image)) => {
+            let net = ContainerNet::Node {
+                node: node.clone(),
+                port: *port,
+            };
+            KanidmServer::Container(ContainerKanidm::start(dir, pki, http, &net, image).await?)
+        }
+        (KanidmPlacement::ContainerInNode { .. }, KanidmSource::Binary(p)) => {
+            return Err(binary_in_node(p));
+        }
     };
     if let Err(e) = check_version(server.version()) {
         server.stop().await;
@@ -163,6 +220,8 @@ impl KanidmLab {
 pub struct KanidmSite<'a> {
     pub lab: &'a super::lab::Lab,
     pub placement: KanidmPlacement,
+    /// Which Kanidm (binary or image).
+    pub source: KanidmSource,
     /// Never change Kanidm in place (`--fresh-kanidm`).
     pub fresh_kanidm: bool,
 }
@@ -176,7 +235,14 @@ async fn start_lab(
 ) -> Result<KanidmLab> {
     let t = Instant::now();
     let lab = site.lab;
-    let server = start_server(&lab.next_kanidm_dir(), &lab.pki, &lab.http, &site.placement).await?;
+    let server = start_server(
+        &lab.next_kanidm_dir(),
+        &lab.pki,
+        &lab.http,
+        &site.placement,
+        &site.source,
+    )
+    .await?;
     timings.add("kanidm ready", t.elapsed());
     progress.step(&format!(
         "kanidmd {} ready at {}",

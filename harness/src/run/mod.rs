@@ -11,6 +11,7 @@ pub use lab::{Lab, LabDir};
 
 use crate::check::CheckResult;
 use crate::cluster::{Backend, ClusterBackend};
+use crate::kanidm::KanidmSource;
 use crate::progress::Progress;
 use crate::render::K8sVersion;
 use crate::scenario::LoadedScenario;
@@ -25,6 +26,8 @@ use std::time::Instant;
 pub struct RunOptions {
     pub scenarios: Vec<LoadedScenario>,
     pub k8s: K8sVersion,
+    /// Which Kanidm the run starts.
+    pub kanidm: KanidmSource,
     pub artifacts: PathBuf,
     /// Never change Kanidm in place: a new server (and new sign-ins) per Kanidm state.
     pub fresh_kanidm: bool,
@@ -56,6 +59,7 @@ pub async fn run_scenarios(
         site: KanidmSite {
             lab,
             placement,
+            source: opts.kanidm.clone(),
             fresh_kanidm: opts.fresh_kanidm,
         },
         k8s: opts.k8s,
@@ -71,6 +75,7 @@ pub async fn run_scenarios(
         match scenario::run_scenario(&mut ctx, s).await {
             Ok(mut r) => results.append(&mut r),
             Err(e) => results.push(CheckResult {
+                cell: String::new(),
                 scenario: s.name.clone(),
                 person: "-".into(),
                 check: "setup".into(),
@@ -99,7 +104,7 @@ pub async fn run_scenarios(
         let wanted = format!("v1.{}.", opts.k8s.minor);
         if !v.starts_with(&wanted) {
             progress.phase(&format!(
-                "note: the API server binary is {v}; configs were rendered for Kubernetes {} (the kind backend runs each minor's own node image)",
+                "note: the API server is {v}, but configs were rendered for Kubernetes {} (is the node image for another minor?)",
                 opts.k8s
             ));
         }
@@ -118,6 +123,11 @@ pub async fn run_scenarios(
 pub struct E2eOptions {
     pub scenarios: Vec<LoadedScenario>,
     pub k8s: Vec<K8sVersion>,
+    /// The Kanidm axis of the matrix; empty: the backend's default (see
+    /// [`kanidm_lab::default_source`]).
+    pub kanidm: Vec<KanidmSource>,
+    /// The image the default source uses when it is an image.
+    pub default_kanidm_image: String,
     pub backend: Backend,
     pub artifacts: PathBuf,
     pub keep: bool,
@@ -125,6 +135,18 @@ pub struct E2eOptions {
     pub kind: crate::cluster::kind::KindSettings,
     /// On kind, run structured-config scenarios before flag ones (fewer API server restarts).
     pub order_for_speed: bool,
+    /// Local backend: where the control-plane binaries of each minor are looked for.
+    pub places: crate::tools::Places,
+    /// Local backend: download a minor's binaries that are found nowhere (`setup`'s code).
+    pub fetch_missing: Option<crate::setup::Source>,
+}
+
+/// One cell of the matrix: a Kubernetes minor and a Kanidm.
+struct Cell<'a> {
+    k8s: K8sVersion,
+    kanidm: &'a KanidmSource,
+    /// Folder name of its lab and artifacts.
+    slug: String,
 }
 
 pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
@@ -140,16 +162,64 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         artifacts: opts.artifacts.clone(),
         versions: BTreeMap::new(),
     };
-    for v in &opts.k8s {
-        let mut report = run_minor(&opts, *v, &labdir, &progress, &mut all.timings).await?;
-        if opts.k8s.len() > 1 {
-            for r in &mut report.results {
-                r.scenario = format!("{}@{v}", r.scenario);
-            }
-            // Each minor ran its own API server (and, on kind, its own Kanidm container).
+    let placement = match opts.backend {
+        Backend::Local => crate::cluster::KanidmPlacement::HostLoopback,
+        // The node's name is known once the cluster exists; only the kind of place matters here.
+        Backend::Kind => crate::cluster::KanidmPlacement::ContainerInNode {
+            node: String::new(),
+            port: 0,
+        },
+    };
+    let sources = match opts.kanidm.is_empty() {
+        true => vec![kanidm_lab::default_source(
+            &placement,
+            &opts.default_kanidm_image,
+        )?],
+        false => opts.kanidm.clone(),
+    };
+    // Everything the matrix needs, before anything starts.
+    for k in &sources {
+        kanidm_lab::check_source(&placement, k).await?;
+    }
+    let mut bins = BTreeMap::new();
+    if opts.backend == Backend::Local {
+        for v in &opts.k8s {
+            bins.insert(*v, local_binaries(&opts, *v, &progress).await?);
+        }
+    }
+    let several = sources.len() > 1;
+    let cells: Vec<Cell> = sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| {
+            opts.k8s.iter().map(move |v| Cell {
+                k8s: *v,
+                kanidm: k,
+                slug: match several {
+                    false => format!("k8s-{v}"),
+                    true => format!("k8s-{v}-kanidm-{}", i + 1),
+                },
+            })
+        })
+        .collect();
+    for cell in &cells {
+        let mut report = run_cell(
+            &opts,
+            cell,
+            bins.get(&cell.k8s),
+            &labdir,
+            &progress,
+            &mut all.timings,
+        )
+        .await?;
+        let label = cell_label(cell.k8s, &report.versions);
+        for r in &mut report.results {
+            r.cell = label.clone();
+        }
+        if cells.len() > 1 {
             report.versions = std::mem::take(&mut report.versions)
                 .into_iter()
-                .map(|(k, val)| (format!("{k}@{v}"), val))
+                .map(|(k, val)| (format!("{k}@{}", cell.slug), val))
                 .collect();
         }
         all.results.append(&mut report.results);
@@ -166,37 +236,89 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     Ok(all)
 }
 
-/// One Kubernetes minor: a lab, a cluster on the chosen backend, every scenario.
-async fn run_minor(
+/// `Kubernetes 1.33 (v1.33.13), kanidmd 1.10.4`: what a cell really ran.
+fn cell_label(k8s: K8sVersion, versions: &BTreeMap<String, String>) -> String {
+    let api = versions
+        .get("kube-apiserver")
+        .map(|v| format!(" ({v})"))
+        .unwrap_or_default();
+    let kanidm = versions
+        .get("kanidmd")
+        .map(|v| format!(", kanidmd {v}"))
+        .unwrap_or_default();
+    format!("Kubernetes {k8s}{api}{kanidm}")
+}
+
+/// The control-plane binaries of minor `v`, downloaded first when they are found nowhere
+/// and the run may fetch them.
+async fn local_binaries(
     opts: &E2eOptions,
     v: K8sVersion,
+    progress: &Progress,
+) -> Result<crate::tools::ControlPlaneBins> {
+    match crate::tools::control_plane_for(&opts.places, v.minor).await {
+        Ok(b) => Ok(b),
+        Err(not_found) => {
+            let Some(source) = &opts.fetch_missing else {
+                return Err(not_found);
+            };
+            progress.phase(&format!(
+                "Kubernetes {v}: no binaries here; downloading them (as `cargo xtask setup --k8s {v}` does)"
+            ));
+            let cache = opts.places.cache.clone().ok_or_else(|| {
+                anyhow::anyhow!("{not_found:#}\n  (no cache directory: set LAB_CACHE_DIR or HOME)")
+            })?;
+            crate::setup::install_k8s(source, &cache, v, progress)
+                .await
+                .map_err(|e| anyhow::anyhow!("{not_found:#}\ndownloading them failed: {e:#}"))?;
+            crate::tools::control_plane_for(&opts.places, v.minor).await
+        }
+    }
+}
+
+/// One cell: a lab, a cluster on the chosen backend, every scenario.
+async fn run_cell(
+    opts: &E2eOptions,
+    cell: &Cell<'_>,
+    bins: Option<&crate::tools::ControlPlaneBins>,
     labdir: &LabDir,
     progress: &Progress,
     timings: &mut Timings,
 ) -> Result<RunReport> {
     let t = Instant::now();
+    let v = cell.k8s;
     progress.phase(&format!(
-        "Kubernetes {v} on the {} backend: starting lab",
-        opts.backend
+        "Kubernetes {v} on the {} backend, Kanidm from {}: starting lab",
+        opts.backend, cell.kanidm
     ));
-    let dir = labdir.path.join(format!("k8s-{v}"));
+    let dir = labdir.path.join(&cell.slug);
     let lab = Lab::new(&dir).await?;
     let mut scenarios = opts.scenarios.clone();
     if opts.backend == Backend::Kind && opts.order_for_speed {
         crate::scenario::order_for_fewest_switches(&mut scenarios);
     }
-    let artifacts = opts.artifacts.join(format!("k8s-{v}"));
+    let artifacts = opts.artifacts.join(&cell.slug);
     let run_opts = RunOptions {
         scenarios,
         k8s: v,
+        kanidm: cell.kanidm.clone(),
         artifacts: artifacts.clone(),
         fresh_kanidm: opts.fresh_kanidm,
     };
-    let report = match opts.backend {
-        Backend::Local => {
-            let mut cluster =
-                crate::cluster::local::LocalControlPlane::start(&dir.join("cluster"), &lab.pki)
-                    .await?;
+    let report = match (opts.backend, bins) {
+        (Backend::Local, Some(bins)) => {
+            progress.step(&format!(
+                "kube-apiserver {} from {} ({})",
+                bins.version,
+                bins.via,
+                bins.apiserver.display()
+            ));
+            let mut cluster = crate::cluster::local::LocalControlPlane::start(
+                &dir.join("cluster"),
+                &lab.pki,
+                bins,
+            )
+            .await?;
             timings.add("control plane (etcd) started", t.elapsed());
             let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
             for (i, d) in cluster.ready_times.iter().enumerate() {
@@ -205,7 +327,8 @@ async fn run_minor(
             cluster.shutdown().await;
             r?
         }
-        Backend::Kind => {
+        (Backend::Local, None) => anyhow::bail!("no control-plane binaries for Kubernetes {v}"),
+        (Backend::Kind, _) => {
             let mut cluster = crate::cluster::kind::KindCluster::create(
                 &dir.join("cluster"),
                 &lab.pki,

@@ -209,6 +209,7 @@ impl Recorder {
 
     fn push(&mut self, check: String, j: Judgement, apiserver_line: Option<String>) {
         self.results.push(CheckResult {
+            cell: String::new(),
             scenario: self.scenario.clone(),
             person: self.person.clone(),
             check,
@@ -267,7 +268,7 @@ async fn check_expectation(
         return Ok(());
     }
     if let Some(w) = &e.whoami {
-        let run = kubectl::whoami(&kubeconfig_path).await?;
+        let run = kubectl::whoami(cluster.kubectl(), &kubeconfig_path).await?;
         rec.push("whoami".into(), judge::whoami(&run, w, &facts.values), None);
     }
     for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
@@ -275,10 +276,10 @@ async fn check_expectation(
             let action = &a.value;
             let args = kubectl::args_for(action);
             let deadline = Instant::now() + RBAC_SETTLE;
-            let mut run = kubectl::run(&kubeconfig_path, &args).await?;
+            let mut run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
             while judge::worth_retrying(want_allowed, &run) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                run = kubectl::run(&kubeconfig_path, &args).await?;
+                run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
             }
             let kind = if want_allowed { "allowed" } else { "forbidden" };
             rec.push(
