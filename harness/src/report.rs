@@ -27,7 +27,13 @@ pub fn summary_table(results: &[CheckResult]) -> String {
         "{:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n",
         "", "scenario", "person", "check", "result"
     );
+    let cells = cells_of(results);
+    let mut cell: Option<&str> = None;
     for r in results {
+        if cells.len() > 1 && cell != Some(r.cell.as_str()) {
+            cell = Some(r.cell.as_str());
+            out.push_str(&format!("── {} ──\n", r.cell));
+        }
         let mark = if r.passed { "ok" } else { "FAIL" };
         out.push_str(&format!(
             "{mark:<4}  {:<w_s$}  {:<w_p$}  {:<w_c$}  {}\n",
@@ -51,6 +57,17 @@ pub fn summary_table(results: &[CheckResult]) -> String {
         }
     }
     let failed = results.iter().filter(|r| !r.passed).count();
+    if cells.len() > 1 {
+        out.push('\n');
+        for c in &cells {
+            let n = results.iter().filter(|r| r.cell == *c).count();
+            let bad = results.iter().filter(|r| r.cell == *c && !r.passed).count();
+            out.push_str(&format!(
+                "{c}: {n} checks, {} passed, {bad} failed\n",
+                n - bad
+            ));
+        }
+    }
     out.push_str(&format!(
         "\n{} checks, {} passed, {} failed\n",
         results.len(),
@@ -60,14 +77,39 @@ pub fn summary_table(results: &[CheckResult]) -> String {
     out
 }
 
+/// The matrix cells in the order they ran.
+fn cells_of(results: &[CheckResult]) -> Vec<&str> {
+    let mut cells: Vec<&str> = Vec::new();
+    for r in results {
+        if !cells.contains(&r.cell.as_str()) {
+            cells.push(&r.cell);
+        }
+    }
+    cells
+}
+
 pub fn write_junit(results: &[CheckResult], path: &Path, suite_name: &str) -> Result<()> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut report = Report::new("kanidm-k8s-lab");
-    let mut scenarios: Vec<&str> = results.iter().map(|r| r.scenario.as_str()).collect();
-    scenarios.dedup();
-    for sc in scenarios {
-        let mut suite = TestSuite::new(format!("{suite_name}/{sc}"));
-        for r in results.iter().filter(|r| r.scenario == sc) {
+    // One suite per cell and scenario, named after both, with the versions as properties.
+    let mut suites: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.cell.as_str(), r.scenario.as_str()))
+        .collect();
+    suites.dedup();
+    for (cell, sc) in suites {
+        let name = match cell {
+            "" => format!("{suite_name}/{sc}"),
+            c => format!("{suite_name}/{c}/{sc}"),
+        };
+        let mut suite = TestSuite::new(name);
+        if !cell.is_empty() {
+            suite.add_property(quick_junit::Property::new("cell", cell));
+        }
+        for r in results
+            .iter()
+            .filter(|r| r.cell == cell && r.scenario == sc)
+        {
             let status = if r.passed {
                 TestCaseStatus::success()
             } else {
@@ -91,4 +133,48 @@ pub fn write_junit(results: &[CheckResult], path: &Path, suite_name: &str) -> Re
         .map_err(|e| anyhow::anyhow!("junit: {e}"))?;
     std::fs::write(path, xml)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(cell: &str, passed: bool) -> CheckResult {
+        CheckResult {
+            cell: cell.into(),
+            scenario: "post1-structured".into(),
+            person: "alice".into(),
+            check: "whoami".into(),
+            passed,
+            actual: "user alice@localhost".into(),
+            detail: None,
+            apiserver_line: None,
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn every_check_carries_its_matrix_cell_in_the_table_and_junit() {
+        let a = "Kubernetes 1.33 (v1.33.13), kanidmd 1.10.4";
+        let b = "Kubernetes 1.36 (v1.36.2), kanidmd 1.11.1";
+        let results = vec![result(a, true), result(b, false)];
+        let table = summary_table(&results);
+        assert!(table.contains(&format!("── {a} ──")), "{table}");
+        assert!(
+            table.contains(&format!("{b}: 1 checks, 0 passed, 1 failed")),
+            "{table}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        write_junit(&results, &path, "e2e").unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(xml.contains(&format!("e2e/{a}/post1-structured")), "{xml}");
+        assert!(
+            xml.contains(&format!("name=\"cell\" value=\"{b}\"")),
+            "{xml}"
+        );
+        // One cell: no headers, the table as before.
+        let one = summary_table(&[result(a, true)]);
+        assert!(!one.contains("──"), "{one}");
+    }
 }
