@@ -43,8 +43,41 @@ pub fn login(want: LoginOutcome, got: &LoginOutcomeActual) -> Judgement {
         (LoginOutcomeActual::AccessDenied, LoginOutcome::AccessDenied) => {
             Judgement::pass("Kanidm showed Access Denied")
         }
+        (LoginOutcomeActual::LoginFailed(_), LoginOutcome::Refused) => Judgement::pass(got.label()),
         (got, want) => Judgement::fail(got.label(), format!("expected login {want:?}")),
     }
+}
+
+/// A token kept from an earlier point: it must be one, and the report says when it expires
+/// (what a step shows side by side with a fresh login).
+pub fn kept_token(got: &LoginOutcomeActual, from: &str, now: u64) -> Judgement {
+    match got {
+        LoginOutcomeActual::Token(t) => {
+            let left = t.expires_at.saturating_sub(now);
+            let hms = |s: u64| format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60);
+            Judgement::pass(format!(
+                "token ({}) from {from}, valid until {} UTC (in {} min {} s)",
+                t.alg,
+                hms(t.expires_at),
+                left / 60,
+                left % 60
+            ))
+        }
+        other => Judgement::fail(
+            other.label(),
+            format!("the login at `{from}` gave no token, so there is none to check again"),
+        ),
+    }
+}
+
+/// A step checks a kept token that the person never got at that point.
+pub fn no_kept_token(person: &str, from: &str) -> Judgement {
+    Judgement::fail(
+        format!("{person} has no token from {from}"),
+        format!(
+            "{person} did not log in at `{from}` (no expectation there, or the login failed); point `tokenFrom` at a step where they got a token"
+        ),
+    )
 }
 
 /// An `unauthorized` expectation holds only for a 401 with exactly the expected cause

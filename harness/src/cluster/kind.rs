@@ -567,6 +567,9 @@ impl ClusterBackend for KindCluster {
     fn kubectl(&self) -> &Path {
         &self.kubectl
     }
+    fn forget_auth(&mut self) {
+        self.current = None;
+    }
     fn ca_path_for_apiserver(&self) -> String {
         format!("{NODE_AUTHN_DIR}/ca.pem")
     }

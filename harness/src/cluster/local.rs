@@ -449,6 +449,9 @@ impl ClusterBackend for LocalControlPlane {
     fn kubectl(&self) -> &Path {
         &self.kubectl
     }
+    fn forget_auth(&mut self) {
+        self.current = None;
+    }
     fn ca_path_for_apiserver(&self) -> String {
         self.pki.ca_cert.to_string_lossy().into_owned()
     }

@@ -86,6 +86,9 @@ pub trait ClusterBackend {
     }
     /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;
+    /// Forget what the API server runs, so the next [`ClusterBackend::configure_auth`]
+    /// restarts it even with the same authentication (a step's `restartApiServer`).
+    fn forget_auth(&mut self);
     /// Whether the last [`ClusterBackend::configure_auth`] changed the config without a new
     /// API server process: tokens that succeeded within 10 s before it may still be answered
     /// from the API server's token cache.

@@ -173,6 +173,46 @@ impl ContainerKanidm {
         }
     }
 
+    /// Stop the container, keeping it (and its data) for [`ContainerKanidm::resume`].
+    pub async fn pause(&mut self) -> Result<()> {
+        let c = self
+            .container
+            .as_ref()
+            .ok_or_else(|| anyhow!("container already removed"))?;
+        c.stop_with_timeout(Some(5))
+            .await
+            .map_err(|e| anyhow!("stopping the Kanidm container: {e}"))
+    }
+
+    /// Start the stopped container again and wait for `/status`.
+    pub async fn resume(&mut self, http: &reqwest::Client) -> Result<()> {
+        let c = self
+            .container
+            .as_ref()
+            .ok_or_else(|| anyhow!("container already removed"))?;
+        c.start()
+            .await
+            .map_err(|e| anyhow!("starting the Kanidm container again: {e}"))?;
+        let status = format!("{}/status", self.endpoint.origin);
+        crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                Ok(match http.get(&status).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                })
+            },
+            |after| {
+                anyhow!(
+                    "the Kanidm container did not answer {status} within {} s of its restart",
+                    after.as_secs()
+                )
+            },
+        )
+        .await
+    }
+
     pub async fn stop(&mut self) {
         self.save_log().await;
         if let Some(c) = self.container.take() {

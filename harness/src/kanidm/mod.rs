@@ -8,6 +8,7 @@ pub mod admin;
 pub mod config;
 pub mod container;
 pub mod credentials;
+pub mod events;
 pub mod plan;
 pub mod readback;
 pub mod reconcile;
@@ -74,6 +75,23 @@ impl KanidmServer {
         match self {
             Self::Local(k) => k.stop().await,
             Self::Container(k) => k.stop().await,
+        }
+    }
+    /// Stop serving, keeping the data (a step's `stopKanidm`).
+    pub async fn pause(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Local(k) => {
+                k.stop().await;
+                Ok(())
+            }
+            Self::Container(k) => k.pause().await,
+        }
+    }
+    /// Serve again on the same origin with the same data (a step's `startKanidm`).
+    pub async fn resume(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        match self {
+            Self::Local(k) => k.restart(http).await,
+            Self::Container(k) => k.resume(http).await,
         }
     }
 }

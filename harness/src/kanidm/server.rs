@@ -27,6 +27,10 @@ impl KanidmEndpoint {
     pub fn issuer(&self, client: &str) -> String {
         crate::scenario::placeholder::issuer_url(&self.origin, client)
     }
+    /// The client's JWKS (what discovery's `jwks_uri` names on Kanidm).
+    pub fn jwks_url(&self, client: &str) -> String {
+        format!("{}/public_key.jwk", self.issuer(client))
+    }
 }
 
 #[derive(Debug)]
@@ -88,41 +92,7 @@ impl LocalKanidm {
         };
         std::fs::write(&config_path, render(&cfg))?;
         let log = dir.join("kanidmd.log");
-        let args = vec![
-            "server".to_string(),
-            "-c".into(),
-            config_path.to_string_lossy().into_owned(),
-        ];
-        let mut process =
-            ManagedProcess::spawn("kanidmd", &binary, &args, Some(&run_dir), &[], &log)?;
-        let status_url = format!("{origin}/status");
-        let mut ready = false;
-        for _ in 0..300 {
-            if let Err(e) = process.ensure_running() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if text.contains("UI package path") || text.contains("integrity hash") {
-                    bail!(
-                        "{e}\n  help: this kanidmd was built with the `developer` profile and cannot find its web UI; \
-                         set KANIDM_UI_DIR to the `server/core/static` folder of the same kanidm checkout"
-                    );
-                }
-                return Err(e);
-            }
-            if let Ok(r) = http.get(&status_url).send().await
-                && r.status().is_success()
-                && r.text().await.is_ok_and(|t| t.trim() == "true")
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if !ready {
-            bail!(
-                "kanidmd did not answer {status_url} within 15 s; log tail:\n{}",
-                tail(&log, 15)
-            );
-        }
+        let process = spawn_ready(&binary, &config_path, &run_dir, &log, &origin, http).await?;
         let endpoint = KanidmEndpoint {
             domain: "localhost".into(),
             origin,
@@ -179,10 +149,73 @@ impl LocalKanidm {
         self.process.stop(Duration::from_secs(5)).await;
     }
 
+    /// Start the stopped server again: same config, origin and database.
+    pub async fn restart(&mut self, http: &reqwest::Client) -> Result<()> {
+        self.process.stop(Duration::from_secs(5)).await;
+        let run_dir = self
+            .config_path
+            .parent()
+            .map(|d| d.join("run"))
+            .unwrap_or_else(|| PathBuf::from("."));
+        // Append to the same log: the artifacts show the whole story.
+        let log = self.log.with_extension("restarted.log");
+        self.process = spawn_ready(
+            &self.binary,
+            &self.config_path,
+            &run_dir,
+            &log,
+            &self.endpoint.origin,
+            http,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The kanidmd process id (None once stopped).
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
+}
+
+/// kanidmd running `config` until `/status` says true (15 s at most).
+async fn spawn_ready(
+    binary: &Path,
+    config_path: &Path,
+    run_dir: &Path,
+    log: &Path,
+    origin: &str,
+    http: &reqwest::Client,
+) -> Result<ManagedProcess> {
+    let args = vec![
+        "server".to_string(),
+        "-c".into(),
+        config_path.to_string_lossy().into_owned(),
+    ];
+    let mut process = ManagedProcess::spawn("kanidmd", binary, &args, Some(run_dir), &[], log)?;
+    let status_url = format!("{origin}/status");
+    for _ in 0..300 {
+        if let Err(e) = process.ensure_running() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains("UI package path") || text.contains("integrity hash") {
+                bail!(
+                    "{e}\n  help: this kanidmd was built with the `developer` profile and cannot find its web UI; \
+                     set KANIDM_UI_DIR to the `server/core/static` folder of the same kanidm checkout"
+                );
+            }
+            return Err(e);
+        }
+        if let Ok(r) = http.get(&status_url).send().await
+            && r.status().is_success()
+            && r.text().await.is_ok_and(|t| t.trim() == "true")
+        {
+            return Ok(process);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "kanidmd did not answer {status_url} within 15 s; log tail:\n{}",
+        tail(log, 15)
+    )
 }
 
 /// The server's version from the `X-KANIDM-VERSION` header of an API response.

@@ -74,6 +74,7 @@ pub fn render_all(
     };
     out.push_str("\n## RBAC\n");
     out.push_str(&super::rbac::render(s, facts)?.to_yaml()?);
+    out.push_str(&render_steps(s, facts, v)?);
     let base_path = super::kind_config::base_config_path(kind_configs, v);
     let base_name = base_path
         .file_name()
@@ -108,6 +109,69 @@ pub fn render_all(
         Err(_) => out.push_str(&format!(
             "# no kind config for Kubernetes {v} (kind-configs/{base_name} is missing)\n"
         )),
+    }
+    Ok(out)
+}
+
+/// Every step: what it changes in Kanidm (the planner's operations and the events' CLI
+/// lines, in the order written), the API server's authentication when it changes, and
+/// which token each expectation checks.
+pub fn render_steps(s: &LoadedScenario, facts: &LabFacts, v: K8sVersion) -> Result<String> {
+    use crate::scenario::model::Change;
+    use crate::scenario::steps;
+    let plans = steps::plan(&s.scenario).map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+    let mut out = String::new();
+    let mut state = s.scenario.kanidm.clone();
+    for (i, p) in plans.iter().enumerate() {
+        out.push_str(&format!("\n## Step {}: {}\n", i + 1, p.step.name.value));
+        if let Some(d) = &p.step.description {
+            out.push_str(&format!("# {d}\n"));
+        }
+        for op in steps::ops(&state, p.step).map_err(|e| anyhow!("{e}"))? {
+            match op {
+                steps::StepOp::Reconcile(next) => {
+                    match crate::kanidm::plan::plan(Some(&state), &next) {
+                        Ok(plan) => plan
+                            .ops
+                            .iter()
+                            .for_each(|op| out.push_str(&format!("{op}\n"))),
+                        Err(why) => out.push_str(&format!("# cannot plan: {why}\n")),
+                    }
+                    state = next;
+                }
+                steps::StepOp::Event(ch) => {
+                    for l in crate::kanidm::events::cli_lines(ch) {
+                        out.push_str(&format!("{l}\n"));
+                    }
+                    if matches!(ch, Change::RenamePerson { .. }) {
+                        steps::apply(&mut state, ch).map_err(|e| anyhow!("{e}"))?;
+                    }
+                }
+            }
+        }
+        if p.api_server_changes {
+            let at = steps::scenario_at(s, p);
+            if p.step.restart_api_server {
+                out.push_str("# the API server restarts\n");
+            }
+            match auth_setup(&at, facts, v)? {
+                AuthSetup::Structured { config_yaml } => {
+                    out.push_str("# API server authentication from this step on:\n");
+                    out.push_str(&config_yaml);
+                }
+                AuthSetup::Flags(flags) => {
+                    out.push_str("# API server flags from this step on:\n");
+                    flags.iter().for_each(|f| out.push_str(&format!("{f}\n")));
+                }
+            }
+        }
+        for e in &p.step.expect {
+            let token = match &e.token_from {
+                Some(t) => format!("the token from {}", t.value),
+                None => "a fresh login".into(),
+            };
+            out.push_str(&format!("# expect {} with {token}\n", e.person.value));
+        }
     }
     Ok(out)
 }

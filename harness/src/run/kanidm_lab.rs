@@ -5,6 +5,7 @@
 use crate::cluster::KanidmPlacement;
 use crate::kanidm::KanidmSource;
 use crate::kanidm::container::{ContainerKanidm, ContainerNet};
+use crate::kanidm::events;
 use crate::kanidm::reconcile::{self, Desired, Previous};
 use crate::kanidm::server::{LocalKanidm, check_version};
 use crate::kanidm::{KanidmServer, Provisioned, admin, plan, readback};
@@ -14,7 +15,8 @@ use crate::pki::LabPki;
 use crate::progress::Progress;
 use crate::render::LabFacts;
 use crate::scenario::LoadedScenario;
-use crate::scenario::model::KanidmState;
+use crate::scenario::model::{Change, KanidmState};
+use crate::scenario::steps::{self, StepOp, StepPlan};
 use crate::timings::Timings;
 use crate::tools;
 use anyhow::{Result, anyhow};
@@ -126,6 +128,9 @@ pub struct KanidmLab {
     state: KanidmState,
     pub fingerprint: String,
     pub provisioned: Provisioned,
+    /// Why the next scenario must start a fresh Kanidm (a step changed it beyond its
+    /// state: expiry, sessions, keys, a stop).
+    pub dirty: Option<String>,
     /// Login results per Kanidm state (fingerprint → person → outcome); cleared when an
     /// entry a token could refer to is deleted.
     pub tokens: BTreeMap<String, BTreeMap<String, LoginOutcomeActual>>,
@@ -173,12 +178,21 @@ impl KanidmLab {
         fp: String,
         http: &reqwest::Client,
     ) -> Result<(Duration, String)> {
+        self.change_to(Desired::of(s), fp, http).await
+    }
+
+    /// Reconcile the running Kanidm to `want`.
+    async fn change_to(
+        &mut self,
+        want: Desired<'_>,
+        fp: String,
+        http: &reqwest::Client,
+    ) -> Result<(Duration, String)> {
         let t = Instant::now();
         let prev = Previous {
             state: &self.state,
             provisioned: &self.provisioned,
         };
-        let want = Desired::of(s);
         let applied =
             reconcile::reconcile(&self.admin, Some(prev), &want, http, self.server.endpoint())
                 .await?;
@@ -213,6 +227,107 @@ impl KanidmLab {
                 applied.changes
             ),
         ))
+    }
+}
+
+impl KanidmLab {
+    /// A step's changes, in the order written: consecutive state changes are planned and
+    /// reconciled together, events run on the server, renames re-key what we hold.
+    /// Returns a note for the progress line.
+    pub async fn apply_step(
+        &mut self,
+        p: &StepPlan<'_>,
+        dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<String> {
+        let mut done = Vec::new();
+        let step_fp = format!("{}#{}", self.fingerprint, p.step.name.value);
+        for op in steps::ops(&self.state, p.step).map_err(|e| anyhow!("{e}"))? {
+            match op {
+                StepOp::Reconcile(next) => {
+                    let (_, note) = self
+                        .change_to(Desired { state: &next, dir }, step_fp.clone(), http)
+                        .await?;
+                    done.push(note);
+                }
+                StepOp::Event(ch) => {
+                    self.event(ch, http).await?;
+                    done.push(events::cli_lines(ch).join("; "));
+                }
+            }
+        }
+        self.fingerprint = step_fp;
+        if !p.events.is_empty() || !p.kanidm_running {
+            self.dirty = Some(format!(
+                "step `{}` changed Kanidm beyond its state (events or a stop)",
+                p.step.name.value
+            ));
+        }
+        Ok(done.join("; "))
+    }
+
+    async fn event(&mut self, ch: &Change, http: &reqwest::Client) -> Result<()> {
+        match ch {
+            Change::StopKanidm => {
+                self.signins.close().await;
+                self.server.pause().await
+            }
+            Change::StartKanidm => self.server.resume(http).await,
+            Change::RenamePerson { person, to } => {
+                let endpoint = self.server.endpoint().clone();
+                events::execute(&self.admin, ch, http, |c| endpoint.jwks_url(c)).await?;
+                self.rename(&person.value, &to.value).await;
+                Ok(())
+            }
+            Change::RevokeSessions { person } => {
+                let endpoint = self.server.endpoint().clone();
+                events::execute(&self.admin, ch, http, |c| endpoint.jwks_url(c)).await?;
+                // Their Kanidm sign-in is gone: the next login walks the pages again.
+                self.signins.forget(&person.value).await;
+                Ok(())
+            }
+            _ => {
+                let endpoint = self.server.endpoint().clone();
+                events::execute(&self.admin, ch, http, |c| endpoint.jwks_url(c)).await
+            }
+        }
+    }
+
+    /// What we hold about a person, under their new name.
+    async fn rename(&mut self, old: &str, new: &str) {
+        let mut next = self.state.clone();
+        if steps::apply(
+            &mut next,
+            &Change::RenamePerson {
+                person: spanned(old),
+                to: spanned(new),
+            },
+        )
+        .is_ok()
+        {
+            self.state = next;
+        }
+        let p = &mut self.provisioned;
+        if let Some(v) = p.secrets.remove(old) {
+            p.secrets.insert(new.to_string(), v);
+        }
+        if let Some(v) = p.uuids.remove(old) {
+            p.uuids.insert(new.to_string(), v);
+        }
+        for members in p.members.values_mut() {
+            if members.remove(old) {
+                members.insert(new.to_string());
+            }
+        }
+        self.signins.forget(old).await;
+    }
+}
+
+fn spanned(v: &str) -> serde_saphyr::Spanned<String> {
+    serde_saphyr::Spanned {
+        value: v.to_string(),
+        referenced: serde_saphyr::Location::UNKNOWN,
+        defined: serde_saphyr::Location::UNKNOWN,
     }
 }
 
@@ -266,6 +381,7 @@ async fn start_lab(
         state: s.scenario.kanidm.clone(),
         fingerprint: fp,
         provisioned,
+        dirty: None,
         tokens: BTreeMap::new(),
         signins: SignIns::default(),
         last_token_use: None,
@@ -283,7 +399,9 @@ pub async fn prepare<'k>(
 ) -> Result<&'k mut KanidmLab> {
     let fp = fingerprint(s);
     let mut why_fresh = kanidm.as_ref().and_then(|k| {
-        if site.fresh_kanidm && k.fingerprint != fp {
+        if let Some(d) = &k.dirty {
+            Some(d.clone())
+        } else if site.fresh_kanidm && k.fingerprint != fp {
             Some("--fresh-kanidm, and the Kanidm state differs".to_string())
         } else {
             plan::in_place_blocker(&k.state, &s.scenario.kanidm)

@@ -6,6 +6,7 @@
 pub mod kanidm_lab;
 pub mod lab;
 pub mod scenario;
+mod steps;
 
 pub use lab::{Lab, LabDir};
 

@@ -41,9 +41,9 @@ pub struct RunCtx<'a, C: ClusterBackend> {
 }
 
 /// Where one scenario's files go: secrets stay in the lab, debugging help goes to artifacts.
-struct Dirs {
-    secret: PathBuf,
-    artifacts: PathBuf,
+pub(super) struct Dirs {
+    pub(super) secret: PathBuf,
+    pub(super) artifacts: PathBuf,
 }
 
 pub async fn run_scenario<C: ClusterBackend>(
@@ -90,6 +90,7 @@ pub async fn run_scenario<C: ClusterBackend>(
             &**cluster,
             e,
             &outcome,
+            None,
             &facts,
             &dirs,
             &mut oidc_ready,
@@ -100,6 +101,19 @@ pub async fn run_scenario<C: ClusterBackend>(
         results.append(&mut rec.results);
     }
     k.last_token_use = Some(Instant::now());
+    if !s.scenario.steps.is_empty() {
+        let initial = k.current_tokens().cloned().unwrap_or_default();
+        let ctx = super::steps::StepCtx {
+            cluster: &mut **cluster,
+            site,
+            k8s: *k8s,
+            dirs: &dirs,
+            timings,
+            progress,
+        };
+        let mut more = super::steps::run_steps(ctx, s, k, initial).await?;
+        results.append(&mut more);
+    }
     if results.iter().any(|r| !r.passed) {
         let _ = cluster.collect_logs(&dirs.artifacts.join("logs")).await;
         let _ = std::fs::copy(k.server.log(), dirs.artifacts.join("kanidmd.log"));
@@ -190,29 +204,32 @@ async fn apply_rbac(
 }
 
 /// Collects one person's check results.
-struct Recorder {
+pub(super) struct Recorder {
     scenario: String,
     person: String,
+    /// Put before every check name (a step and where its token came from).
+    pub(super) prefix: String,
     started: Instant,
-    results: Vec<CheckResult>,
+    pub(super) results: Vec<CheckResult>,
 }
 
 impl Recorder {
-    fn new(s: &LoadedScenario, person: &str) -> Self {
+    pub(super) fn new(s: &LoadedScenario, person: &str) -> Self {
         Recorder {
             scenario: s.name.clone(),
             person: person.to_string(),
+            prefix: String::new(),
             started: Instant::now(),
             results: Vec::new(),
         }
     }
 
-    fn push(&mut self, check: String, j: Judgement, apiserver_line: Option<String>) {
+    pub(super) fn push(&mut self, check: String, j: Judgement, apiserver_line: Option<String>) {
         self.results.push(CheckResult {
             cell: String::new(),
             scenario: self.scenario.clone(),
             person: self.person.clone(),
-            check,
+            check: format!("{}{check}", self.prefix),
             passed: j.passed,
             actual: j.actual,
             detail: j.detail,
@@ -224,22 +241,32 @@ impl Recorder {
 
 /// One person's expectation: login, then (with a token) 401 cause, whoami, allowed, forbidden.
 #[allow(clippy::too_many_arguments)]
-async fn check_expectation(
+pub(super) async fn check_expectation(
     cluster: &impl ClusterBackend,
     e: &Expectation,
     outcome: &LoginOutcomeActual,
+    kept_from: Option<&str>,
     facts: &LabFacts,
     dirs: &Dirs,
     oidc_ready: &mut bool,
     rec: &mut Recorder,
     timings: &mut Timings,
 ) -> Result<()> {
-    let mut login = judge::login(e.login, outcome);
+    let (what, mut login) = match kept_from {
+        Some(from) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            ("token", judge::kept_token(outcome, from, now))
+        }
+        None => ("login", judge::login(e.login, outcome)),
+    };
     if let Some(d) = &mut login.detail {
         d.push_str(&format!("; artifacts in {}", dirs.artifacts.display()));
     }
     let passed = login.passed;
-    rec.push("login".into(), login, None);
+    rec.push(what.into(), login, None);
     let LoginOutcomeActual::Token(token) = outcome else {
         return Ok(());
     };
@@ -295,7 +322,7 @@ async fn check_expectation(
 /// Log every person of the scenario in (once per Kanidm state): a person's first login in
 /// the run walks Kanidm's pages, later ones restore their Kanidm session (see
 /// `login::signins`). Returns per-login times.
-async fn login_all(
+pub(super) async fn login_all(
     s: &LoadedScenario,
     k: &mut KanidmLab,
     lab: &super::lab::Lab,

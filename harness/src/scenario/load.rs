@@ -269,22 +269,39 @@ fn control_in_values(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
             bad(t, loc, "kanidm.oauth2Clients");
         }
     }
-    if let Some(st) = &s.api_server.value.structured {
-        for j in &st.value.jwt {
-            // Every string of the authenticator, as the API server will get it.
-            let m = &j.claim_mappings;
-            let all = serde_json::to_value((
-                (&m.username, &m.groups, &m.uid, &m.extra),
-                (&j.claim_validation_rules, &j.user_validation_rules),
-                (&j.issuer.audiences, &j.issuer.url_override),
-            ))
-            .unwrap_or_default();
-            for t in strings_in(&all) {
-                bad(t, j.issuer.client.referenced, "apiServer.structured.jwt");
+    let mut apis = vec![&s.api_server.value];
+    apis.extend(
+        s.steps
+            .iter()
+            .filter_map(|st| st.api_server.as_ref().map(|a| &a.value)),
+    );
+    for api in apis {
+        if let Some(st) = &api.structured {
+            for j in &st.value.jwt {
+                // Every string of the authenticator, as the API server will get it.
+                let m = &j.claim_mappings;
+                let all = serde_json::to_value((
+                    (&m.username, &m.groups, &m.uid, &m.extra),
+                    (&j.claim_validation_rules, &j.user_validation_rules),
+                    (&j.issuer.audiences, &j.issuer.url_override),
+                ))
+                .unwrap_or_default();
+                for t in strings_in(&all) {
+                    bad(t, j.issuer.client.referenced, "apiServer.structured.jwt");
+                }
             }
         }
     }
-    for e in &s.expect {
+    for st in &s.steps {
+        if let Some(t) = &st.description {
+            bad(t, st.name.referenced, "steps.description");
+        }
+    }
+    for e in s
+        .expect
+        .iter()
+        .chain(s.steps.iter().flat_map(|st| &st.expect))
+    {
         if let Some(w) = &e.whoami {
             for t in w
                 .username
@@ -413,6 +430,8 @@ fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ScenarioErr
 struct Checker<'a> {
     path: &'a Path,
     errors: Vec<ScenarioError>,
+    /// Where the API server section being checked is: `apiServer` or `steps[i].apiServer`.
+    api_field: String,
 }
 
 impl Checker<'_> {
@@ -566,6 +585,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
     let mut c = Checker {
         path,
         errors: Vec::new(),
+        api_field: "apiServer".into(),
     };
     let k = &s.kanidm;
     let known = Known {
@@ -584,7 +604,14 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
     check_api_server(&mut c, &s.api_server, &known);
     check_rbac(&mut c, &s.rbac, &known);
     check_login(&mut c, &s.login, &known);
-    check_expect(&mut c, s, &known);
+    check_expect(&mut c, &s.expect, "expect", s.api_server.referenced, &known);
+    for e in &s.expect {
+        if let Some(t) = &e.token_from {
+            c.err(t.referenced, "expect.tokenFrom", "`tokenFrom` belongs in a step's expectations")
+                .help = Some("the scenario's own expectations always use the first login; add `steps:` to look at a token again later".into());
+        }
+    }
+    check_steps(&mut c, s);
     check_values(&mut c, s);
     c.errors
 }
@@ -778,18 +805,18 @@ fn check_image(c: &mut Checker<'_>, path: &Path, f: &str, o: &OAuth2Client) {
 fn check_api_server(c: &mut Checker<'_>, api: &Spanned<ApiServerAuth>, known: &Known<'_>) {
     match (&api.value.structured, &api.value.legacy_flags) {
         (Some(_), Some(l)) => {
-            c.err(l.referenced, "apiServer", "`structured` and `legacyFlags` are mutually exclusive")
+            c.err(l.referenced, c.api_field.clone(), "`structured` and `legacyFlags` are mutually exclusive")
                 .help = Some("kube-apiserver refuses `--authentication-config` together with any `--oidc-*` flag; keep one".into());
         }
         (None, None) => {
-            c.err(api.referenced, "apiServer", "no authentication configured")
+            c.err(api.referenced, c.api_field.clone(), "no authentication configured")
                 .help = Some("add `structured:` (AuthenticationConfiguration) or `legacyFlags:` (--oidc-* flags)".into());
         }
         (Some(st), None) => {
             if st.value.jwt.is_empty() {
                 c.err(
                     st.referenced,
-                    "apiServer.structured.jwt",
+                    format!("{}.structured.jwt", c.api_field),
                     "at least one JWT authenticator is required",
                 );
             }
@@ -804,7 +831,7 @@ fn check_api_server(c: &mut Checker<'_>, api: &Spanned<ApiServerAuth>, known: &K
 /// One structured JWT authenticator.
 fn check_jwt(c: &mut Checker<'_>, i: usize, j: &JwtAuthenticator, known: &Known<'_>) {
     let (clients, persons) = (&known.clients, &known.persons);
-    let f = format!("apiServer.structured.jwt[{i}]");
+    let f = format!("{}.structured.jwt[{i}]", c.api_field);
     let loc = j.issuer.client.referenced;
     c.reference(
         &j.issuer.client,
@@ -913,7 +940,7 @@ fn check_legacy_flags(c: &mut Checker<'_>, l: &Spanned<LegacyFlags>, known: &Kno
     let clients = &known.clients;
     c.reference(
         &l.value.client,
-        "apiServer.legacyFlags.client",
+        &format!("{}.legacyFlags.client", c.api_field),
         "OAuth2 client",
         clients,
         "kanidm.oauth2Clients",
@@ -922,7 +949,7 @@ fn check_legacy_flags(c: &mut Checker<'_>, l: &Spanned<LegacyFlags>, known: &Kno
         if !SIGNING_ALGS.contains(&a.value.as_str()) {
             let e = c.err(
                 a.referenced,
-                format!("apiServer.legacyFlags.signingAlgs[{i}]"),
+                format!("{}.legacyFlags.signingAlgs[{i}]", c.api_field),
                 format!("unsupported signing algorithm `{}`", a.value),
             );
             e.help = Some(
@@ -935,7 +962,7 @@ fn check_legacy_flags(c: &mut Checker<'_>, l: &Spanned<LegacyFlags>, known: &Kno
         if !rc.contains('=') {
             c.err(
                 l.referenced,
-                "apiServer.legacyFlags.requiredClaims",
+                format!("{}.legacyFlags.requiredClaims", c.api_field),
                 format!("`{rc}` is not `key=value`"),
             );
         }
@@ -951,7 +978,7 @@ fn check_legacy_flags(c: &mut Checker<'_>, l: &Spanned<LegacyFlags>, known: &Kno
         c.placeholders(
             v,
             l.referenced,
-            "apiServer.legacyFlags",
+            &format!("{}.legacyFlags", c.api_field),
             &known.clients,
             &known.persons,
         );
@@ -1021,14 +1048,28 @@ fn check_login(c: &mut Checker<'_>, login: &LoginSettings, known: &Known<'_>) {
     }
 }
 
-fn check_expect(c: &mut Checker<'_>, s: &Scenario, known: &Known<'_>) {
-    let (clients, persons, api) = (&known.clients, &known.persons, &s.api_server);
-    if s.expect.is_empty() {
-        c.err(api.referenced, "expect", "a scenario must expect something")
-            .help = Some("add at least one `- person: <name>` entry under `expect`".into());
+/// Expectations (the scenario's, or a step's under `prefix`): each names a known person
+/// and checks something that can be checked.
+fn check_expect(
+    c: &mut Checker<'_>,
+    expect: &[Expectation],
+    prefix: &str,
+    anchor: Location,
+    known: &Known<'_>,
+) {
+    let (clients, persons) = (&known.clients, &known.persons);
+    if expect.is_empty() {
+        c.err(
+            anchor,
+            prefix.to_string(),
+            "a scenario must expect something",
+        )
+        .help = Some(format!(
+            "add at least one `- person: <name>` entry under `{prefix}`"
+        ));
     }
-    for (i, e) in s.expect.iter().enumerate() {
-        let f = format!("expect[{i}]");
+    for (i, e) in expect.iter().enumerate() {
+        let f = format!("{prefix}[{i}]");
         c.reference(
             &e.person,
             &format!("{f}.person"),
@@ -1052,7 +1093,7 @@ fn check_expect(c: &mut Checker<'_>, s: &Scenario, known: &Known<'_>) {
                 );
             }
         }
-        let denied = e.login == LoginOutcome::AccessDenied;
+        let denied = e.login != LoginOutcome::Ok;
         let has_k8s = e.whoami.is_some() || !e.allowed.is_empty() || !e.forbidden.is_empty();
         if denied && (has_k8s || e.unauthorized.is_some()) {
             c.err(e.person.referenced, f.clone(), "a person whose login is denied gets no token, so it cannot have Kubernetes expectations");
@@ -1074,10 +1115,133 @@ fn check_expect(c: &mut Checker<'_>, s: &Scenario, known: &Known<'_>) {
                 "this expectation checks nothing",
             )
             .help = Some(
-                "add `whoami`, `allowed`, `forbidden`, `unauthorized`, or `login: access-denied`"
+                "add `whoami`, `allowed`, `forbidden`, `unauthorized`, or `login: access-denied` / `refused`"
                     .into(),
             );
         }
+    }
+}
+
+/// Steps: names, changes (through the step planner, with the state each step starts
+/// from), the API server of a step, expectations against the persons of that step, and
+/// where each token comes from.
+fn check_steps(c: &mut Checker<'_>, s: &Scenario) {
+    let plans = match super::steps::plan(s) {
+        Ok(p) => p,
+        Err(e) => {
+            c.err(e.loc, e.field, e.message);
+            return;
+        }
+    };
+    let mut earlier: BTreeSet<&str> = BTreeSet::from([super::steps::INITIAL]);
+    for (i, p) in plans.iter().enumerate() {
+        let step = p.step;
+        let f = format!("steps[{i}]");
+        let name = &step.name;
+        if !valid_scenario_name(&name.value) || name.value == super::steps::INITIAL {
+            c.err(name.referenced, format!("{f}.name"), format!("`{}` cannot name a step", shown(&name.value)))
+                .help = Some("letters, digits, `-`, `_` and `.`, starting with a letter or digit; `initial` is taken".into());
+        } else if earlier.contains(name.value.as_str()) {
+            c.err(
+                name.referenced,
+                format!("{f}.name"),
+                format!("duplicate step `{}`", shown(&name.value)),
+            );
+        }
+        for (j, ch) in step.change.iter().enumerate() {
+            check_change(c, ch, &format!("{f}.change[{j}]"));
+        }
+        let known = Known {
+            groups: p
+                .state
+                .groups
+                .iter()
+                .map(|g| g.name.value.as_str())
+                .collect(),
+            persons: p
+                .state
+                .persons
+                .iter()
+                .map(|x| x.name.value.as_str())
+                .collect(),
+            clients: p
+                .state
+                .oauth2_clients
+                .iter()
+                .map(|o| o.name.value.as_str())
+                .collect(),
+        };
+        if let Some(api) = &step.api_server {
+            c.api_field = format!("{f}.apiServer");
+            check_api_server(c, api, &known);
+            check_api_values(c, &api.value);
+            c.api_field = "apiServer".into();
+        }
+        check_expect(
+            c,
+            &step.expect,
+            &format!("{f}.expect"),
+            name.referenced,
+            &known,
+        );
+        for (j, e) in step.expect.iter().enumerate() {
+            let fe = format!("{f}.expect[{j}]");
+            match &e.token_from {
+                Some(t) => {
+                    c.reference(
+                        t,
+                        &format!("{fe}.tokenFrom"),
+                        "step",
+                        &earlier,
+                        "an earlier step (or `initial`)",
+                    );
+                    if e.login != LoginOutcome::Ok {
+                        c.err(
+                            t.referenced,
+                            fe.clone(),
+                            "`login` is about a fresh login; a kept token was already issued",
+                        )
+                        .help =
+                            Some("drop `login:` here, or drop `tokenFrom` to log in afresh".into());
+                    }
+                }
+                None if !p.kanidm_running => {
+                    c.err(e.person.referenced, fe.clone(), "Kanidm is stopped in this step, so nobody can log in afresh")
+                        .help = Some("add `tokenFrom: initial` (or an earlier step) to check a token issued before".into());
+                }
+                None => {}
+            }
+        }
+        earlier.insert(name.value.as_str());
+    }
+}
+
+/// Names a change introduces are checked like the ones in `kanidm:`.
+fn check_change(c: &mut Checker<'_>, ch: &Spanned<Change>, f: &str) {
+    match &ch.value {
+        Change::RenamePerson { to, .. } => c.iname(to, &format!("{f}.renamePerson.to")),
+        Change::SetScopeMap { scopes, .. } => {
+            if scopes.is_empty() {
+                c.err(ch.referenced, format!("{f}.setScopeMap.scopes"), "a scope map needs at least one scope")
+                    .help = Some("to take the group's access away, write `- removeScopeMap: {client: …, group: …}`".into());
+            }
+            for sc in scopes {
+                if sc.value.is_empty()
+                    || !sc
+                        .value
+                        .chars()
+                        .all(|x| x.is_ascii_alphanumeric() || x == '_')
+                {
+                    c.err(
+                        sc.referenced,
+                        format!("{f}.setScopeMap.scopes"),
+                        format!("invalid scope `{}`", shown(&sc.value)),
+                    )
+                    .help = Some("Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1115,9 +1279,36 @@ fn check_values(c: &mut Checker<'_>, s: &Scenario) {
     for (i, o) in s.kanidm.oauth2_clients.iter().enumerate() {
         check_client_values(c, i, o);
     }
-    if let Some(st) = &s.api_server.value.structured {
+    check_api_values(c, &s.api_server.value);
+    check_rbac_values(c, &s.rbac);
+    let login = &s.login;
+    for sc in &login.scopes {
+        if sc.is_empty() || !sc.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            c.err(
+                login.client.referenced,
+                "login.scopes",
+                format!("invalid scope `{}`", sc.escape_debug()),
+            )
+            .help = Some("one scope per list item; Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
+        }
+    }
+    if let Some(p) = &login.redirect_path
+        && (!p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace))
+    {
+        c.err(
+            login.client.referenced,
+            "login.redirectPath",
+            format!("`{}` is not a URL path", p.escape_debug()),
+        )
+        .help = Some("write it like `/callback`".into());
+    }
+}
+
+/// The values of one API server section (top level or a step's).
+fn check_api_values(c: &mut Checker<'_>, api: &ApiServerAuth) {
+    if let Some(st) = &api.structured {
         for (i, j) in st.value.jwt.iter().enumerate() {
-            let f = format!("apiServer.structured.jwt[{i}]");
+            let f = format!("{}.structured.jwt[{i}]", c.api_field);
             let loc = j.issuer.client.referenced;
             if let Some(u) = &j.issuer.url_override
                 && !(u.starts_with("${") || u.starts_with("https://"))
@@ -1147,28 +1338,6 @@ fn check_values(c: &mut Checker<'_>, s: &Scenario) {
                 }
             }
         }
-    }
-    check_rbac_values(c, &s.rbac);
-    let login = &s.login;
-    for sc in &login.scopes {
-        if sc.is_empty() || !sc.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-            c.err(
-                login.client.referenced,
-                "login.scopes",
-                format!("invalid scope `{}`", sc.escape_debug()),
-            )
-            .help = Some("one scope per list item; Kanidm scopes match ^[0-9a-zA-Z_]+$".into());
-        }
-    }
-    if let Some(p) = &login.redirect_path
-        && (!p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace))
-    {
-        c.err(
-            login.client.referenced,
-            "login.redirectPath",
-            format!("`{}` is not a URL path", p.escape_debug()),
-        )
-        .help = Some("write it like `/callback`".into());
     }
 }
 

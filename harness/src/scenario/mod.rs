@@ -6,6 +6,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod placeholder;
+pub mod steps;
 
 pub use error::{ScenarioError, ScenarioErrors};
 pub use load::{LoadedScenario, load_file, load_str};

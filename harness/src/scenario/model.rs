@@ -29,6 +29,87 @@ pub struct Scenario {
     /// How the harness logs people in (the kubelogin side).
     pub login: LoginSettings,
     pub expect: Vec<Expectation>,
+    /// Changes over time after the initial state, each followed by its own expectations.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+// ----------------------------------------------------------------- steps --
+
+/// One change over time: what changes in Kanidm and/or the API server, then what must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Step {
+    /// Names the step in the report and in `tokenFrom`; checked like a scenario name.
+    pub name: Name,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Applied in order.
+    #[serde(default)]
+    pub change: Vec<Spanned<Change>>,
+    /// The API server's authentication from this step on (reloaded or restarted).
+    #[serde(default)]
+    pub api_server: Option<Spanned<ApiServerAuth>>,
+    /// Restart the API server even when its authentication stays the same.
+    #[serde(default)]
+    pub restart_api_server: bool,
+    pub expect: Vec<Expectation>,
+}
+
+/// One change a step makes. Changes of Kanidm's state (members, scope maps, crypto, names)
+/// go through the same planner as a new scenario; the others are events on the server.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Change {
+    AddToGroup {
+        person: Name,
+        group: Name,
+    },
+    RemoveFromGroup {
+        person: Name,
+        group: Name,
+    },
+    SetScopeMap {
+        client: Name,
+        group: Name,
+        scopes: Vec<Name>,
+    },
+    RemoveScopeMap {
+        client: Name,
+        group: Name,
+    },
+    LegacyCrypto {
+        client: Name,
+        enabled: bool,
+    },
+    RenamePerson {
+        person: Name,
+        to: Name,
+    },
+    /// `account_expire` set to a moment ago.
+    ExpireAccount {
+        person: Name,
+    },
+    ClearAccountExpiry {
+        person: Name,
+    },
+    /// Every Kanidm session of the person destroyed (their SSO and the OAuth2 sessions under it).
+    RevokeSessions {
+        person: Name,
+    },
+    /// `kanidm system oauth2 reset-secrets <client>`.
+    ResetSecrets {
+        client: Name,
+    },
+    /// A new signing key now, the old ones revoked
+    /// (`rotate-cryptographic-keys` + `revoke-cryptographic-key`).
+    RotateSigningKey {
+        client: Name,
+    },
+    /// Kanidm stops (its data stays); the API server is not told.
+    StopKanidm,
+    /// Kanidm starts again on the same origin with the same data.
+    StartKanidm,
 }
 
 // ---------------------------------------------------------------- Kanidm --
@@ -359,6 +440,10 @@ pub struct LoginSettings {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expectation {
     pub person: Name,
+    /// In a step: check the token this person got at `initial` or at an earlier step
+    /// instead of logging in afresh.
+    #[serde(default)]
+    pub token_from: Option<Name>,
     #[serde(default)]
     pub login: LoginOutcome,
     /// `kubectl auth whoami` as the API server maps this person.
@@ -382,6 +467,8 @@ pub enum LoginOutcome {
     Ok,
     /// Kanidm shows "Access Denied" (the person is in no scope-mapped group).
     AccessDenied,
+    /// Kanidm refuses the sign-in itself ("Login Failed": an expired or locked account).
+    Refused,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,160 @@
+//! The changes of a step that are events on the server rather than state: renames,
+//! account expiry, session revocation, client secrets and signing keys. Each is what the
+//! `kanidm` CLI line in its `Display` does, through `kanidm_client`.
+
+use crate::scenario::model::Change;
+use anyhow::{Context, Result, anyhow};
+use kanidm_client::KanidmClient;
+use std::time::Duration;
+
+/// The `kanidm` CLI line(s) a human would type for an event (`render` shows them).
+pub fn cli_lines(c: &Change) -> Vec<String> {
+    match c {
+        Change::RenamePerson { person, to } => vec![format!(
+            "kanidm person update {} --newname {}",
+            person.value, to.value
+        )],
+        Change::ExpireAccount { person } => vec![format!(
+            "kanidm person validity expire-at {} <now - 1 minute>",
+            person.value
+        )],
+        Change::ClearAccountExpiry { person } => vec![format!(
+            "kanidm person validity expire-at {} never",
+            person.value
+        )],
+        Change::RevokeSessions { person } => vec![
+            format!("kanidm person session list {}", person.value),
+            format!(
+                "kanidm person session destroy {} <each session id>",
+                person.value
+            ),
+        ],
+        Change::ResetSecrets { client } => vec![format!(
+            "kanidm system oauth2 reset-secrets {}",
+            client.value
+        )],
+        Change::RotateSigningKey { client } => vec![
+            format!(
+                "kanidm system oauth2 rotate-cryptographic-keys {} now",
+                client.value
+            ),
+            format!(
+                "kanidm system oauth2 revoke-cryptographic-key {} <each previous key id>",
+                client.value
+            ),
+        ],
+        Change::StopKanidm => vec!["# stop kanidmd (its database stays)".into()],
+        Change::StartKanidm => vec!["# start kanidmd again (same origin, same database)".into()],
+        // State changes are planned by `kanidm::plan`.
+        _ => Vec::new(),
+    }
+}
+
+/// Run one event through the admin client. `jwks` is the client's JWKS URL (key rotation
+/// waits until the old keys are gone from it). Stop/start are the server's, not this.
+pub async fn execute(
+    kc: &KanidmClient,
+    c: &Change,
+    http: &reqwest::Client,
+    jwks: impl Fn(&str) -> String,
+) -> Result<()> {
+    let deadline = Duration::from_secs(30);
+    let call = async {
+        match c {
+            Change::RenamePerson { person, to } => kc
+                .idm_person_account_update(&person.value, Some(&to.value), None, None, None)
+                .await
+                .map_err(|e| anyhow!("renaming {} to {}: {e:?}", person.value, to.value)),
+            Change::ExpireAccount { person } => {
+                let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+                let when = past
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .context("formatting the expiry time")?;
+                kc.idm_person_account_set_attr(&person.value, "account_expire", &[when.as_str()])
+                    .await
+                    .map_err(|e| anyhow!("expiring {}: {e:?}", person.value))
+            }
+            Change::ClearAccountExpiry { person } => kc
+                .idm_person_account_purge_attr(&person.value, "account_expire")
+                .await
+                .map_err(|e| anyhow!("clearing {}'s expiry: {e:?}", person.value)),
+            Change::RevokeSessions { person } => {
+                let sessions = kc
+                    .idm_account_list_user_auth_token(&person.value)
+                    .await
+                    .map_err(|e| anyhow!("listing {}'s sessions: {e:?}", person.value))?;
+                for s in sessions {
+                    kc.idm_account_destroy_user_auth_token(&person.value, s.session_id)
+                        .await
+                        .map_err(|e| anyhow!("destroying a session of {}: {e:?}", person.value))?;
+                }
+                Ok(())
+            }
+            Change::ResetSecrets { client } => kc
+                .idm_oauth2_rs_update(&client.value, None, None, None, true)
+                .await
+                .map_err(|e| anyhow!("reset-secrets {}: {e:?}", client.value)),
+            Change::RotateSigningKey { client } => {
+                rotate_signing_key(kc, &client.value, http, &jwks(&client.value)).await
+            }
+            other => Err(anyhow!("{other:?} is not an event on the server")),
+        }
+    };
+    tokio::time::timeout(deadline, call)
+        .await
+        .map_err(|_| anyhow!("{c:?} did not finish within {} s", deadline.as_secs()))?
+}
+
+/// The key ids the client's JWKS publishes now.
+async fn key_ids(http: &reqwest::Client, jwks: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = http
+        .get(jwks)
+        .send()
+        .await
+        .with_context(|| format!("GET {jwks}"))?
+        .json()
+        .await
+        .with_context(|| format!("{jwks} is not JSON"))?;
+    Ok(v["keys"]
+        .as_array()
+        .map(|ks| {
+            ks.iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A new signing key from now, every previous one revoked; returns when the JWKS shows
+/// only new keys.
+async fn rotate_signing_key(
+    kc: &KanidmClient,
+    client: &str,
+    http: &reqwest::Client,
+    jwks: &str,
+) -> Result<()> {
+    let old = key_ids(http, jwks).await?;
+    kc.idm_oauth2_rs_rotate_keys(client, time::OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| anyhow!("rotating {client}'s keys: {e:?}"))?;
+    for kid in &old {
+        kc.idm_oauth2_rs_revoke_key(client, kid)
+            .await
+            .map_err(|e| anyhow!("revoking {client}'s key {kid}: {e:?}"))?;
+    }
+    crate::wait::until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || async {
+            let now = key_ids(http, jwks).await?;
+            Ok((!now.is_empty() && now.iter().all(|k| !old.contains(k))).then_some(()))
+        },
+        |after| {
+            anyhow!(
+                "{client}'s JWKS still showed a revoked key {} s after rotating",
+                after.as_secs()
+            )
+        },
+    )
+    .await
+}

@@ -1,0 +1,221 @@
+//! A scenario's steps, after its initial expectations: each step changes Kanidm and/or the
+//! API server, logs people in afresh where asked, then checks tokens kept from earlier
+//! (`tokenFrom`) side by side with fresh ones.
+
+use super::kanidm_lab::{KanidmLab, KanidmSite};
+use super::scenario::{Dirs, Recorder, check_expectation, login_all};
+use crate::check::CheckResult;
+use crate::check::judge;
+use crate::cluster::ClusterBackend;
+use crate::login::flow::LoginOutcomeActual;
+use crate::progress::Progress;
+use crate::render::K8sVersion;
+use crate::render::plan::auth_setup;
+use crate::scenario::LoadedScenario;
+use crate::scenario::model::Change;
+use crate::scenario::steps::{self, INITIAL, StepPlan};
+use crate::timings::Timings;
+use anyhow::{Context, Result, anyhow};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Tokens people held at one point (`initial` or a step), by the name they had then.
+type Held = BTreeMap<String, LoginOutcomeActual>;
+
+/// kube-apiserver answers a token it accepted within the last 10 s from its cache.
+const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
+
+/// Everything a step needs from the scenario run.
+pub(super) struct StepCtx<'a, 'b, C: ClusterBackend> {
+    pub cluster: &'a mut C,
+    pub site: &'a KanidmSite<'b>,
+    pub k8s: K8sVersion,
+    pub dirs: &'a Dirs,
+    pub timings: &'a mut Timings,
+    pub progress: &'a Progress,
+}
+
+pub(super) async fn run_steps<C: ClusterBackend>(
+    ctx: StepCtx<'_, '_, C>,
+    s: &LoadedScenario,
+    k: &mut KanidmLab,
+    initial: Held,
+) -> Result<Vec<CheckResult>> {
+    let plans = steps::plan(&s.scenario).map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+    let dir = s.path.parent().unwrap_or(std::path::Path::new("."));
+    // What each point's tokens are, and the renames after it (to find a person by a later name).
+    let mut held: Vec<(String, Held)> = vec![(INITIAL.to_string(), initial)];
+    let mut renames: Vec<(usize, String, String)> = Vec::new();
+    let mut results = Vec::new();
+    let mut keys_changed = false;
+    for (i, p) in plans.iter().enumerate() {
+        let name = &p.step.name.value;
+        let t = Instant::now();
+        ctx.progress
+            .step(&format!("step {}/{}: {name}", i + 1, plans.len()));
+        let note = k
+            .apply_step(p, dir, &ctx.site.lab.http)
+            .await
+            .with_context(|| format!("step `{name}`: changing Kanidm"))?;
+        if !note.is_empty() {
+            ctx.progress.step(&format!("  {note}"));
+        }
+        renames.extend(p.renames.iter().map(|(o, n)| (i + 1, o.clone(), n.clone())));
+        let at = steps::scenario_at(s, p);
+        if p.api_server_changes {
+            configure(&mut *ctx.cluster, &at, p, k, ctx.site, ctx.k8s).await?;
+        }
+        let fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
+        keys_changed |= has_key_events(p);
+        if needs_cache_wait(p, keys_changed, &*ctx.cluster) {
+            wait_token_cache(k, ctx.progress, ctx.timings).await;
+        }
+        let facts = k.facts(
+            &ctx.site.lab.pki.ca_pem,
+            ctx.cluster.ca_path_for_apiserver(),
+        );
+        // Readiness with a real token is worth waiting for only when the API server or
+        // Kanidm just came up; with Kanidm down it cannot come.
+        let mut oidc_ready = !p.kanidm_running
+            || !(p.api_server_changes || p.events.iter().any(|e| matches!(e, Change::StartKanidm)));
+        for e in &p.step.expect {
+            let person = &e.person.value;
+            let mut rec = Recorder::new(s, person);
+            let (outcome, from, point_name) = match &e.token_from {
+                Some(from) => {
+                    let point = held
+                        .iter()
+                        .position(|(n, _)| *n == from.value)
+                        .ok_or_else(|| anyhow!("no tokens kept for `{}`", from.value))?;
+                    let later: Vec<(String, String)> = renames
+                        .iter()
+                        .filter(|(at, _, _)| *at > point)
+                        .map(|(_, o, n)| (o.clone(), n.clone()))
+                        .collect();
+                    let then = steps::earlier_name(person, &later);
+                    (
+                        held[point].1.get(then).cloned(),
+                        format!("token from {}", from.value),
+                        from.value.clone(),
+                    )
+                }
+                None => (
+                    fresh.get(person).cloned(),
+                    "fresh login".to_string(),
+                    name.clone(),
+                ),
+            };
+            rec.prefix = format!("{name} [{from}]: ");
+            let Some(outcome) = outcome else {
+                rec.push(
+                    "token".into(),
+                    judge::no_kept_token(person, &point_name),
+                    None,
+                );
+                results.append(&mut rec.results);
+                continue;
+            };
+            check_expectation(
+                &*ctx.cluster,
+                e,
+                &outcome,
+                e.token_from.as_ref().map(|t| t.value.as_str()),
+                &facts,
+                ctx.dirs,
+                &mut oidc_ready,
+                &mut rec,
+                ctx.timings,
+            )
+            .await
+            .with_context(|| format!("step `{name}`"))?;
+            results.append(&mut rec.results);
+        }
+        k.last_token_use = Some(Instant::now());
+        held.push((name.clone(), fresh));
+        ctx.timings.add(&format!("step {name}"), t.elapsed());
+    }
+    Ok(results)
+}
+
+/// The step's API server authentication (or a restart on the same one).
+async fn configure<C: ClusterBackend>(
+    cluster: &mut C,
+    at: &LoadedScenario,
+    p: &StepPlan<'_>,
+    k: &KanidmLab,
+    site: &KanidmSite<'_>,
+    k8s: K8sVersion,
+) -> Result<()> {
+    let facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
+    let auth = auth_setup(at, &facts, k8s)?;
+    if p.step.restart_api_server {
+        cluster.forget_auth();
+    }
+    cluster
+        .configure_auth(&auth)
+        .await
+        .with_context(|| format!("step `{}`: configuring the API server", p.step.name.value))
+}
+
+/// Everyone the step checks without `tokenFrom`, logged in now (the SSO session decides,
+/// like kubelogin's next login).
+async fn fresh_logins(
+    at: &LoadedScenario,
+    p: &StepPlan<'_>,
+    k: &mut KanidmLab,
+    site: &KanidmSite<'_>,
+    dirs: &Dirs,
+    timings: &mut Timings,
+) -> Result<Held> {
+    let mut people: Vec<String> = p
+        .step
+        .expect
+        .iter()
+        .filter(|e| e.token_from.is_none())
+        .map(|e| e.person.value.clone())
+        .collect();
+    people.sort();
+    people.dedup();
+    if people.is_empty() {
+        return Ok(Held::new());
+    }
+    // Nothing from an earlier state counts as fresh.
+    k.tokens.remove(&k.fingerprint);
+    for (who, d) in login_all(at, k, site.lab, &dirs.artifacts, &people).await? {
+        timings.add(&format!("login {who}"), d);
+    }
+    Ok(k.current_tokens().cloned().unwrap_or_default())
+}
+
+fn has_key_events(p: &StepPlan<'_>) -> bool {
+    p.events.iter().any(|e| {
+        matches!(
+            e,
+            Change::RotateSigningKey { .. } | Change::ResetSecrets { .. }
+        )
+    })
+}
+
+/// Kept tokens whose answer may have changed must not be answered from the API server's
+/// 10 s success cache: once signing keys changed in this scenario (any later fresh token
+/// may make the API server refetch the JWKS), or after a config reloaded in place. Group,
+/// scope-map and account changes cannot change a kept token's answer: no wait.
+fn needs_cache_wait(p: &StepPlan<'_>, keys_changed: bool, cluster: &impl ClusterBackend) -> bool {
+    let keeps = p.step.expect.iter().any(|e| e.token_from.is_some());
+    keeps && (keys_changed || (p.api_server_changes && cluster.reloaded_in_place()))
+}
+
+async fn wait_token_cache(k: &KanidmLab, progress: &Progress, timings: &mut Timings) {
+    if let Some(wait) = k
+        .last_token_use
+        .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
+        .filter(|w| !w.is_zero())
+    {
+        progress.step(&format!(
+            "waiting {:.1} s for the API server's token cache (kept tokens are checked again)",
+            wait.as_secs_f64()
+        ));
+        tokio::time::sleep(wait).await;
+        timings.add("token cache wait", wait);
+    }
+}
