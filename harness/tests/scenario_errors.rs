@@ -64,6 +64,22 @@ fn broken(name: &str) -> PathBuf {
 )]
 #[case::cel_unknown_placeholder("cel-unknown-placeholder", 20, "unknown person `bob`")]
 #[case::action_namespace_flag("action-namespace-flag", 33, "namespace is a DNS label")]
+#[case::step_unknown_change("step-unknown-change", 37, "unknown variant `promote`")]
+#[case::step_unknown_group("step-unknown-group", 37, "no group `k8s_admin`")]
+#[case::step_token_from_unknown("step-token-from-unknown", 37, "unknown step `s2`")]
+#[case::step_fresh_login_while_stopped(
+    "step-fresh-login-while-stopped",
+    38,
+    "nobody can log in afresh"
+)]
+#[case::step_duplicate_name("step-duplicate-name", 38, "duplicate step `s1`")]
+#[case::step_named_initial("step-named-initial", 35, "cannot name a step")]
+#[case::token_from_outside_steps("token-from-outside-steps", 33, "belongs in a step")]
+#[case::step_rename_bad_name("step-rename-bad-name", 37, "not a valid Kanidm name")]
+#[case::step_person_renamed_away("step-person-renamed-away", 39, "did you mean `alicia`")]
+#[case::step_api_server_both_modes("step-api-server-both-modes", 42, "mutually exclusive")]
+#[case::step_start_while_running("step-start-while-running", 36, "already running")]
+#[case::step_empty_scope_map("step-empty-scope-map", 37, "at least one scope")]
 fn broken_scenario_is_rejected_precisely(
     #[case] name: &str,
     #[case] line: u64,

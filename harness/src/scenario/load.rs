@@ -1188,13 +1188,21 @@ fn check_steps(c: &mut Checker<'_>, s: &Scenario) {
             let fe = format!("{f}.expect[{j}]");
             match &e.token_from {
                 Some(t) => {
-                    c.reference(
-                        t,
-                        &format!("{fe}.tokenFrom"),
-                        "step",
-                        &earlier,
-                        "an earlier step (or `initial`)",
-                    );
+                    if !earlier.contains(t.value.as_str()) {
+                        let hint =
+                            did_you_mean(&t.value, earlier.iter().copied()).unwrap_or_else(|| {
+                                format!(
+                                    "tokens are kept from `initial` and earlier steps: {}",
+                                    list(&earlier)
+                                )
+                            });
+                        c.err(
+                            t.referenced,
+                            format!("{fe}.tokenFrom"),
+                            format!("unknown step `{}`", shown(&t.value)),
+                        )
+                        .help = Some(hint);
+                    }
                     if e.login != LoginOutcome::Ok {
                         c.err(
                             t.referenced,

@@ -128,7 +128,33 @@ fn person_index(state: &KanidmState, name: &str) -> Result<usize, String> {
         .persons
         .iter()
         .position(|p| p.name.value == name)
-        .ok_or_else(|| format!("no person `{name}` at this step"))
+        .ok_or_else(|| {
+            let known: Vec<&str> = state
+                .persons
+                .iter()
+                .map(|p| p.name.value.as_str())
+                .collect();
+            format!(
+                "no person `{name}` at this step (persons: {})",
+                shortlist(&known)
+            )
+        })
+}
+
+/// Up to 10 names, for messages.
+fn shortlist(names: &[&str]) -> String {
+    let mut out: Vec<String> = names
+        .iter()
+        .take(10)
+        .map(|n| format!("`{}`", n.escape_debug()))
+        .collect();
+    if names.len() > 10 {
+        out.push(format!("and {} more", names.len() - 10));
+    }
+    if out.is_empty() {
+        return "none".into();
+    }
+    out.join(", ")
 }
 
 fn client_index(state: &KanidmState, name: &str) -> Result<usize, String> {
@@ -136,13 +162,26 @@ fn client_index(state: &KanidmState, name: &str) -> Result<usize, String> {
         .oauth2_clients
         .iter()
         .position(|c| c.name.value == name)
-        .ok_or_else(|| format!("no OAuth2 client `{name}` at this step"))
+        .ok_or_else(|| {
+            let known: Vec<&str> = state
+                .oauth2_clients
+                .iter()
+                .map(|c| c.name.value.as_str())
+                .collect();
+            format!("no OAuth2 client `{name}` (clients: {})", shortlist(&known))
+        })
 }
 
 fn group_known(state: &KanidmState, name: &str) -> Result<(), String> {
     match state.groups.iter().any(|g| g.name.value == name) {
         true => Ok(()),
-        false => Err(format!("no group `{name}` in kanidm.groups")),
+        false => {
+            let known: Vec<&str> = state.groups.iter().map(|g| g.name.value.as_str()).collect();
+            Err(format!(
+                "no group `{name}` in kanidm.groups (groups: {})",
+                shortlist(&known)
+            ))
+        }
     }
 }
 
