@@ -63,7 +63,16 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         renames.extend(p.renames.iter().map(|(o, n)| (i + 1, o.clone(), n.clone())));
         let at = steps::scenario_at(s, p);
         if p.api_server_changes {
-            configure(&mut *ctx.cluster, &at, p, k, ctx.site, ctx.k8s).await?;
+            configure(
+                &mut *ctx.cluster,
+                &at,
+                p,
+                k,
+                ctx.site,
+                ctx.k8s,
+                &jtis(&held),
+            )
+            .await?;
         }
         let fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
         keys_changed |= has_key_events(p);
@@ -137,6 +146,21 @@ pub(super) async fn run_steps<C: ClusterBackend>(
     Ok(results)
 }
 
+/// `<point>:<person>` → the `jti` of every kept token (for `${jti:…}`).
+fn jtis(held: &[(String, Held)]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (point, tokens) in held {
+        for (person, outcome) in tokens {
+            if let LoginOutcomeActual::Token(t) = outcome
+                && let Some(jti) = t.claims["jti"].as_str()
+            {
+                out.insert(format!("{point}:{person}"), jti.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The step's API server authentication (or a restart on the same one).
 async fn configure<C: ClusterBackend>(
     cluster: &mut C,
@@ -145,8 +169,10 @@ async fn configure<C: ClusterBackend>(
     k: &KanidmLab,
     site: &KanidmSite<'_>,
     k8s: K8sVersion,
+    jtis: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
+    let mut facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
+    facts.values.jtis = jtis.clone();
     let auth = auth_setup(at, &facts, k8s)?;
     if p.step.restart_api_server {
         cluster.forget_auth();

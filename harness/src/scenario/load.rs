@@ -432,6 +432,8 @@ struct Checker<'a> {
     errors: Vec<ScenarioError>,
     /// Where the API server section being checked is: `apiServer` or `steps[i].apiServer`.
     api_field: String,
+    /// In a step's API server: the points whose tokens `${jti:…}` may name.
+    jti_points: Option<BTreeSet<String>>,
 }
 
 impl Checker<'_> {
@@ -506,6 +508,37 @@ impl Checker<'_> {
                                 format!("placeholder refers to unknown client `{c}`"),
                             );
                             e.help = did_you_mean(&c, clients.iter().copied());
+                        }
+                        Placeholder::Jti(point, _) if self.jti_points.is_none() => {
+                            self.err(
+                                loc,
+                                field,
+                                format!("`${{jti:{point}:…}}` works only in a step's apiServer"),
+                            )
+                            .help = Some(
+                                "it names a token kept from `initial` or an earlier step".into(),
+                            );
+                        }
+                        Placeholder::Jti(point, _)
+                            if !self
+                                .jti_points
+                                .as_ref()
+                                .is_some_and(|ps| ps.contains(&point)) =>
+                        {
+                            self.err(
+                                loc,
+                                field,
+                                format!("`${{jti:{point}:…}}` names no earlier point"),
+                            )
+                            .help = Some(format!(
+                                "earlier points: {}",
+                                self.jti_points
+                                    .iter()
+                                    .flatten()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
                         }
                         Placeholder::Uuid(p) if !persons.contains(p.as_str()) => {
                             let e = self.err(
@@ -586,6 +619,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         path,
         errors: Vec::new(),
         api_field: "apiServer".into(),
+        jti_points: None,
     };
     let k = &s.kanidm;
     let known = Known {
@@ -1173,9 +1207,11 @@ fn check_steps(c: &mut Checker<'_>, s: &Scenario) {
         };
         if let Some(api) = &step.api_server {
             c.api_field = format!("{f}.apiServer");
+            c.jti_points = Some(earlier.iter().map(|p| p.to_string()).collect());
             check_api_server(c, api, &known);
             check_api_values(c, &api.value);
             c.api_field = "apiServer".into();
+            c.jti_points = None;
         }
         check_expect(
             c,

@@ -4,6 +4,8 @@
 //! - `${origin}`: the Kanidm origin URL
 //! - `${issuer:<client>}`: the issuer URL of an OAuth2 client
 //! - `${uuid:<person>}`: a person's UUID (the `sub` claim; post 2 binds `<issuer>#<uuid>`)
+//! - `${jti:<point>:<person>}` (a step's `apiServer` only): the `jti` of the id_token the
+//!   person (named as at that point) got at `initial` or an earlier step: Kanidm's session id
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,8 @@ pub enum Placeholder {
     Origin,
     Issuer(String),
     Uuid(String),
+    /// (point, person)
+    Jti(String, String),
 }
 
 /// The values placeholders resolve to in one lab.
@@ -22,6 +26,8 @@ pub struct Values {
     pub origin: String,
     pub issuers: BTreeMap<String, String>,
     pub uuids: BTreeMap<String, String>,
+    /// `<point>:<person>` → the `jti` of that kept token.
+    pub jtis: BTreeMap<String, String>,
 }
 
 /// The issuer URL of a Kanidm OAuth2 client. The one constructor: the browser, the
@@ -47,6 +53,7 @@ impl Values {
                 .map(|c| (c.to_string(), issuer_url(origin, c)))
                 .collect(),
             uuids,
+            jtis: BTreeMap::new(),
         }
     }
 }
@@ -72,8 +79,16 @@ fn parse_one(inner: &str) -> Result<Placeholder, String> {
         None if inner == "origin" => Ok(Placeholder::Origin),
         Some(("issuer", client)) => Ok(Placeholder::Issuer(client.to_string())),
         Some(("uuid", person)) => Ok(Placeholder::Uuid(person.to_string())),
+        Some(("jti", rest)) => match rest.split_once(':') {
+            Some((point, person)) if !point.is_empty() && !person.is_empty() => {
+                Ok(Placeholder::Jti(point.to_string(), person.to_string()))
+            }
+            _ => Err(format!(
+                "`${{{inner}}}`: write it as ${{jti:<step or initial>:<person>}}"
+            )),
+        },
         _ => Err(format!(
-            "unknown placeholder `${{{inner}}}`; expected ${{domain}}, ${{origin}}, ${{issuer:<client>}} or ${{uuid:<person>}}"
+            "unknown placeholder `${{{inner}}}`; expected ${{domain}}, ${{origin}}, ${{issuer:<client>}}, ${{uuid:<person>}} or ${{jti:<step>:<person>}}"
         )),
     }
 }
@@ -88,20 +103,28 @@ pub fn resolve(text: &str, values: &Values) -> Result<String, String> {
         let end = after
             .find('}')
             .ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
-        let value = match parse_one(&after[..end])? {
-            Placeholder::Domain => values.domain.clone(),
-            Placeholder::Origin => values.origin.clone(),
-            Placeholder::Issuer(c) => values
-                .issuers
-                .get(&c)
-                .cloned()
-                .ok_or(format!("no issuer known for client `{c}`"))?,
-            Placeholder::Uuid(p) => values
-                .uuids
-                .get(&p)
-                .cloned()
-                .ok_or(format!("no UUID known for person `{p}`"))?,
-        };
+        let value =
+            match parse_one(&after[..end])? {
+                Placeholder::Domain => values.domain.clone(),
+                Placeholder::Origin => values.origin.clone(),
+                Placeholder::Issuer(c) => values
+                    .issuers
+                    .get(&c)
+                    .cloned()
+                    .ok_or(format!("no issuer known for client `{c}`"))?,
+                Placeholder::Uuid(p) => values
+                    .uuids
+                    .get(&p)
+                    .cloned()
+                    .ok_or(format!("no UUID known for person `{p}`"))?,
+                Placeholder::Jti(point, p) => values
+                    .jtis
+                    .get(&format!("{point}:{p}"))
+                    .cloned()
+                    .ok_or(format!(
+                        "{p} has no token from `{point}` to take a jti from"
+                    ))?,
+            };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -141,5 +164,22 @@ mod tests {
         assert!(scan("${nope}").unwrap_err().contains("unknown placeholder"));
         assert!(scan("${domain").unwrap_err().contains("unterminated"));
         assert_eq!(scan("a ${domain} b ${uuid:x}").unwrap().len(), 2);
+        assert_eq!(
+            scan("${jti:initial:alice}").unwrap(),
+            vec![Placeholder::Jti("initial".into(), "alice".into())]
+        );
+        assert!(
+            scan("${jti:alice}")
+                .unwrap_err()
+                .contains("jti:<step or initial>")
+        );
+        let mut v = Values::default();
+        v.jtis.insert("initial:alice".into(), "j-1".into());
+        assert_eq!(resolve("JTI=${jti:initial:alice}", &v).unwrap(), "JTI=j-1");
+        assert!(
+            resolve("${jti:s1:alice}", &v)
+                .unwrap_err()
+                .contains("no token from `s1`")
+        );
     }
 }
