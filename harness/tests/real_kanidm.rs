@@ -226,8 +226,6 @@ async fn logs_in_through_the_real_kanidm_ui() {
 /// must be reported.
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_one_server_through_every_scenario_in_place() {
-    use harness::kanidm::plan::in_place_blocker;
-    use harness::kanidm::reconcile::{Previous, reconcile};
     harness::init_crypto();
     if !kanidmd_available() {
         return;
@@ -237,54 +235,38 @@ async fn changes_one_server_through_every_scenario_in_place() {
     let Some((mut server, kc)) = start_kanidm(&dir.path().join("kanidm"), &pki, &http).await else {
         return;
     };
-    let mut order: Vec<_> = discover(&root().join("scenarios"))
+    // The credential policy of `idm_all_persons` cannot change in place (a run starts a
+    // fresh Kanidm there): walk each policy's scenarios on a server of its own.
+    let all: Vec<_> = discover(&root().join("scenarios"))
         .unwrap()
         .into_iter()
         .map(|p| load_file(&p).unwrap())
         .collect();
-    let mut back = order.clone();
-    back.reverse();
-    order.extend(back.into_iter().skip(1));
-    let mut state: Option<(harness::scenario::model::KanidmState, readback::Provisioned)> = None;
-    let mut uuids_seen = std::collections::BTreeMap::new();
-    for s in &order {
-        if let Some((prev, _)) = &state {
-            assert!(in_place_blocker(prev, &s.scenario.kanidm).is_none());
-        }
-        let t = Instant::now();
-        let applied = reconcile(
-            &kc,
-            state.as_ref().map(|(st, p)| Previous {
-                state: st,
-                provisioned: p,
-            }),
-            &Desired::of(s),
-            &http,
-            &server.endpoint,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
-        let problems = readback::verify(&s.scenario.kanidm, &applied.provisioned, &server.endpoint);
-        assert!(problems.is_empty(), "{}: {problems:#?}", s.name);
-        // A kept person keeps their entry (UUID) unless their credential kind changed.
-        for p in &s.scenario.kanidm.persons {
-            let uuid = &applied.provisioned.uuids[&p.name.value];
-            if let Some((kind, old)) = uuids_seen.get(&p.name.value)
-                && *kind == p.credential
-            {
-                assert_eq!(old, uuid, "{}: {} was recreated", s.name, p.name.value);
-            }
-            uuids_seen.insert(p.name.value.clone(), (p.credential, uuid.clone()));
-        }
-        eprintln!(
-            "{}: changed in place in {:.3} s ({} writes, recreated {:?})",
-            s.name,
-            t.elapsed().as_secs_f64(),
-            applied.changes,
-            applied.replaced_persons
-        );
-        state = Some((applied.server_state, applied.provisioned));
+    let policy = |s: &harness::scenario::LoadedScenario| {
+        format!("{:?}", s.scenario.kanidm.credential_type_minimum)
+    };
+    let mut policies: Vec<String> = all.iter().map(policy).collect();
+    policies.sort();
+    policies.dedup();
+    // The first policy's walk runs on `server` (it is broken by hand below); the others
+    // each on a server of their own.
+    let first: Vec<_> = all
+        .iter()
+        .filter(|s| policy(s) == policies[0])
+        .cloned()
+        .collect();
+    for pol in &policies[1..] {
+        let group: Vec<_> = all.iter().filter(|s| policy(s) == *pol).cloned().collect();
+        let Some((mut other, kc2)) =
+            start_kanidm(&dir.path().join(format!("kanidm-{pol}")), &pki, &http).await
+        else {
+            return;
+        };
+        walk_in_place(group, &kc2, &http, &other.endpoint).await;
+        other.stop().await;
     }
+    let (order, state) = walk_in_place(first, &kc, &http, &server.endpoint).await;
+
     // The read-back is not a formality: break the state by hand and it is reported.
     let last = order.last().unwrap();
     let client = &last.scenario.kanidm.oauth2_clients[0].name.value;
@@ -313,4 +295,64 @@ async fn changes_one_server_through_every_scenario_in_place() {
         "{problems:?}"
     );
     server.stop().await;
+}
+
+/// Every scenario of `group` in a row and back again, changed in place on one server; the
+/// read-back must match each exactly and kept persons keep their UUID.
+async fn walk_in_place(
+    group: Vec<harness::scenario::LoadedScenario>,
+    kc: &kanidm_client::KanidmClient,
+    http: &reqwest::Client,
+    endpoint: &harness::kanidm::KanidmEndpoint,
+) -> (
+    Vec<harness::scenario::LoadedScenario>,
+    Option<(harness::scenario::model::KanidmState, readback::Provisioned)>,
+) {
+    use harness::kanidm::plan::in_place_blocker;
+    use harness::kanidm::reconcile::{Previous, reconcile};
+    let mut order = group;
+    let mut back = order.clone();
+    back.reverse();
+    order.extend(back.into_iter().skip(1));
+    let mut state: Option<(harness::scenario::model::KanidmState, readback::Provisioned)> = None;
+    let mut uuids_seen = std::collections::BTreeMap::new();
+    for s in &order {
+        if let Some((prev, _)) = &state {
+            assert!(in_place_blocker(prev, &s.scenario.kanidm).is_none());
+        }
+        let t = Instant::now();
+        let applied = reconcile(
+            kc,
+            state.as_ref().map(|(st, p)| Previous {
+                state: st,
+                provisioned: p,
+            }),
+            &Desired::of(s),
+            http,
+            endpoint,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        let problems = readback::verify(&s.scenario.kanidm, &applied.provisioned, endpoint);
+        assert!(problems.is_empty(), "{}: {problems:#?}", s.name);
+        // A kept person keeps their entry (UUID) unless their credential kind changed.
+        for p in &s.scenario.kanidm.persons {
+            let uuid = &applied.provisioned.uuids[&p.name.value];
+            if let Some((kind, old)) = uuids_seen.get(&p.name.value)
+                && *kind == p.credential
+            {
+                assert_eq!(old, uuid, "{}: {} was recreated", s.name, p.name.value);
+            }
+            uuids_seen.insert(p.name.value.clone(), (p.credential, uuid.clone()));
+        }
+        eprintln!(
+            "{}: changed in place in {:.3} s ({} writes, recreated {:?})",
+            s.name,
+            t.elapsed().as_secs_f64(),
+            applied.changes,
+            applied.replaced_persons
+        );
+        state = Some((applied.server_state, applied.provisioned));
+    }
+    (order, state)
 }

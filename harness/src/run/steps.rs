@@ -35,17 +35,49 @@ pub(super) struct StepCtx<'a, 'b, C: ClusterBackend> {
     pub progress: &'a Progress,
 }
 
+/// Tokens kept at each point (`initial`, then each step) and the renames since, to find a
+/// person's token by the name they have now.
+struct Kept {
+    held: Vec<(String, Held)>,
+    /// (step number from 1, old, new)
+    renames: Vec<(usize, String, String)>,
+}
+
+impl Kept {
+    /// The outcome `person` (named as now) got at `point`.
+    fn token(&self, point: &str, person: &str) -> Result<Option<LoginOutcomeActual>> {
+        let at = self
+            .held
+            .iter()
+            .position(|(n, _)| n == point)
+            .ok_or_else(|| anyhow!("no tokens kept for `{point}`"))?;
+        let later: Vec<(String, String)> = self
+            .renames
+            .iter()
+            .filter(|(step, _, _)| *step > at)
+            .map(|(_, o, n)| (o.clone(), n.clone()))
+            .collect();
+        let then = steps::earlier_name(person, &later);
+        Ok(self.held[at].1.get(then).cloned())
+    }
+
+    fn jtis(&self) -> BTreeMap<String, String> {
+        jtis(&self.held)
+    }
+}
+
 pub(super) async fn run_steps<C: ClusterBackend>(
-    ctx: StepCtx<'_, '_, C>,
+    mut ctx: StepCtx<'_, '_, C>,
     s: &LoadedScenario,
     k: &mut KanidmLab,
     initial: Held,
 ) -> Result<Vec<CheckResult>> {
     let plans = steps::plan(&s.scenario).map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
     let dir = s.path.parent().unwrap_or(std::path::Path::new("."));
-    // What each point's tokens are, and the renames after it (to find a person by a later name).
-    let mut held: Vec<(String, Held)> = vec![(INITIAL.to_string(), initial)];
-    let mut renames: Vec<(usize, String, String)> = Vec::new();
+    let mut kept = Kept {
+        held: vec![(INITIAL.to_string(), initial)],
+        renames: Vec::new(),
+    };
     let mut results = Vec::new();
     let mut keys_changed = false;
     for (i, p) in plans.iter().enumerate() {
@@ -60,7 +92,8 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         if !note.is_empty() {
             ctx.progress.step(&format!("  {note}"));
         }
-        renames.extend(p.renames.iter().map(|(o, n)| (i + 1, o.clone(), n.clone())));
+        kept.renames
+            .extend(p.renames.iter().map(|(o, n)| (i + 1, o.clone(), n.clone())));
         let at = steps::scenario_at(s, p);
         if p.api_server_changes {
             configure(
@@ -70,7 +103,7 @@ pub(super) async fn run_steps<C: ClusterBackend>(
                 k,
                 ctx.site,
                 ctx.k8s,
-                &jtis(&held),
+                &kept.jtis(),
             )
             .await?;
         }
@@ -79,69 +112,63 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         if needs_cache_wait(p, keys_changed, &*ctx.cluster) {
             wait_token_cache(k, ctx.progress, ctx.timings).await;
         }
-        let facts = k.facts(
-            &ctx.site.lab.pki.ca_pem,
-            ctx.cluster.ca_path_for_apiserver(),
-        );
-        // Readiness with a real token is worth waiting for only when the API server or
-        // Kanidm just came up; with Kanidm down it cannot come.
-        let mut oidc_ready = !p.kanidm_running
-            || !(p.api_server_changes || p.events.iter().any(|e| matches!(e, Change::StartKanidm)));
-        for e in &p.step.expect {
-            let person = &e.person.value;
-            let mut rec = Recorder::new(s, person);
-            let (outcome, from, point_name) = match &e.token_from {
-                Some(from) => {
-                    let point = held
-                        .iter()
-                        .position(|(n, _)| *n == from.value)
-                        .ok_or_else(|| anyhow!("no tokens kept for `{}`", from.value))?;
-                    let later: Vec<(String, String)> = renames
-                        .iter()
-                        .filter(|(at, _, _)| *at > point)
-                        .map(|(_, o, n)| (o.clone(), n.clone()))
-                        .collect();
-                    let then = steps::earlier_name(person, &later);
-                    (
-                        held[point].1.get(then).cloned(),
-                        format!("token from {}", from.value),
-                        from.value.clone(),
-                    )
-                }
-                None => (
-                    fresh.get(person).cloned(),
-                    "fresh login".to_string(),
-                    name.clone(),
-                ),
-            };
-            rec.prefix = format!("{name} [{from}]: ");
-            let Some(outcome) = outcome else {
-                rec.push(
-                    "token".into(),
-                    judge::no_kept_token(person, &point_name),
-                    None,
-                );
-                results.append(&mut rec.results);
-                continue;
-            };
-            check_expectation(
-                &*ctx.cluster,
-                e,
-                &outcome,
-                e.token_from.as_ref().map(|t| t.value.as_str()),
-                &facts,
-                ctx.dirs,
-                &mut oidc_ready,
-                &mut rec,
-                ctx.timings,
-            )
-            .await
-            .with_context(|| format!("step `{name}`"))?;
-            results.append(&mut rec.results);
-        }
+        results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &kept).await?);
         k.last_token_use = Some(Instant::now());
-        held.push((name.clone(), fresh));
+        kept.held.push((name.clone(), fresh));
         ctx.timings.add(&format!("step {name}"), t.elapsed());
+    }
+    Ok(results)
+}
+
+/// Every expectation of one step, each with its kept or fresh token.
+async fn check_step<C: ClusterBackend>(
+    ctx: &mut StepCtx<'_, '_, C>,
+    s: &LoadedScenario,
+    p: &StepPlan<'_>,
+    k: &KanidmLab,
+    fresh: &Held,
+    kept: &Kept,
+) -> Result<Vec<CheckResult>> {
+    let name = &p.step.name.value;
+    let facts = k.facts(
+        &ctx.site.lab.pki.ca_pem,
+        ctx.cluster.ca_path_for_apiserver(),
+    );
+    // Readiness with a real token is worth waiting for only when the API server or
+    // Kanidm just came up; with Kanidm down it cannot come.
+    let mut oidc_ready = !p.kanidm_running
+        || !(p.api_server_changes || p.events.iter().any(|e| matches!(e, Change::StartKanidm)));
+    let mut results = Vec::new();
+    for e in &p.step.expect {
+        let person = &e.person.value;
+        let mut rec = Recorder::new(s, person);
+        let (outcome, point) = match &e.token_from {
+            Some(from) => (kept.token(&from.value, person)?, from.value.as_str()),
+            None => (fresh.get(person).cloned(), name.as_str()),
+        };
+        rec.prefix = match &e.token_from {
+            Some(from) => format!("{name} [token from {}]: ", from.value),
+            None => format!("{name} [fresh login]: "),
+        };
+        let Some(outcome) = outcome else {
+            rec.push("token".into(), judge::no_kept_token(person, point), None);
+            results.append(&mut rec.results);
+            continue;
+        };
+        check_expectation(
+            &*ctx.cluster,
+            e,
+            &outcome,
+            e.token_from.as_ref().map(|t| t.value.as_str()),
+            &facts,
+            ctx.dirs,
+            &mut oidc_ready,
+            &mut rec,
+            ctx.timings,
+        )
+        .await
+        .with_context(|| format!("step `{name}`"))?;
+        results.append(&mut rec.results);
     }
     Ok(results)
 }

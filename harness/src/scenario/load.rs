@@ -1220,43 +1220,61 @@ fn check_steps(c: &mut Checker<'_>, s: &Scenario) {
             name.referenced,
             &known,
         );
-        for (j, e) in step.expect.iter().enumerate() {
-            let fe = format!("{f}.expect[{j}]");
-            match &e.token_from {
-                Some(t) => {
-                    if !earlier.contains(t.value.as_str()) {
-                        let hint =
-                            did_you_mean(&t.value, earlier.iter().copied()).unwrap_or_else(|| {
-                                format!(
-                                    "tokens are kept from `initial` and earlier steps: {}",
-                                    list(&earlier)
-                                )
-                            });
-                        c.err(
-                            t.referenced,
-                            format!("{fe}.tokenFrom"),
-                            format!("unknown step `{}`", shown(&t.value)),
-                        )
-                        .help = Some(hint);
-                    }
-                    if e.login != LoginOutcome::Ok {
-                        c.err(
-                            t.referenced,
-                            fe.clone(),
-                            "`login` is about a fresh login; a kept token was already issued",
-                        )
-                        .help =
-                            Some("drop `login:` here, or drop `tokenFrom` to log in afresh".into());
-                    }
-                }
-                None if !p.kanidm_running => {
-                    c.err(e.person.referenced, fe.clone(), "Kanidm is stopped in this step, so nobody can log in afresh")
-                        .help = Some("add `tokenFrom: initial` (or an earlier step) to check a token issued before".into());
-                }
-                None => {}
-            }
-        }
+        check_token_sources(c, step, &f, p.kanidm_running, &earlier);
         earlier.insert(name.value.as_str());
+    }
+}
+/// Where each of a step's tokens comes from: `tokenFrom` names `initial` or an earlier
+/// step (and then `login:` does not apply); without it a fresh login, impossible while
+/// Kanidm is stopped.
+fn check_token_sources(
+    c: &mut Checker<'_>,
+    step: &Step,
+    f: &str,
+    kanidm_running: bool,
+    earlier: &BTreeSet<&str>,
+) {
+    for (j, e) in step.expect.iter().enumerate() {
+        let fe = format!("{f}.expect[{j}]");
+        match &e.token_from {
+            Some(t) => {
+                if !earlier.contains(t.value.as_str()) {
+                    let hint =
+                        did_you_mean(&t.value, earlier.iter().copied()).unwrap_or_else(|| {
+                            format!(
+                                "tokens are kept from `initial` and earlier steps: {}",
+                                list(earlier)
+                            )
+                        });
+                    c.err(
+                        t.referenced,
+                        format!("{fe}.tokenFrom"),
+                        format!("unknown step `{}`", shown(&t.value)),
+                    )
+                    .help = Some(hint);
+                }
+                if e.login != LoginOutcome::Ok {
+                    c.err(
+                        t.referenced,
+                        fe.clone(),
+                        "`login` is about a fresh login; a kept token was already issued",
+                    )
+                    .help = Some("drop `login:` here, or drop `tokenFrom` to log in afresh".into());
+                }
+            }
+            None if !kanidm_running => {
+                c.err(
+                    e.person.referenced,
+                    fe.clone(),
+                    "Kanidm is stopped in this step, so nobody can log in afresh",
+                )
+                .help = Some(
+                    "add `tokenFrom: initial` (or an earlier step) to check a token issued before"
+                        .into(),
+                );
+            }
+            None => {}
+        }
     }
 }
 
