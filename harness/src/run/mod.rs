@@ -3,6 +3,7 @@
 //! `mod.rs` drives the minors and the scenarios; `lab.rs` holds one lab's fixed parts,
 //! `kanidm_lab.rs` the run's Kanidm, `scenario.rs` one scenario from Kanidm state to judged checks.
 
+mod checks;
 pub mod kanidm_lab;
 pub mod lab;
 pub mod scenario;

@@ -3,30 +3,18 @@
 
 use super::kanidm_lab::{self, KanidmLab, KanidmSite};
 use crate::check::CheckResult;
-use crate::check::expect::{observe_401, wait_oidc_ready};
-use crate::check::judge::{self, Judgement};
-use crate::check::kubectl;
-use crate::cluster::{AuthSetup, ClusterBackend, kubeconfig};
-use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
-use crate::login::signins::Kind;
+use crate::cluster::{AuthSetup, ClusterBackend};
 use crate::progress::Progress;
 use crate::render::plan::auth_setup;
 use crate::render::{self, K8sVersion, LabFacts};
 use crate::scenario::LoadedScenario;
 use crate::scenario::action::Scope;
-use crate::scenario::model::{CredentialKind, Expectation};
 use crate::timings::Timings;
 use anyhow::{Context, Result, anyhow};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-/// kube-apiserver caches successful token authentications this long (`TokenSuccessCacheTTL`),
-/// plus a margin.
-const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
-
-/// RBAC changes reach the authorizer's cache within moments: an allowed/forbidden answer
-/// that differs is retried this long.
-const RBAC_SETTLE: Duration = Duration::from_secs(5);
+use super::checks::{Dirs, Recorder, TOKEN_SUCCESS_CACHE, check_expectation, login_all};
 
 /// Everything one run's scenarios share.
 pub struct RunCtx<'a, C: ClusterBackend> {
@@ -38,12 +26,6 @@ pub struct RunCtx<'a, C: ClusterBackend> {
     pub progress: &'a Progress,
     pub timings: Timings,
     pub kanidm: Option<KanidmLab>,
-}
-
-/// Where one scenario's files go: secrets stay in the lab, debugging help goes to artifacts.
-pub(super) struct Dirs {
-    pub(super) secret: PathBuf,
-    pub(super) artifacts: PathBuf,
 }
 
 pub async fn run_scenario<C: ClusterBackend>(
@@ -201,197 +183,4 @@ async fn apply_rbac(
     crate::rbac_apply::ensure_namespaces(&admin, &namespaces).await?;
     timings.add("rbac applied", t.elapsed());
     Ok(())
-}
-
-/// Collects one person's check results.
-pub(super) struct Recorder {
-    scenario: String,
-    person: String,
-    /// Put before every check name (a step and where its token came from).
-    pub(super) prefix: String,
-    started: Instant,
-    pub(super) results: Vec<CheckResult>,
-}
-
-impl Recorder {
-    pub(super) fn new(s: &LoadedScenario, person: &str) -> Self {
-        Recorder {
-            scenario: s.name.clone(),
-            person: person.to_string(),
-            prefix: String::new(),
-            started: Instant::now(),
-            results: Vec::new(),
-        }
-    }
-
-    pub(super) fn push(&mut self, check: String, j: Judgement, apiserver_line: Option<String>) {
-        self.results.push(CheckResult {
-            cell: String::new(),
-            scenario: self.scenario.clone(),
-            person: self.person.clone(),
-            check: format!("{}{check}", self.prefix),
-            passed: j.passed,
-            actual: j.actual,
-            detail: j.detail,
-            apiserver_line,
-            seconds: self.started.elapsed().as_secs_f64(),
-        });
-    }
-}
-
-/// One person's expectation: login, then (with a token) 401 cause, whoami, allowed, forbidden.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn check_expectation(
-    cluster: &impl ClusterBackend,
-    e: &Expectation,
-    outcome: &LoginOutcomeActual,
-    kept_from: Option<&str>,
-    facts: &LabFacts,
-    dirs: &Dirs,
-    oidc_ready: &mut bool,
-    rec: &mut Recorder,
-    timings: &mut Timings,
-) -> Result<()> {
-    let (what, mut login) = match kept_from {
-        Some(from) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            ("token", judge::kept_token(outcome, from, now))
-        }
-        None => ("login", judge::login(e.login, outcome)),
-    };
-    if let Some(d) = &mut login.detail {
-        d.push_str(&format!("; artifacts in {}", dirs.artifacts.display()));
-    }
-    let passed = login.passed;
-    rec.push(what.into(), login, None);
-    let LoginOutcomeActual::Token(token) = outcome else {
-        return Ok(());
-    };
-    if !passed {
-        return Ok(());
-    }
-    let kubeconfig_path = dirs.secret.join(format!("{}.kubeconfig", rec.person));
-    kubeconfig::write(
-        &kubeconfig_path,
-        cluster.server_url(),
-        &cluster.server_ca_file(),
-        &rec.person,
-        kubeconfig::UserAuth::Token(&token.id_token),
-    )?;
-    if !*oidc_ready {
-        let t = Instant::now();
-        wait_oidc_ready(cluster, &kubeconfig_path).await?;
-        timings.add("oidc ready after api server", t.elapsed());
-        *oidc_ready = true;
-    }
-    if let Some(want) = &e.unauthorized {
-        let seen = observe_401(cluster, &kubeconfig_path).await?;
-        let j = judge::unauthorized(want.cause.value, &seen.run.verdict, seen.cause);
-        let line = seen.err.map(|e| format!("err=\"{e}\""));
-        rec.push(format!("unauthorized: {}", want.cause.value), j, line);
-        return Ok(());
-    }
-    if let Some(w) = &e.whoami {
-        let run = kubectl::whoami(cluster.kubectl(), &kubeconfig_path).await?;
-        rec.push("whoami".into(), judge::whoami(&run, w, &facts.values), None);
-    }
-    for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
-        for a in list {
-            let action = &a.value;
-            let args = kubectl::args_for(action);
-            let deadline = Instant::now() + RBAC_SETTLE;
-            let mut run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
-            while judge::worth_retrying(want_allowed, &run) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
-            }
-            let kind = if want_allowed { "allowed" } else { "forbidden" };
-            rec.push(
-                format!("{kind}: {action}"),
-                judge::access(want_allowed, &run),
-                None,
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Log every person of the scenario in (once per Kanidm state): a person's first login in
-/// the run walks Kanidm's pages, later ones restore their Kanidm session (see
-/// `login::signins`). Returns per-login times.
-pub(super) async fn login_all(
-    s: &LoadedScenario,
-    k: &mut KanidmLab,
-    lab: &super::lab::Lab,
-    art_dir: &Path,
-    people: &[String],
-) -> Result<Vec<(String, Duration)>> {
-    let login = &s.scenario.login;
-    let issuer = k.server.endpoint().issuer(&login.client.value);
-    let origin = k.server.endpoint().origin.clone();
-    let req = LoginRequest {
-        issuer: &issuer,
-        origin: &origin,
-        client_id: &login.client.value,
-        scopes: &login.scopes,
-        redirect_port: login.redirect_port,
-        redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
-        spki_pin: &lab.pki.kanidm_spki_sha256,
-        artifacts: art_dir,
-    };
-    // A token kept from an earlier scenario is reused only while it has a minute left
-    // (Kanidm's id_tokens live 15 minutes; a long suite outlives them).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let usable = |o: &LoginOutcomeActual| match o {
-        LoginOutcomeActual::Token(t) => t.expires_at > now + 60,
-        _ => true,
-    };
-    let todo: Vec<String> = people
-        .iter()
-        .filter(|p| {
-            k.current_tokens()
-                .and_then(|done| done.get(*p))
-                .is_none_or(|o| !usable(o))
-        })
-        .cloned()
-        .collect();
-    // One after another, in the one shared browser (its cookies are one person's at a
-    // time); post 2 also pins the redirect listener to one port.
-    let mut times = Vec::new();
-    for p in &todo {
-        let secrets = k
-            .provisioned
-            .secrets
-            .get(p)
-            .ok_or_else(|| anyhow!("no credentials for {p}"))?;
-        let passkey = s
-            .person(p)
-            .is_some_and(|x| x.credential == CredentialKind::Passkey);
-        let person = Person {
-            name: p.as_str(),
-            secrets,
-            passkey,
-        };
-        let t = Instant::now();
-        let (out, kind) = k
-            .signins
-            .login(&lab.browser, &lab.http, &req, &person)
-            .await?;
-        k.tokens
-            .entry(k.fingerprint.clone())
-            .or_default()
-            .insert(p.clone(), out);
-        let label = match kind {
-            Kind::First => p.clone(),
-            Kind::SingleSignOn => format!("{p} (sso)"),
-        };
-        times.push((label, t.elapsed()));
-    }
-    Ok(times)
 }

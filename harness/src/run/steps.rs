@@ -2,8 +2,8 @@
 //! API server, logs people in afresh where asked, then checks tokens kept from earlier
 //! (`tokenFrom`) side by side with fresh ones.
 
+use super::checks::{Dirs, Recorder, TOKEN_SUCCESS_CACHE, check_expectation, login_all};
 use super::kanidm_lab::{KanidmLab, KanidmSite};
-use super::scenario::{Dirs, Recorder, check_expectation, login_all};
 use crate::check::CheckResult;
 use crate::check::judge;
 use crate::cluster::ClusterBackend;
@@ -17,13 +17,10 @@ use crate::scenario::steps::{self, INITIAL, StepPlan};
 use crate::timings::Timings;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Tokens people held at one point (`initial` or a step), by the name they had then.
 type Held = BTreeMap<String, LoginOutcomeActual>;
-
-/// kube-apiserver answers a token it accepted within the last 10 s from its cache.
-const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
 
 /// Everything a step needs from the scenario run.
 pub(super) struct StepCtx<'a, 'b, C: ClusterBackend> {
