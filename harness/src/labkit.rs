@@ -262,9 +262,12 @@ pub async fn up(
         .unwrap_or(KanidmPlacement::HostLoopback);
     let source = match &opts.kanidm {
         Some(k) => k.clone(),
-        None => kanidm_lab::default_source(&placement, opts.kind.images.kanidm_image())?,
+        None => kanidm_lab::default_source(
+            placement == KanidmPlacement::HostLoopback,
+            opts.kind.images.kanidm_image(),
+        )?,
     };
-    kanidm_lab::check_source(&placement, &source).await?;
+    kanidm_lab::check_source(placement == KanidmPlacement::HostLoopback, &source).await?;
     let mut kanidm = kanidm_lab::start_server(&kdir, &pki, &http, &placement, &source).await?;
     let endpoint = kanidm.endpoint().clone();
     let (_, p) = match kanidm_lab::provision_fresh(&kanidm, s, &http).await {

@@ -26,13 +26,12 @@ use std::time::{Duration, Instant};
 
 /// Which Kanidm the local backend runs when none is named: a kanidmd binary if one is
 /// found, else the Kanidm image if a Docker engine is there.
-pub fn default_source(placement: &KanidmPlacement, default_image: &str) -> Result<KanidmSource> {
-    if *placement == KanidmPlacement::HostLoopback
-        && let Some(found) = tools::KANIDMD.find()
-    {
+/// `on_host`: Kanidm runs on this host's loopback (local backend), not in a kind node.
+pub fn default_source(on_host: bool, default_image: &str) -> Result<KanidmSource> {
+    if on_host && let Some(found) = tools::KANIDMD.find() {
         return Ok(KanidmSource::Binary(found.path));
     }
-    if *placement != KanidmPlacement::HostLoopback || tools::docker_socket_present() {
+    if !on_host || tools::docker_socket_present() {
         return Ok(KanidmSource::Image(default_image.to_string()));
     }
     Err(anyhow!(
@@ -49,16 +48,14 @@ fn binary_in_node(p: &Path) -> anyhow::Error {
 }
 
 /// Fail early when `source` cannot run on this backend or its image is missing.
-pub async fn check_source(placement: &KanidmPlacement, source: &KanidmSource) -> Result<()> {
-    match (placement, source) {
-        (KanidmPlacement::ContainerInNode { .. }, KanidmSource::Binary(p)) => {
-            Err(binary_in_node(p))
-        }
-        (_, KanidmSource::Binary(p)) if !tools::is_executable(p) => {
+pub async fn check_source(on_host: bool, source: &KanidmSource) -> Result<()> {
+    match source {
+        KanidmSource::Binary(p) if !on_host => Err(binary_in_node(p)),
+        KanidmSource::Binary(p) if !tools::is_executable(p) => {
             Err(anyhow!("kanidmd {} is not an executable file", p.display()))
         }
-        (_, KanidmSource::Binary(_)) => Ok(()),
-        (_, KanidmSource::Image(image)) => {
+        KanidmSource::Binary(_) => Ok(()),
+        KanidmSource::Image(image) => {
             crate::kanidm::container::split_image(image)?;
             crate::cluster::kind::ensure_image(image, "Kanidm", "--kanidm-image <image>").await
         }
@@ -439,6 +436,30 @@ pub async fn prepare<'k>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_kanidmd_binary_cannot_go_into_a_kind_node_and_must_be_executable() {
+        let e = check_source(false, &KanidmSource::Binary("/bin/true".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--kanidm-image"), "{e}");
+        let e = check_source(true, &KanidmSource::Binary("/nonexistent/kanidmd".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an executable file"), "{e}");
+        assert!(
+            check_source(true, &KanidmSource::Binary("/bin/true".into()))
+                .await
+                .is_ok()
+        );
+        assert!(
+            check_source(true, &KanidmSource::Image("kanidm server".into()))
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn the_fingerprint_ignores_where_things_are_written_but_not_what() {

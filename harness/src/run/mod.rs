@@ -164,24 +164,17 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         artifacts: opts.artifacts.clone(),
         versions: BTreeMap::new(),
     };
-    let placement = match opts.backend {
-        Backend::Local => crate::cluster::KanidmPlacement::HostLoopback,
-        // The node's name is known once the cluster exists; only the kind of place matters here.
-        Backend::Kind => crate::cluster::KanidmPlacement::ContainerInNode {
-            node: String::new(),
-            port: 0,
-        },
-    };
+    let on_host = opts.backend == Backend::Local;
     let sources = match opts.kanidm.is_empty() {
         true => vec![kanidm_lab::default_source(
-            &placement,
+            on_host,
             &opts.default_kanidm_image,
         )?],
         false => opts.kanidm.clone(),
     };
     // Everything the matrix needs, before anything starts.
     for k in &sources {
-        kanidm_lab::check_source(&placement, k).await?;
+        kanidm_lab::check_source(on_host, k).await?;
     }
     let mut bins = BTreeMap::new();
     if opts.backend == Backend::Local {
