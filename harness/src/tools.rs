@@ -2,6 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// The Kanidm server image run when none is given (kind, and the local backend without a
+/// kanidmd binary).
+pub const DEFAULT_KANIDM_IMAGE: &str = "kanidm/server:1.10.4";
+
 /// One external program the harness runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Tool {
@@ -149,7 +153,8 @@ pub(crate) fn is_executable(p: &Path) -> bool {
 }
 
 /// Names of the tools the local backend needs that are not found (empty: it can run).
-/// Kanidm counts as found when a kanidmd binary or a Docker engine is there.
+/// Kanidm counts as found when a kanidmd binary is there, or a Docker engine that has the
+/// default Kanidm image (`LAB_KANIDM_IMAGE`, else `kanidm/server:1.10.4`).
 /// kube-apiserver and kube-controller-manager count as found when some minor's folder has both.
 pub fn missing_for_local() -> Vec<&'static str> {
     let control_plane = Places::from_env().folders().iter().any(|(d, _)| {
@@ -160,11 +165,44 @@ pub fn missing_for_local() -> Vec<&'static str> {
         .filter(|t| t.name != KIND.name)
         .filter(|t| match t.name {
             "kube-apiserver" | "kube-controller-manager" => !control_plane,
-            "kanidmd" => t.find().is_none() && !docker_socket_present(),
+            "kanidmd" => t.find().is_none() && !default_kanidm_image_present(),
             _ => t.find().is_none(),
         })
         .map(|t| t.name)
         .collect()
+}
+
+/// Whether Docker has the image the local backend would run for Kanidm (10 s at most).
+fn default_kanidm_image_present() -> bool {
+    if !docker_socket_present() {
+        return false;
+    }
+    let image = std::env::var("LAB_KANIDM_IMAGE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_KANIDM_IMAGE.to_string());
+    let Ok(mut child) = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }
 
 /// Whether a Docker engine socket is there (`DOCKER_HOST` or `/var/run/docker.sock`).

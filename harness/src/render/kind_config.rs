@@ -19,7 +19,7 @@ pub fn base_config_path(kind_configs: &Path, version: K8sVersion) -> PathBuf {
 }
 
 /// The kanidm/server image the kind backend runs unless told otherwise.
-pub const DEFAULT_KANIDM_IMAGE: &str = "kanidm/server:1.10.4";
+pub const DEFAULT_KANIDM_IMAGE: &str = crate::tools::DEFAULT_KANIDM_IMAGE;
 
 /// Images a user substitutes for the pinned ones: air-gapped copies, mirrors, local builds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
