@@ -37,6 +37,16 @@ fn mirror_with_k8s() -> Mirror {
     m
 }
 
+/// Installing 1.34 must fail; the error, with its causes.
+async fn install_error(src: &Source, cache: &Path) -> String {
+    format!(
+        "{:#}",
+        setup::install_k8s(src, cache, V, &quiet())
+            .await
+            .unwrap_err()
+    )
+}
+
 /// Nothing but what a successful install leaves: no `.partial` leftovers, no minor folder.
 fn assert_nothing_installed(cache: &Path) {
     let k8s = cache.join("k8s");
@@ -96,12 +106,7 @@ async fn a_checksum_mismatch_installs_nothing() {
     );
     let cache = tempfile::tempdir().unwrap();
     let src = Source::new(Some(&m.url)).unwrap();
-    let e = format!(
-        "{:#}",
-        setup::install_k8s(&src, cache.path(), V, &quiet())
-            .await
-            .unwrap_err()
-    );
+    let e = install_error(&src, cache.path()).await;
     assert!(e.contains("checksum mismatch"), "{e}");
     assert!(e.contains("kube-controller-manager"), "{e}");
     assert_nothing_installed(cache.path());
@@ -113,12 +118,7 @@ async fn a_missing_file_is_a_404_that_names_the_url() {
     m.remove(&k8s_path("kubectl"));
     let cache = tempfile::tempdir().unwrap();
     let src = Source::new(Some(&m.url)).unwrap();
-    let e = format!(
-        "{:#}",
-        setup::install_k8s(&src, cache.path(), V, &quiet())
-            .await
-            .unwrap_err()
-    );
+    let e = install_error(&src, cache.path()).await;
     assert!(e.contains("404"), "{e}");
     assert!(
         e.contains(&format!("{}{}", m.url, k8s_path("kubectl"))),
@@ -127,12 +127,7 @@ async fn a_missing_file_is_a_404_that_names_the_url() {
     assert_nothing_installed(cache.path());
     // A missing checksum file is a 404 too, before anything is downloaded.
     m.remove(&format!("{}.sha256", k8s_path("kube-apiserver")));
-    let e = format!(
-        "{:#}",
-        setup::install_k8s(&src, cache.path(), V, &quiet())
-            .await
-            .unwrap_err()
-    );
+    let e = install_error(&src, cache.path()).await;
     assert!(e.contains("404") && e.contains(".sha256"), "{e}");
     assert_nothing_installed(cache.path());
 }
@@ -149,12 +144,7 @@ async fn a_transfer_cut_short_installs_nothing() {
     m.put(&path, Serve::CutShort(body));
     let cache = tempfile::tempdir().unwrap();
     let src = Source::new(Some(&m.url)).unwrap();
-    let e = format!(
-        "{:#}",
-        setup::install_k8s(&src, cache.path(), V, &quiet())
-            .await
-            .unwrap_err()
-    );
+    let e = install_error(&src, cache.path()).await;
     assert!(e.contains("broke off") || e.contains("cut short"), "{e}");
     assert_nothing_installed(cache.path());
 }

@@ -388,7 +388,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// The components table; true when something the local backend needs is missing.
-async fn doctor_components() -> bool {
+async fn doctor_components(minors: &[(u32, String, String)]) -> bool {
     let mut missing_local = false;
     println!("{:<24} {:<10} path", "component", "found via");
     let per_minor = [
@@ -428,11 +428,10 @@ async fn doctor_components() -> bool {
             PathBuf::from(d).display()
         );
     }
-    let minors = harness::tools::local_minors(&harness::tools::Places::from_env()).await;
     println!(
         "\nlocal backend: Kubernetes control planes (kube-apiserver + kube-controller-manager)"
     );
-    for (m, version, via) in &minors {
+    for (m, version, via) in minors {
         println!("  1.{m:<22} {version:<10} {via}");
     }
     if minors.is_empty() {
@@ -479,7 +478,9 @@ async fn doctor_node_images(
 }
 
 async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
-    let missing_local = doctor_components().await;
+    // Each kube-apiserver is asked for its version once.
+    let minors = harness::tools::local_minors(&harness::tools::Places::from_env()).await;
+    let missing_local = doctor_components(&minors).await;
     // The kind backend: Docker, kind, and the images it would run.
     let overrides = images.overrides()?;
     println!("\nkind backend");
@@ -521,12 +522,7 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
             "  help: with no registry, load or build a node image and pass --node-image <minor>=<image> (env LAB_NODE_IMAGES)"
         );
     }
-    let local_minors: Vec<String> =
-        harness::tools::local_minors(&harness::tools::Places::from_env())
-            .await
-            .iter()
-            .map(|(m, _, _)| format!("1.{m}"))
-            .collect();
+    let local_minors: Vec<String> = minors.iter().map(|(m, _, _)| format!("1.{m}")).collect();
     if missing_local {
         println!(
             "\nThe local backend cannot run until the missing components are installed (`cargo xtask setup` fetches Kubernetes, etcd and kind)."

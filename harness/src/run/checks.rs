@@ -19,7 +19,29 @@ use std::time::{Duration, Instant};
 
 /// kube-apiserver caches successful token authentications this long (`TokenSuccessCacheTTL`),
 /// plus a margin.
-pub(super) const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
+const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
+
+/// Wait until tokens last presented at `k.last_token_use` are out of the API server's
+/// success cache (nothing to wait for once 10 s have passed); `why` goes to the progress line.
+pub(super) async fn wait_token_cache(
+    k: &KanidmLab,
+    why: &str,
+    progress: &crate::progress::Progress,
+    timings: &mut Timings,
+) {
+    if let Some(wait) = k
+        .last_token_use
+        .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
+        .filter(|w| !w.is_zero())
+    {
+        progress.step(&format!(
+            "waiting {:.1} s for the API server's token cache ({why})",
+            wait.as_secs_f64()
+        ));
+        tokio::time::sleep(wait).await;
+        timings.add("token cache wait", wait);
+    }
+}
 
 /// RBAC changes reach the authorizer's cache within moments: an allowed/forbidden answer
 /// that differs is retried this long.

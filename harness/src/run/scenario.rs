@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 use std::time::Instant;
 
-use super::checks::{Dirs, Recorder, TOKEN_SUCCESS_CACHE, check_expectation, login_all};
+use super::checks::{Dirs, Recorder, check_expectation, login_all, wait_token_cache};
 
 /// Everything one run's scenarios share.
 pub struct RunCtx<'a, C: ClusterBackend> {
@@ -137,19 +137,8 @@ async fn configure_and_log_in<C: ClusterBackend>(
     timings.add("api server configured", t.elapsed());
     // A token that succeeded under the old config is answered from the API server's cache
     // for 10 s after a reload in place; fresh tokens and restarted API servers are not.
-    if cluster.reloaded_in_place()
-        && reuses_tokens
-        && let Some(wait) = k
-            .last_token_use
-            .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
-            .filter(|w| !w.is_zero())
-    {
-        progress.step(&format!(
-            "waiting {:.1} s for the API server's token cache (this scenario reuses tokens)",
-            wait.as_secs_f64()
-        ));
-        tokio::time::sleep(wait).await;
-        timings.add("token cache wait", wait);
+    if cluster.reloaded_in_place() && reuses_tokens {
+        wait_token_cache(k, "this scenario reuses tokens", progress, timings).await;
     }
     for (p, d) in login_times {
         timings.add(&format!("login {p}"), d);

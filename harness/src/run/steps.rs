@@ -2,7 +2,7 @@
 //! API server, logs people in afresh where asked, then checks tokens kept from earlier
 //! (`tokenFrom`) side by side with fresh ones.
 
-use super::checks::{Dirs, Recorder, TOKEN_SUCCESS_CACHE, check_expectation, login_all};
+use super::checks::{Dirs, Recorder, check_expectation, login_all, wait_token_cache};
 use super::kanidm_lab::{KanidmLab, KanidmSite};
 use crate::check::CheckResult;
 use crate::check::judge;
@@ -58,8 +58,19 @@ impl Kept {
         Ok(self.held[at].1.get(then).cloned())
     }
 
+    /// `<point>:<person>` → the `jti` of every kept token (for `${jti:…}`).
     fn jtis(&self) -> BTreeMap<String, String> {
-        jtis(&self.held)
+        let mut out = BTreeMap::new();
+        for (point, tokens) in &self.held {
+            for (person, outcome) in tokens {
+                if let LoginOutcomeActual::Token(t) = outcome
+                    && let Some(jti) = t.claims["jti"].as_str()
+                {
+                    out.insert(format!("{point}:{person}"), jti.to_string());
+                }
+            }
+        }
+        out
     }
 }
 
@@ -107,7 +118,13 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         let fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
         keys_changed |= has_key_events(p);
         if needs_cache_wait(p, keys_changed, &*ctx.cluster) {
-            wait_token_cache(k, ctx.progress, ctx.timings).await;
+            wait_token_cache(
+                k,
+                "kept tokens are checked again",
+                ctx.progress,
+                ctx.timings,
+            )
+            .await;
         }
         results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &kept).await?);
         k.last_token_use = Some(Instant::now());
@@ -168,21 +185,6 @@ async fn check_step<C: ClusterBackend>(
         results.append(&mut rec.results);
     }
     Ok(results)
-}
-
-/// `<point>:<person>` → the `jti` of every kept token (for `${jti:…}`).
-fn jtis(held: &[(String, Held)]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (point, tokens) in held {
-        for (person, outcome) in tokens {
-            if let LoginOutcomeActual::Token(t) = outcome
-                && let Some(jti) = t.claims["jti"].as_str()
-            {
-                out.insert(format!("{point}:{person}"), jti.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// The step's API server authentication (or a restart on the same one).
@@ -253,19 +255,4 @@ fn has_key_events(p: &StepPlan<'_>) -> bool {
 fn needs_cache_wait(p: &StepPlan<'_>, keys_changed: bool, cluster: &impl ClusterBackend) -> bool {
     let keeps = p.step.expect.iter().any(|e| e.token_from.is_some());
     keeps && (keys_changed || (p.api_server_changes && cluster.reloaded_in_place()))
-}
-
-async fn wait_token_cache(k: &KanidmLab, progress: &Progress, timings: &mut Timings) {
-    if let Some(wait) = k
-        .last_token_use
-        .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
-        .filter(|w| !w.is_zero())
-    {
-        progress.step(&format!(
-            "waiting {:.1} s for the API server's token cache (kept tokens are checked again)",
-            wait.as_secs_f64()
-        ));
-        tokio::time::sleep(wait).await;
-        timings.add("token cache wait", wait);
-    }
 }
