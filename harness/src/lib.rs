@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod cluster;
+pub mod explain;
 pub mod image_ref;
 pub mod kanidm;
 pub mod labkit;

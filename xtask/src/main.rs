@@ -89,6 +89,13 @@ enum Command {
     /// Remove leftovers of interrupted runs: labelled Kanidm containers, kind clusters named
     /// kanidm-lab-*, and lab directories whose process is gone.
     Clean,
+    /// Explain why the API server would reject (or accept) a token: each check it makes, in
+    /// its order, with the value seen, then the verdict and the fix.
+    ///
+    /// Exit 0 = the API server would accept the token (the mapped user is printed), 1 = it
+    /// would reject it (the cause is printed), 2 = the input cannot be used (or a CEL
+    /// function the configuration uses is not supported here).
+    Explain(ExplainArgs),
     /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
     /// person's id_token, logging in through the browser when the cache is empty or expired.
     ExecCredential {
@@ -97,6 +104,42 @@ enum Command {
         #[arg(long)]
         person: String,
     },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("auth").required(true).args(["auth_config", "oidc_flags", "manifest"])))]
+#[command(group(clap::ArgGroup::new("tok").required(true).args(["token", "kubeconfig"])))]
+struct ExplainArgs {
+    /// The token: a file or `-` (stdin) holding a JWT, an ExecCredential (kubelogin
+    /// get-token output) or a kubelogin token-cache entry (~/.kube/cache/oidc-login/*).
+    #[arg(long)]
+    token: Option<PathBuf>,
+    /// Take the token from this kubeconfig's user instead (token, tokenFile, or its exec
+    /// plugin, run as kubectl would run it).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current-context).
+    #[arg(long, requires = "kubeconfig")]
+    context: Option<String>,
+    /// The API server's --authentication-config file (AuthenticationConfiguration v1beta1/v1).
+    #[arg(long)]
+    auth_config: Option<PathBuf>,
+    /// The API server's --oidc-* flags as written, e.g. "--oidc-issuer-url=https://… --oidc-client-id=k8s".
+    #[arg(long, allow_hyphen_values = true)]
+    oidc_flags: Option<String>,
+    /// A kube-apiserver static pod manifest (/etc/kubernetes/manifests/kube-apiserver.yaml).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The CA the API server trusts for the issuer (replaces certificateAuthority /
+    /// --oidc-ca-file; needed when that file is only on the control-plane node).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The API server's Kubernetes minor (which config versions it serves).
+    #[arg(long, default_value = "1.36")]
+    k8s: K8sVersion,
+    /// Do not contact the issuer: skip discovery and the signature check.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(clap::Args)]
@@ -309,6 +352,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Explain(a) => Ok(explain(a).await),
         Command::Scenarios {
             action: ScenariosCmd::List,
         } => {
@@ -884,4 +928,45 @@ async fn clean() -> Result<ExitCode> {
         println!("nothing to clean");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(a: ExplainArgs) -> ExitCode {
+    use harness::explain::{self, AuthSource, TokenSource};
+    let auth = match (a.auth_config, a.oidc_flags, a.manifest) {
+        (Some(p), _, _) => AuthSource::ConfigFile(p),
+        (_, Some(f), _) => AuthSource::Flags(f),
+        (_, _, Some(m)) => AuthSource::Manifest(m),
+        _ => {
+            eprintln!("error: give --auth-config, --oidc-flags or --manifest");
+            return setup_error();
+        }
+    };
+    let token = match (a.token, a.kubeconfig) {
+        (Some(t), _) => TokenSource::File(t),
+        (_, Some(path)) => TokenSource::Kubeconfig {
+            path,
+            context: a.context,
+        },
+        _ => {
+            eprintln!("error: give --token or --kubeconfig");
+            return setup_error();
+        }
+    };
+    let req = explain::Request {
+        token,
+        auth,
+        ca: a.ca,
+        k8s: a.k8s,
+        offline: a.offline,
+    };
+    match explain::explain(&req).await {
+        Ok(e) => {
+            print!("{}", explain::render(&e, a.k8s));
+            ExitCode::from(explain::exit_code(&e.explanation.verdict) as u8)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            setup_error()
+        }
+    }
 }

@@ -8,7 +8,7 @@ pub use crate::scenario::cause::Cause;
 
 /// Classify the `err="…"` text of an `Unable to authenticate the request` line.
 pub fn classify(err: &str) -> Option<Cause> {
-    let rules: [(&str, Cause); 12] = [
+    let rules: [(&str, Cause); 19] = [
         ("unsupported algorithm", Cause::UnsupportedSigningAlg),
         ("expected audience", Cause::Audience),
         ("token is expired", Cause::Expired),
@@ -17,6 +17,13 @@ pub fn classify(err: &str) -> Option<Cause> {
         ("required claim", Cause::ClaimRule),
         ("user info validation rule", Cause::UserRule),
         ("claim not present", Cause::MissingClaim),
+        ("before the nbf", Cause::NotYetValid),
+        ("claim expression", Cause::ClaimMapping),
+        ("empty username", Cause::ClaimMapping),
+        ("parse username claims", Cause::ClaimMapping),
+        ("parse groups claim", Cause::ClaimMapping),
+        ("parse uid claim", Cause::ClaimMapping),
+        ("parse 'email_verified'", Cause::ClaimMapping),
         ("failed to verify signature", Cause::Signature),
         ("x509:", Cause::UntrustedCa),
         (

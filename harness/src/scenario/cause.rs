@@ -30,10 +30,15 @@ pub enum Cause {
     MissingClaim,
     /// `failed to verify signature`.
     Signature,
+    /// `nbf` is ahead of the API server's clock by more than the 1-minute leeway.
+    NotYetValid,
+    /// A claim mapping failed: a username/groups/uid/extra expression erred or gave the
+    /// wrong type, a mapped claim has the wrong type, or the username came out empty.
+    ClaimMapping,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 11] = [
+    pub const ALL: [Cause; 13] = [
         Cause::UnsupportedSigningAlg,
         Cause::Audience,
         Cause::Issuer,
@@ -45,6 +50,8 @@ impl Cause {
         Cause::UserRule,
         Cause::MissingClaim,
         Cause::Signature,
+        Cause::NotYetValid,
+        Cause::ClaimMapping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +67,8 @@ impl Cause {
             Cause::UserRule => "user-rule",
             Cause::MissingClaim => "missing-claim",
             Cause::Signature => "signature",
+            Cause::NotYetValid => "not-yet-valid",
+            Cause::ClaimMapping => "claim-mapping",
         }
     }
 
@@ -91,6 +100,12 @@ impl Cause {
                 "the mapped claim is not in the token; request the scope that carries it"
             }
             Cause::Signature => "the token's signature does not match the issuer's JWKS",
+            Cause::NotYetValid => {
+                "the token's nbf is ahead of the API server's clock by more than a minute; sync the clocks (NTP)"
+            }
+            Cause::ClaimMapping => {
+                "a claimMappings entry failed on this token: check its claim's type or its expression against the token's claims"
+            }
         }
     }
 }

@@ -1,0 +1,1130 @@
+//! The API server's checks of one bearer token, in its order, as a pure function: the
+//! issuer gate, initialisation (discovery), go-oidc's verification (algorithm, signature,
+//! audience, expiry, not-before), then Kubernetes' claim rules, claim mappings and user
+//! rules. Each failure is worded as the API server logs it, so the cause comes from the same
+//! classifier the e2e report uses on real logs (`check::cause`).
+
+use super::cel::{self, Eval, Out, Vars};
+use super::config::{Authenticator, ClaimRule, Mapping};
+use super::token::{Jwt, kind_of};
+use crate::check::cause::{classify, init_failure_of};
+use crate::scenario::cause::Cause;
+use jsonwebtoken::jwk::JwkSet;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// What the network told us about one authenticator's issuer.
+#[derive(Debug, Clone)]
+pub enum Discovery {
+    /// `--offline`: nothing fetched.
+    NotChecked,
+    /// Discovery failed; the text is the API server's `initializing plugin` error.
+    Failed(String),
+    /// Discovery answered with the right issuer; the JWKS, or why it could not be fetched.
+    Ok {
+        url: String,
+        jwks: Result<JwkSet, String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not checked (offline) or not applicable.
+    Skip,
+    /// Cannot be decided here.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: &'static str,
+    pub status: Status,
+    pub seen: String,
+}
+
+/// The user the API server would see.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MappedUser {
+    pub username: String,
+    pub uid: Option<String>,
+    /// Including `system:authenticated`, which the API server adds to every token user.
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The token's `iss` is not this authenticator's: it declines without an error.
+    Declined,
+    /// The API server's error text for this authenticator.
+    Error(String),
+    Accepted(MappedUser),
+    /// The answer depends on something this tool cannot evaluate.
+    Undetermined(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub label: String,
+    pub issuer: String,
+    pub steps: Vec<Step>,
+    pub outcome: Outcome,
+    /// The discovery error, when the authenticator never initialised.
+    pub init_failure: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Accepted {
+        user: MappedUser,
+        by: String,
+    },
+    /// 401, with the `err="…"` text the API server would log and its cause.
+    Rejected {
+        err: String,
+        cause: Option<Cause>,
+    },
+    Undetermined(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub sections: Vec<Section>,
+    pub verdict: Verdict,
+}
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+fn go_list(items: &[String]) -> String {
+    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", q.join(" "))
+}
+
+/// Go's `time.Time` default format, UTC.
+pub fn go_time(secs: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .map(|t| format!("{t} +0000 UTC"))
+        .unwrap_or_else(|| format!("unix {secs}"))
+}
+
+/// "in 14 min 3 s" / "2 min 5 s ago".
+pub fn relative(delta: i64) -> String {
+    let a = delta.unsigned_abs();
+    let text = if a >= 3600 {
+        format!("{} h {} min", a / 3600, (a % 3600) / 60)
+    } else if a >= 60 {
+        format!("{} min {} s", a / 60, a % 60)
+    } else {
+        format!("{a} s")
+    };
+    if delta >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// Every authenticator's checks, then the union's verdict: the first that accepts wins;
+/// otherwise the errors, aggregated as the API server logs them.
+pub fn explain(token: &Jwt, auths: &[Authenticator], net: &[Discovery], now: i64) -> Explanation {
+    let mut sections = Vec::new();
+    let mut verdict = None;
+    for (i, a) in auths.iter().enumerate() {
+        let d = net.get(i).cloned().unwrap_or(Discovery::NotChecked);
+        let s = check_one(token, a, &d, now);
+        let decided = match &s.outcome {
+            Outcome::Accepted(user) => Some(Verdict::Accepted {
+                user: user.clone(),
+                by: a.label.clone(),
+            }),
+            Outcome::Undetermined(why) => Some(Verdict::Undetermined(why.clone())),
+            _ => None,
+        };
+        sections.push(s);
+        if decided.is_some() {
+            verdict = decided;
+            break;
+        }
+    }
+    let verdict = verdict.unwrap_or_else(|| rejected(&sections));
+    Explanation { sections, verdict }
+}
+
+fn rejected(sections: &[Section]) -> Verdict {
+    let errs: Vec<&str> = sections
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Error(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    let err = match errs.as_slice() {
+        [] => "invalid bearer token".to_string(),
+        [one] => one.to_string(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    let mut cause = classify(&err);
+    if cause == Some(Cause::AuthenticatorNotInitialized)
+        && let Some(init) = sections.iter().find_map(|s| s.init_failure.as_deref())
+        && let Some((c, _)) = init_failure_of(&format!("initializing plugin: {init}"))
+    {
+        cause = Some(c);
+    }
+    Verdict::Rejected { err, cause }
+}
+
+struct Run {
+    steps: Vec<Step>,
+}
+
+impl Run {
+    fn pass(&mut self, name: &'static str, seen: impl Into<String>) {
+        self.push(name, Status::Pass, seen);
+    }
+    fn skip(&mut self, name: &'static str, seen: impl Into<String>) {
+        self.push(name, Status::Skip, seen);
+    }
+    fn push(&mut self, name: &'static str, status: Status, seen: impl Into<String>) {
+        self.steps.push(Step {
+            name,
+            status,
+            seen: seen.into(),
+        });
+    }
+    /// A failed check: the step, and the API server's error text as the outcome.
+    fn fail(&mut self, name: &'static str, seen: impl Into<String>, err: String) -> Outcome {
+        self.push(name, Status::Fail, seen);
+        Outcome::Error(err)
+    }
+    fn unknown(&mut self, name: &'static str, why: String) -> Outcome {
+        self.push(name, Status::Unknown, why.clone());
+        Outcome::Undetermined(why)
+    }
+}
+
+fn check_one(token: &Jwt, a: &Authenticator, d: &Discovery, now: i64) -> Section {
+    let mut r = Run { steps: Vec::new() };
+    let mut init_failure = None;
+    let outcome = steps(token, a, d, now, &mut r, &mut init_failure);
+    Section {
+        label: a.label.clone(),
+        issuer: a.issuer_url.clone(),
+        steps: r.steps,
+        outcome,
+        init_failure,
+    }
+}
+
+fn steps(
+    token: &Jwt,
+    a: &Authenticator,
+    d: &Discovery,
+    now: i64,
+    r: &mut Run,
+    init_failure: &mut Option<String>,
+) -> Outcome {
+    // 1. The issuer gate: the unverified `iss`, byte for byte.
+    let iss = token.claim_str("iss").unwrap_or("");
+    if iss != a.issuer_url {
+        let why = if iss.trim_end_matches('/') == a.issuer_url.trim_end_matches('/') {
+            " (they differ only by a trailing slash)"
+        } else {
+            ""
+        };
+        r.push(
+            "issuer",
+            Status::Fail,
+            format!(
+                "token iss {iss:?} ≠ issuer {:?}{why}: this authenticator ignores the token",
+                a.issuer_url
+            ),
+        );
+        return Outcome::Declined;
+    }
+    r.pass("issuer", format!("token iss = issuer {iss:?}"));
+    // 2. Initialised: discovery succeeded with this CA and the same issuer.
+    let jwks = match d {
+        Discovery::NotChecked => {
+            r.skip("discovery", "not checked (--offline); assumed initialised");
+            None
+        }
+        Discovery::Failed(e) => {
+            *init_failure = Some(e.clone());
+            return r.fail(
+                "discovery",
+                format!("{e} (CA: {})", a.ca_origin),
+                "oidc: authenticator not initialized".into(),
+            );
+        }
+        Discovery::Ok { url, jwks } => {
+            r.pass(
+                "discovery",
+                format!(
+                    "{url}: issuer matches; TLS verified against {}",
+                    a.ca_origin
+                ),
+            );
+            Some(jwks)
+        }
+    };
+    // 3. go-oidc: the signing algorithm.
+    if !a.signing_algs.contains(&token.alg) {
+        let listed = go_list(&a.signing_algs);
+        return r.fail(
+            "algorithm",
+            format!("{} not in {listed}", token.alg),
+            format!(
+                "oidc: verify token: oidc: id token signed with unsupported algorithm, expected {listed} got {:?}",
+                token.alg
+            ),
+        );
+    }
+    r.pass(
+        "algorithm",
+        format!("{} in {}", token.alg, go_list(&a.signing_algs)),
+    );
+    // 4. The signature against the JWKS.
+    match jwks {
+        None => r.skip("signature", "not checked (--offline)"),
+        Some(Err(e)) => {
+            return r.fail(
+                "signature",
+                format!("the JWKS could not be fetched: {e}"),
+                format!("oidc: verify token: failed to verify signature: fetching keys oidc: get keys failed: {e}"),
+            );
+        }
+        Some(Ok(set)) => match verify_signature(token, set) {
+            Ok(seen) => r.pass("signature", seen),
+            Err(SigError::Unsupported(why)) => return r.unknown("signature", why),
+            Err(SigError::NoMatch(seen)) => {
+                return r.fail(
+                    "signature",
+                    seen,
+                    "oidc: verify token: failed to verify signature: failed to verify id token signature".into(),
+                );
+            }
+        },
+    }
+    let aud = audiences(token);
+    // 5. Audience: go-oidc checks a single one; Kubernetes checks several (MatchAny) later.
+    if a.audiences.len() == 1 {
+        let want = &a.audiences[0];
+        if !aud.contains(want) {
+            return r.fail(
+                "audience",
+                format!("aud {} does not contain {want:?}", go_list(&aud)),
+                format!(
+                    "oidc: verify token: oidc: expected audience {want:?} got {}",
+                    go_list(&aud)
+                ),
+            );
+        }
+        r.pass(
+            "audience",
+            format!("aud {} contains {want:?}", go_list(&aud)),
+        );
+    }
+    // 6. Expiry, 7. not-before (1 minute leeway); iat is not checked, only shown.
+    let exp = token.claim_time("exp");
+    match exp {
+        Some(e) if e > now => r.pass(
+            "expiry",
+            format!("exp {} ({})", go_time(e), relative(e - now)),
+        ),
+        other => {
+            let e = other.unwrap_or(-62_135_596_800);
+            let seen = match other {
+                Some(e) => format!("exp {} ({})", go_time(e), relative(e - now)),
+                None => "no exp claim: go-oidc treats it as expired".into(),
+            };
+            return r.fail(
+                "expiry",
+                seen,
+                format!(
+                    "oidc: verify token: oidc: token is expired (Token Expiry: {})",
+                    if other.is_some() {
+                        go_time(e)
+                    } else {
+                        "0001-01-01 00:00:00 +0000 UTC".into()
+                    }
+                ),
+            );
+        }
+    }
+    let skew = token
+        .claim_time("iat")
+        .map(|iat| {
+            let d = iat - now;
+            if d > 0 {
+                format!("; iat is {d} s ahead of this machine's clock")
+            } else {
+                format!("; iat {}", relative(d))
+            }
+        })
+        .unwrap_or_default();
+    match token.claim_time("nbf") {
+        Some(nbf) if now + 60 < nbf => {
+            return r.fail(
+                "not before",
+                format!(
+                    "nbf {} is {} s ahead of this machine's clock (leeway 60 s){skew}",
+                    go_time(nbf),
+                    nbf - now
+                ),
+                format!(
+                    "oidc: verify token: oidc: current time {} before the nbf (not before) time: {}",
+                    go_time(now),
+                    go_time(nbf)
+                ),
+            );
+        }
+        Some(nbf) => r.pass(
+            "not before",
+            format!("nbf {} (leeway 60 s){skew}", go_time(nbf)),
+        ),
+        None => r.pass("not before", format!("no nbf{skew}")),
+    }
+    if a.audiences.len() > 1 {
+        if !aud.iter().any(|x| a.audiences.contains(x)) {
+            return r.fail(
+                "audience",
+                format!(
+                    "aud {} shares none of {}",
+                    go_list(&aud),
+                    go_list(&a.audiences)
+                ),
+                format!(
+                    "oidc: verify token: oidc: expected audience in {} got {}",
+                    go_list(&a.audiences),
+                    go_list(&aud)
+                ),
+            );
+        }
+        r.pass(
+            "audience",
+            format!(
+                "aud {} meets {} (MatchAny)",
+                go_list(&aud),
+                go_list(&a.audiences)
+            ),
+        );
+    }
+    mapped(token, a, r)
+}
+
+/// Kubernetes' part: claim rules, then the mappings, then the user rules.
+fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
+    let claims = Value::Object(token.claims.clone());
+    // Claim/requiredValue rules first, then the CEL ones.
+    let (required, exprs): (Vec<&ClaimRule>, Vec<&ClaimRule>) = a
+        .claim_rules
+        .iter()
+        .partition(|c| matches!(c, ClaimRule::Required { .. }));
+    for rule in required.into_iter().chain(exprs) {
+        match rule {
+            ClaimRule::Required { claim, value } => match token.claims.get(claim) {
+                None => {
+                    return r.fail(
+                        "claim rule",
+                        format!("{claim} is not in the token"),
+                        format!("oidc: required claim {claim} not present in ID token"),
+                    );
+                }
+                Some(Value::String(got)) if got == value => {
+                    r.pass("claim rule", format!("{claim} = {got:?}"))
+                }
+                Some(Value::String(got)) => {
+                    return r.fail(
+                        "claim rule",
+                        format!("{claim} = {got:?}, required {value:?}"),
+                        format!(
+                            "oidc: required claim {claim} value does not match. Got = {got}, want = {value}"
+                        ),
+                    );
+                }
+                Some(other) => {
+                    return r.fail(
+                        "claim rule",
+                        format!("{claim} is {}, not a string", kind_of(other)),
+                        format!("oidc: required claim {claim}: parse claim {claim}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
+                    );
+                }
+            },
+            ClaimRule::Expression {
+                expression,
+                message,
+            } => match cel::eval(expression, Vars::Claims, &claims) {
+                Eval::Ok(Out::Bool(true)) => r.pass("claim rule", format!("{expression} → true")),
+                Eval::Ok(Out::Bool(false)) => {
+                    return r.fail(
+                            "claim rule",
+                            format!("{expression} → false"),
+                            format!(
+                                "oidc: error evaluating claim validation expression: validation expression '{expression}' failed: {}",
+                                message.clone().unwrap_or_default()
+                            ),
+                        );
+                }
+                Eval::Ok(other) => {
+                    return r.fail(
+                            "claim rule",
+                            format!("{expression} → {other:?}, not a bool"),
+                            format!("oidc: error evaluating claim validation expression: expression '{expression}' must return a bool"),
+                        );
+                }
+                Eval::Error(e) => {
+                    return r.fail(
+                            "claim rule",
+                            format!("{expression} → error: {e}"),
+                            format!("oidc: error evaluating claim validation expression: expression '{expression}' resulted in error: {e}"),
+                        );
+                }
+                Eval::Unsupported(why) => return r.unknown("claim rule", why),
+            },
+        }
+    }
+    if a.claim_rules.is_empty() {
+        r.skip("claim rules", "none");
+    }
+    // Username.
+    let username = match &a.username {
+        Mapping::Claim { claim, prefix } => {
+            let v = match token.claims.get(claim) {
+                None => {
+                    return r.fail(
+                        "username",
+                        format!("claim {claim} is not in the token"),
+                        format!("oidc: parse username claims {claim:?}: claim not present"),
+                    );
+                }
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => {
+                    return r.fail(
+                        "username",
+                        format!("claim {claim} is {}, not a string", kind_of(other)),
+                        format!("oidc: parse username claims {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
+                    );
+                }
+            };
+            if claim == "email" {
+                match token.claims.get("email_verified") {
+                    None => {}
+                    Some(Value::Bool(true)) => {}
+                    Some(Value::Bool(false)) => {
+                        return r.fail(
+                            "username",
+                            format!("email {v:?} but email_verified is false"),
+                            "oidc: email not verified".into(),
+                        );
+                    }
+                    Some(other) => {
+                        return r.fail(
+                            "username",
+                            format!("email_verified is {}, not a boolean", kind_of(other)),
+                            "oidc: parse 'email_verified' claim: json: cannot unmarshal into Go value of type bool".into(),
+                        );
+                    }
+                }
+            }
+            let name = format!("{prefix}{v}");
+            r.pass(
+                "username",
+                format!("claim {claim} = {v:?}, prefix {prefix:?} → {name:?}"),
+            );
+            name
+        }
+        Mapping::Expression(e) => match cel::eval(e, Vars::Claims, &claims) {
+            Eval::Ok(Out::String(s)) if s.is_empty() => {
+                return r.fail(
+                    "username",
+                    format!("{e} → \"\""),
+                    "oidc: empty username via CEL expression is not allowed".into(),
+                );
+            }
+            Eval::Ok(Out::String(s)) => {
+                r.pass("username", format!("{e} → {s:?}"));
+                s
+            }
+            Eval::Ok(other) => {
+                return r.fail(
+                    "username",
+                    format!("{e} → {other:?}, not a string"),
+                    format!("oidc: error evaluating username claim expression: expression '{e}' must return a string"),
+                );
+            }
+            Eval::Error(err) => {
+                return r.fail(
+                    "username",
+                    format!("{e} → error: {err}"),
+                    format!("oidc: error evaluating username claim expression: expression '{e}' resulted in error: {err}"),
+                );
+            }
+            Eval::Unsupported(why) => return r.unknown("username", why),
+        },
+    };
+    // Groups.
+    let mut groups = Vec::new();
+    match &a.groups {
+        None => r.skip("groups", "not mapped"),
+        Some(Mapping::Claim { claim, prefix }) => match token.claims.get(claim) {
+            None | Some(Value::Null) => r.pass(
+                "groups",
+                format!("claim {claim} not in the token: no groups"),
+            ),
+            Some(Value::String(s)) => {
+                if !s.is_empty() {
+                    groups.push(format!("{prefix}{s}"));
+                }
+                r.pass(
+                    "groups",
+                    format!("claim {claim} = {s:?}, prefix {prefix:?}"),
+                );
+            }
+            Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                groups.extend(
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(|g| format!("{prefix}{g}")),
+                );
+                r.pass(
+                    "groups",
+                    format!("claim {claim}: {} value(s), prefix {prefix:?}", list.len()),
+                );
+            }
+            Some(other) => {
+                return r.fail(
+                    "groups",
+                    format!("claim {claim} is {}, not a string or list of strings", kind_of(other)),
+                    format!("oidc: parse groups claim {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
+                );
+            }
+        },
+        Some(Mapping::Expression(e)) => match cel::eval(e, Vars::Claims, &claims) {
+            Eval::Ok(Out::String(s)) => {
+                groups.extend((!s.is_empty()).then_some(s.clone()));
+                r.pass("groups", format!("{e} → {s:?}"));
+            }
+            Eval::Ok(Out::Strings(l)) => {
+                r.pass("groups", format!("{e} → {} value(s)", l.len()));
+                groups.extend(l);
+            }
+            Eval::Ok(Out::Null) => r.pass("groups", format!("{e} → null: no groups")),
+            Eval::Ok(other) => {
+                return r.fail(
+                    "groups",
+                    format!("{e} → {other:?}"),
+                    format!("oidc: error evaluating group claim expression: expression '{e}' must return a string or a list of strings"),
+                );
+            }
+            Eval::Error(err) => {
+                return r.fail(
+                    "groups",
+                    format!("{e} → error: {err}"),
+                    format!("oidc: error evaluating group claim expression: expression '{e}' resulted in error: {err}"),
+                );
+            }
+            Eval::Unsupported(why) => return r.unknown("groups", why),
+        },
+    }
+    // UID.
+    let uid = match &a.uid {
+        None => {
+            r.skip("uid", "not mapped");
+            None
+        }
+        Some(Mapping::Claim { claim, .. }) => match token.claims.get(claim) {
+            Some(Value::String(s)) => {
+                r.pass("uid", format!("claim {claim} = {s:?}"));
+                Some(s.clone())
+            }
+            None => {
+                return r.fail(
+                    "uid",
+                    format!("claim {claim} is not in the token"),
+                    format!("oidc: parse uid claim {claim:?}: claim not present"),
+                );
+            }
+            Some(other) => {
+                return r.fail(
+                    "uid",
+                    format!("claim {claim} is {}", kind_of(other)),
+                    format!("oidc: parse uid claim {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
+                );
+            }
+        },
+        Some(Mapping::Expression(e)) => match cel::eval(e, Vars::Claims, &claims) {
+            Eval::Ok(Out::String(s)) => {
+                r.pass("uid", format!("{e} → {s:?}"));
+                Some(s)
+            }
+            Eval::Ok(other) => {
+                return r.fail(
+                    "uid",
+                    format!("{e} → {other:?}"),
+                    format!("oidc: error evaluating uid claim expression: expression '{e}' must return a string"),
+                );
+            }
+            Eval::Error(err) => {
+                return r.fail(
+                    "uid",
+                    format!("{e} → error: {err}"),
+                    format!("oidc: error evaluating uid claim expression: expression '{e}' resulted in error: {err}"),
+                );
+            }
+            Eval::Unsupported(why) => return r.unknown("uid", why),
+        },
+    };
+    // Extra, then the credential id every token with a `jti` gets.
+    let mut extra = BTreeMap::new();
+    for (key, e) in &a.extra {
+        let values = match cel::eval(e, Vars::Claims, &claims) {
+            Eval::Ok(Out::String(s)) => vec![s],
+            Eval::Ok(Out::Strings(l)) => l,
+            Eval::Ok(Out::Null) => Vec::new(),
+            Eval::Ok(other) => {
+                return r.fail(
+                    "extra",
+                    format!("{key}: {e} → {other:?}"),
+                    format!("oidc: error evaluating extra claim expression: expression '{e}' must return a string or a list of strings"),
+                );
+            }
+            Eval::Error(err) => {
+                return r.fail(
+                    "extra",
+                    format!("{key}: {e} → error: {err}"),
+                    format!("oidc: error evaluating extra claim expression: expression '{e}' resulted in error: {err}"),
+                );
+            }
+            Eval::Unsupported(why) => return r.unknown("extra", why),
+        };
+        let values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        if !values.is_empty() {
+            extra.insert(key.clone(), values);
+        }
+    }
+    if let Some(jti) = token.claim_str("jti").filter(|j| !j.is_empty()) {
+        extra.insert(
+            "authentication.kubernetes.io/credential-id".into(),
+            vec![format!("JTI={jti}")],
+        );
+    }
+    r.pass(
+        "extra",
+        if extra.is_empty() {
+            "none".to_string()
+        } else {
+            extra
+                .iter()
+                .map(|(k, v)| format!("{k}={}", go_list(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    // User rules see the user before `system:authenticated` is added.
+    let user = json!({
+        "username": username,
+        "uid": uid.clone().unwrap_or_default(),
+        "groups": groups,
+        "extra": extra,
+    });
+    for rule in &a.user_rules {
+        let e = &rule.expression;
+        match cel::eval(e, Vars::User, &user) {
+            Eval::Ok(Out::Bool(true)) => r.pass("user rule", format!("{e} → true")),
+            Eval::Ok(Out::Bool(false)) => {
+                return r.fail(
+                    "user rule",
+                    format!("{e} → false"),
+                    format!(
+                        "oidc: error evaluating user info validation rule: validation expression '{e}' failed: {}",
+                        rule.message.clone().unwrap_or_default()
+                    ),
+                );
+            }
+            Eval::Ok(other) => {
+                return r.fail(
+                    "user rule",
+                    format!("{e} → {other:?}"),
+                    format!("oidc: error evaluating user info validation rule: expression '{e}' must return a bool"),
+                );
+            }
+            Eval::Error(err) => {
+                return r.fail(
+                    "user rule",
+                    format!("{e} → error: {err}"),
+                    format!("oidc: error evaluating user info validation rule: expression '{e}' resulted in error: {err}"),
+                );
+            }
+            Eval::Unsupported(why) => return r.unknown("user rule", why),
+        }
+    }
+    if a.user_rules.is_empty() {
+        r.skip("user rules", "none");
+    }
+    let mut all_groups = groups;
+    all_groups.push("system:authenticated".into());
+    Outcome::Accepted(MappedUser {
+        username,
+        uid,
+        groups: all_groups,
+        extra,
+    })
+}
+
+fn audiences(token: &Jwt) -> Vec<String> {
+    match token.claims.get("aud") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+enum SigError {
+    NoMatch(String),
+    Unsupported(String),
+}
+
+/// go-oidc's remote key set: the keys with the token's `kid` (all keys without one); any
+/// that verifies wins.
+fn verify_signature(token: &Jwt, set: &JwkSet) -> Result<String, SigError> {
+    use jsonwebtoken::{Algorithm, DecodingKey};
+    let alg: Algorithm = token.alg.parse().map_err(|_| {
+        SigError::Unsupported(format!(
+            "signatures with {} cannot be verified here (the jsonwebtoken crate lacks it)",
+            token.alg
+        ))
+    })?;
+    let candidates: Vec<_> = set
+        .keys
+        .iter()
+        .filter(|k| match (&token.kid, &k.common.key_id) {
+            (Some(want), Some(have)) => want == have,
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .collect();
+    let kid = token.kid.as_deref().unwrap_or("(none)");
+    if candidates.is_empty() {
+        let have: Vec<String> = set
+            .keys
+            .iter()
+            .filter_map(|k| k.common.key_id.clone())
+            .collect();
+        return Err(SigError::NoMatch(format!(
+            "kid {kid} is not in the issuer's JWKS (it has {}): signed by a key the issuer no longer publishes",
+            go_list(&have)
+        )));
+    }
+    for k in &candidates {
+        let Ok(key) = DecodingKey::from_jwk(k) else {
+            continue;
+        };
+        if let Ok(true) = jsonwebtoken::crypto::verify(
+            token.signature(),
+            token.signing_input().as_bytes(),
+            &key,
+            alg,
+        ) {
+            return Ok(format!(
+                "verified with key kid {kid} from the issuer's JWKS"
+            ));
+        }
+    }
+    Err(SigError::NoMatch(format!(
+        "no key with kid {kid} in the JWKS verifies the signature"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    //! A test double signs tokens with its own P-256 key; the verdicts and the `err` texts
+    //! are what the API server's checks give (k8s-authn-facts.md §3.2).
+    use super::*;
+    use crate::explain::config::{self, Authenticator};
+    use crate::explain::token::decode;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+
+    const ISS: &str = "https://localhost:8443/oauth2/openid/k8s";
+    const NOW: i64 = 1_800_000_000;
+
+    struct Issuer {
+        key: EncodingKey,
+        jwks: JwkSet,
+    }
+
+    fn issuer() -> Issuer {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        Issuer {
+            key,
+            jwks: JwkSet { keys: vec![jwk] },
+        }
+    }
+
+    impl Issuer {
+        fn sign(&self, claims: Value) -> Jwt {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some("k1".into());
+            decode(&jsonwebtoken::encode(&h, &claims, &self.key).unwrap()).unwrap()
+        }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS, "aud": "k8s", "sub": "u-1", "exp": NOW + 900, "iat": NOW, "nbf": NOW,
+            "preferred_username": "alice@localhost", "groups": ["k8s_users@localhost"],
+            "email": "alice@example.com", "email_verified": true, "jti": "j-1",
+        })
+    }
+
+    fn structured(jwt_yaml: &str) -> Vec<Authenticator> {
+        let text = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n{jwt_yaml}"
+        );
+        config::from_config(&text, "t.yaml", "1.36".parse().unwrap()).unwrap()
+    }
+
+    const POST1: &str = "  - issuer: {url: \"https://localhost:8443/oauth2/openid/k8s\", audiences: [k8s]}\n    claimMappings:\n      username: {claim: preferred_username, prefix: \"\"}\n      groups: {claim: groups, prefix: \"\"}\n";
+
+    fn online(i: &Issuer) -> Vec<Discovery> {
+        vec![Discovery::Ok {
+            url: format!("{ISS}/.well-known/openid-configuration"),
+            jwks: Ok(i.jwks.clone()),
+        }]
+    }
+
+    fn rejected_for(e: &Explanation) -> (String, Option<Cause>) {
+        match &e.verdict {
+            Verdict::Rejected { err, cause } => (err.clone(), *cause),
+            other => panic!("expected a 401, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn post1_accepts_with_the_mapped_user() {
+        let i = issuer();
+        let e = explain(&i.sign(claims()), &structured(POST1), &online(&i), NOW + 5);
+        let Verdict::Accepted { user, .. } = &e.verdict else {
+            panic!("{:?}", e.verdict)
+        };
+        assert_eq!(user.username, "alice@localhost");
+        assert_eq!(user.groups, ["k8s_users@localhost", "system:authenticated"]);
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/credential-id"],
+            ["JTI=j-1"]
+        );
+    }
+
+    #[test]
+    fn post2_flags_say_rs256_expected() {
+        let i = issuer();
+        let words: Vec<String> = [
+            format!("--oidc-issuer-url={ISS}"),
+            "--oidc-client-id=k8s".into(),
+        ]
+        .to_vec();
+        let auths = config::from_words(&words, "flags", "1.36".parse().unwrap(), false).unwrap();
+        let e = explain(&i.sign(claims()), &auths, &online(&i), NOW);
+        let (err, cause) = rejected_for(&e);
+        assert_eq!(
+            err,
+            r#"oidc: verify token: oidc: id token signed with unsupported algorithm, expected ["RS256"] got "ES256""#
+        );
+        assert_eq!(cause, Some(Cause::UnsupportedSigningAlg));
+    }
+
+    /// Authenticators, claims, what the network said, the `err` text wanted, the cause.
+    type Case = (
+        Vec<Authenticator>,
+        Value,
+        Vec<Discovery>,
+        &'static str,
+        Option<Cause>,
+    );
+
+    #[test]
+    fn each_failure_has_the_api_servers_words_and_cause() {
+        let i = issuer();
+        let mut c = claims();
+        let with = |k: &str, v: Value| {
+            let mut c = claims();
+            c[k] = v;
+            c
+        };
+        let cases: Vec<Case> = vec![
+            (
+                structured(&POST1.replace("[k8s]", "[kubernetes]")),
+                claims(),
+                online(&i),
+                r#"expected audience "kubernetes" got ["k8s"]"#,
+                Some(Cause::Audience),
+            ),
+            (
+                structured(&POST1.replace("/k8s\"", "/k8s/\"")),
+                claims(),
+                online(&i),
+                "invalid bearer token",
+                Some(Cause::Issuer),
+            ),
+            (
+                structured(POST1),
+                with("exp", json!(NOW - 10)),
+                online(&i),
+                "token is expired",
+                Some(Cause::Expired),
+            ),
+            (
+                structured(POST1),
+                with("nbf", json!(NOW + 600)),
+                online(&i),
+                "before the nbf",
+                Some(Cause::NotYetValid),
+            ),
+            (
+                structured(POST1),
+                claims(),
+                vec![Discovery::Failed(format!(
+                    "Get \"{ISS}/.well-known/openid-configuration\": tls: failed to verify certificate: x509: UnknownIssuer"
+                ))],
+                "authenticator not initialized",
+                Some(Cause::UntrustedCa),
+            ),
+            (
+                structured(POST1),
+                claims(),
+                vec![Discovery::Failed(
+                    "Get \"x\": dial tcp: connect: connection refused".into(),
+                )],
+                "authenticator not initialized",
+                Some(Cause::AuthenticatorNotInitialized),
+            ),
+            (
+                structured(POST1),
+                claims(),
+                vec![Discovery::Ok {
+                    url: "u".into(),
+                    jwks: Ok(issuer().jwks),
+                }],
+                "failed to verify signature",
+                Some(Cause::Signature),
+            ),
+            (
+                structured(&POST1.replace("preferred_username", "email")),
+                with("email_verified", json!(false)),
+                online(&i),
+                "oidc: email not verified",
+                Some(Cause::EmailNotVerified),
+            ),
+            (
+                structured(&POST1.replace("preferred_username", "name")),
+                claims(),
+                online(&i),
+                r#"parse username claims "name": claim not present"#,
+                Some(Cause::MissingClaim),
+            ),
+            (
+                structured(
+                    &(POST1.to_string()
+                        + "    claimValidationRules:\n      - {claim: hd, requiredValue: example.com}\n"),
+                ),
+                claims(),
+                online(&i),
+                "required claim hd not present",
+                Some(Cause::ClaimRule),
+            ),
+            (
+                structured(
+                    &(POST1.to_string()
+                        + "    claimValidationRules:\n      - {expression: \"claims.sub == 'x'\", message: not x}\n"),
+                ),
+                claims(),
+                online(&i),
+                "validation expression 'claims.sub == 'x'' failed: not x",
+                Some(Cause::ClaimRule),
+            ),
+            (
+                structured(
+                    &(POST1.to_string()
+                        + "    userValidationRules:\n      - {expression: \"!user.username.endsWith('@localhost')\", message: no}\n"),
+                ),
+                claims(),
+                online(&i),
+                "user info validation rule",
+                Some(Cause::UserRule),
+            ),
+            (
+                structured(&POST1.replace(
+                    "{claim: preferred_username, prefix: \"\"}",
+                    "{expression: \"claims.?nick.orValue('')\"}",
+                )),
+                claims(),
+                online(&i),
+                "empty username via CEL",
+                Some(Cause::ClaimMapping),
+            ),
+        ];
+        for (auths, claims, net, want, cause) in cases {
+            let e = explain(&i.sign(claims), &auths, &net, NOW);
+            let (err, got) = rejected_for(&e);
+            assert!(err.contains(want), "want {want:?} in {err:?}");
+            assert_eq!(got, cause, "{err}");
+        }
+        // Offline, a bad signature cannot be seen: the rest still is.
+        c["aud"] = json!(["k8s", "other"]);
+        let e = explain(
+            &issuer().sign(c),
+            &structured(POST1),
+            &[Discovery::NotChecked],
+            NOW,
+        );
+        assert!(matches!(e.verdict, Verdict::Accepted { .. }));
+        assert!(
+            e.sections[0]
+                .steps
+                .iter()
+                .any(|s| s.name == "signature" && s.status == Status::Skip)
+        );
+    }
+
+    #[test]
+    fn the_first_accepting_authenticator_wins_and_errors_aggregate() {
+        let i = issuer();
+        let two = format!(
+            "{}{}",
+            POST1.replace("[k8s]", "[kubernetes]"),
+            POST1.replace("8443", "9443")
+        );
+        let e = explain(&i.sign(claims()), &structured(&two), &online(&i), NOW);
+        let (err, cause) = rejected_for(&e);
+        assert!(
+            err.starts_with("oidc: verify token: oidc: expected audience"),
+            "{err}"
+        );
+        assert_eq!(cause, Some(Cause::Audience));
+        assert!(matches!(e.sections[1].outcome, Outcome::Declined));
+    }
+
+    #[test]
+    fn unsupported_cel_is_said_not_guessed() {
+        let i = issuer();
+        let auths = structured(
+            &(POST1.to_string()
+                + "    claimValidationRules:\n      - {expression: \"url(claims.iss).getHost() == 'localhost'\"}\n"),
+        );
+        let e = explain(&i.sign(claims()), &auths, &online(&i), NOW);
+        assert!(
+            matches!(&e.verdict, Verdict::Undetermined(w) if w.contains("`url`")),
+            "{:?}",
+            e.verdict
+        );
+    }
+}
