@@ -35,6 +35,10 @@ pub struct LabState {
     pub ca_file: PathBuf,
     pub spki_pin: String,
     pub api_server: Option<String>,
+    /// The API server's authentication as `explain`/`verify` take it: `--auth-config <file>`
+    /// or `--oidc-flags <flags>` (with the CA path as it is on this machine).
+    #[serde(default)]
+    pub auth_args: Vec<String>,
     pub admin_kubeconfig: Option<PathBuf>,
     pub login_client: String,
     pub login_scopes: Vec<String>,
@@ -161,6 +165,7 @@ impl LabState {
             ca_file: pki.ca_cert.clone(),
             spki_pin: pki.kanidm_spki_sha256.clone(),
             api_server: None,
+            auth_args: Vec::new(),
             admin_kubeconfig: None,
             login_client: s.scenario.login.client.value.clone(),
             login_scopes: s.scenario.login.scopes.clone(),
@@ -331,6 +336,24 @@ async fn apply_to_cluster(
     };
     let auth = crate::render::plan::auth_setup(s, &facts, v)?;
     cluster.configure_auth(&auth).await?;
+    state.auth_args = match &auth {
+        crate::cluster::AuthSetup::Structured { config_yaml } => {
+            let f = dir.join("apiserver-authentication-config.yaml");
+            std::fs::write(&f, config_yaml)?;
+            vec!["--auth-config".into(), f.to_string_lossy().into_owned()]
+        }
+        crate::cluster::AuthSetup::Flags(flags) => {
+            let theirs = format!("--oidc-ca-file={}", facts.ca_path_for_apiserver);
+            let words: Vec<String> = flags
+                .iter()
+                .map(|f| match *f == theirs {
+                    true => format!("--oidc-ca-file={}", pki.ca_cert.display()),
+                    false => f.clone(),
+                })
+                .collect();
+            vec!["--oidc-flags".into(), words.join(" ")]
+        }
+    };
     let admin = crate::rbac_apply::admin_client(cluster.admin_kubeconfig()).await?;
     crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;
     state.api_server = Some(cluster.server_url().to_string());
@@ -586,6 +609,7 @@ mod tests {
             ca_file: PathBuf::new(),
             spki_pin: String::new(),
             api_server: None,
+            auth_args: Vec::new(),
             admin_kubeconfig: None,
             login_client: String::new(),
             login_scopes: vec![],

@@ -26,6 +26,7 @@ pub mod setup;
 pub mod testsupport;
 pub mod timings;
 pub mod tools;
+pub mod verify;
 pub mod wait;
 
 /// Install the one rustls crypto provider (aws-lc-rs) this workspace uses. Idempotent.

@@ -42,6 +42,7 @@ async fn both_posts_end_to_end() {
             .unwrap_or_else(|_| harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into()),
         places: harness::tools::Places::from_env(),
         fetch_missing: None,
+        explain_check: false,
         kind: harness::cluster::kind::KindSettings {
             configs: root.join("kind-configs"),
             images: Default::default(),

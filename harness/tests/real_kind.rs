@@ -82,6 +82,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
             .unwrap_or_else(|_| harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into()),
         places: harness::tools::Places::from_env(),
         fetch_missing: None,
+        explain_check: false,
         kind: KindSettings {
             configs: root.join("kind-configs"),
             images,

@@ -45,6 +45,7 @@ async fn a_wrong_expectation_in_a_step_names_the_step_and_what_happened() {
         },
         places: harness::tools::Places::from_env(),
         fetch_missing: None,
+        explain_check: false,
     })
     .await
     .unwrap();

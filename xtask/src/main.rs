@@ -96,6 +96,13 @@ enum Command {
     /// would reject it (the cause is printed), 2 = the input cannot be used (or a CEL
     /// function the configuration uses is not supported here).
     Explain(ExplainArgs),
+    /// Check a scenario's expectations against a cluster and Kanidm you already run,
+    /// provisioning and changing nothing: each person's kubeconfig (or token) as is,
+    /// `whoami`, reads as `kubectl auth can-i`, mutations as `--dry-run=server`. A 401 is
+    /// diagnosed by `explain` when the API server's authentication is given.
+    ///
+    /// Exit 0 = every expectation held, 1 = one failed, 2 = unusable input.
+    Verify(VerifyArgs),
     /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
     /// person's id_token, logging in through the browser when the cache is empty or expired.
     ExecCredential {
@@ -140,6 +147,58 @@ struct ExplainArgs {
     /// Do not contact the issuer: skip discovery and the signature check.
     #[arg(long)]
     offline: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("auth").args(["auth_config", "oidc_flags", "manifest"])))]
+struct VerifyArgs {
+    /// Scenario name (file stem in scenarios/) or path; its top-level `expect:` is checked.
+    #[arg(long)]
+    scenario: String,
+    /// A person's kubeconfig, e.g. `--user alice=~/.kube/alice.yaml` (repeatable; its
+    /// current context, typically a kubelogin exec entry).
+    #[arg(long = "user", value_name = "PERSON=KUBECONFIG", value_parser = person_path)]
+    users: Vec<(String, PathBuf)>,
+    /// A person's token file (JWT, ExecCredential or kubelogin cache entry), used with
+    /// --cluster (repeatable).
+    #[arg(long = "token", value_name = "PERSON=FILE", value_parser = person_path)]
+    tokens: Vec<(String, PathBuf)>,
+    /// A kubeconfig whose current context gives the API server and its CA (for --token).
+    #[arg(long)]
+    cluster: Option<PathBuf>,
+    /// The API server's --authentication-config file, so a 401 gets explain's diagnosis.
+    #[arg(long)]
+    auth_config: Option<PathBuf>,
+    /// The API server's --oidc-* flags, so a 401 gets explain's diagnosis.
+    #[arg(long, allow_hyphen_values = true)]
+    oidc_flags: Option<String>,
+    /// A kube-apiserver static pod manifest, so a 401 gets explain's diagnosis.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The CA the API server trusts for the issuer (see `explain --ca`).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The API server's Kubernetes minor.
+    #[arg(long, default_value = "1.36")]
+    k8s: K8sVersion,
+    /// Write JUnit XML here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// The kubectl to run (default: kubectl on PATH).
+    #[arg(long, default_value = "kubectl")]
+    kubectl: PathBuf,
+}
+
+fn person_path(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (p, f) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: write PERSON=PATH, e.g. alice=alice.kubeconfig"))?;
+    if p.is_empty() || f.is_empty() {
+        return Err(format!(
+            "`{s}`: write PERSON=PATH, e.g. alice=alice.kubeconfig"
+        ));
+    }
+    Ok((p.to_string(), PathBuf::from(f)))
 }
 
 #[derive(clap::Args)]
@@ -226,6 +285,10 @@ struct E2eArgs {
     /// people keep their sign-in).
     #[arg(long)]
     fresh_kanidm: bool,
+    /// Also run `explain` on every token the API server answers and check that it agrees
+    /// (verdict, cause, mapped user): one more check per expectation with a token.
+    #[arg(long)]
+    explain_check: bool,
     /// Run scenarios exactly in the given order (by default the kind backend runs the
     /// structured-config ones before the `--oidc-*` flag ones: fewer API server restarts).
     #[arg(long)]
@@ -353,6 +416,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Explain(a) => Ok(explain(a).await),
+        Command::Verify(a) => verify(a).await,
         Command::Scenarios {
             action: ScenariosCmd::List,
         } => {
@@ -734,6 +798,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         default_kanidm_image: args.images.overrides()?.kanidm_image().to_string(),
         places,
         fetch_missing,
+        explain_check: args.explain_check,
     };
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
@@ -803,6 +868,19 @@ fn print_lab_up(what: &str, st: &harness::labkit::LabState) {
         }
     }
     println!("  passwords/TOTP: cargo xtask {what} creds <person>");
+    if !st.auth_args.is_empty() {
+        let mut line = format!("cargo xtask verify --scenario {}", st.scenario);
+        for (name, p) in &st.persons {
+            if let Some(k) = &p.kubeconfig {
+                line.push_str(&format!(" --user {name}={}", k.display()));
+            }
+        }
+        for a in &st.auth_args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        println!("  check it as a user's own cluster:\n    {line}");
+    }
 }
 
 async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
@@ -968,5 +1046,93 @@ async fn explain(a: ExplainArgs) -> ExitCode {
             eprintln!("error: {e}");
             setup_error()
         }
+    }
+}
+
+async fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    use harness::verify::{Credential, VerifyOptions};
+    let scenario = scenario::load_file(&resolve_scenario(&a.scenario)?)?;
+    let mut people = std::collections::BTreeMap::new();
+    for (p, f) in a.users {
+        people.insert(p, Credential::Kubeconfig(f));
+    }
+    for (p, f) in a.tokens {
+        if a.cluster.is_none() {
+            bail!("--token {p}=… needs --cluster <kubeconfig> (the API server's address and CA)");
+        }
+        people.insert(p, Credential::Token(f));
+    }
+    for p in people.keys() {
+        if !scenario
+            .scenario
+            .expect
+            .iter()
+            .any(|e| &e.person.value == p)
+        {
+            let names: Vec<&str> = scenario
+                .scenario
+                .expect
+                .iter()
+                .map(|e| e.person.value.as_str())
+                .collect();
+            bail!(
+                "`{p}` has no expectation in {}; it checks {}",
+                scenario.name,
+                names.join(", ")
+            );
+        }
+    }
+    let auth = match (a.auth_config, a.oidc_flags, a.manifest) {
+        (Some(p), _, _) => Some(harness::explain::AuthSource::ConfigFile(p)),
+        (_, Some(f), _) => Some(harness::explain::AuthSource::Flags(f)),
+        (_, _, Some(m)) => Some(harness::explain::AuthSource::Manifest(m)),
+        _ => None,
+    };
+    let kubectl = which::which(&a.kubectl)
+        .with_context(|| format!("`{}` not found; pass --kubectl <path>", a.kubectl.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kanidm-lab-verify-")
+        .tempdir()
+        .context("creating a private scratch folder")?;
+    let opts = VerifyOptions {
+        scenario,
+        people,
+        cluster: a.cluster,
+        auth,
+        ca: a.ca,
+        k8s: a.k8s,
+        kubectl,
+        scratch: scratch.path().to_path_buf(),
+    };
+    let report = tokio::select! {
+        r = harness::verify::verify(&opts) => r?,
+        sig = stop_signal() => {
+            eprintln!("interrupted ({sig})");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    println!("{}", harness::report::summary_table(&report.results));
+    for n in &report.notes {
+        println!("not checked: {n}");
+    }
+    if let Some(j) = &a.junit {
+        harness::report::write_junit(&report.results, j, "verify")?;
+        println!("junit: {}", j.display());
+    }
+    Ok(if report.results.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        expectation_failed()
+    })
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }

@@ -80,6 +80,127 @@ pub fn no_kept_token(person: &str, from: &str) -> Judgement {
     )
 }
 
+/// `explain`'s verdict on a token against what the real API server did with it: both
+/// accept (and map the same user: username, uid, groups, extra), or both reject with the
+/// same cause. Any disagreement is a bug in `explain`.
+pub fn explain_agrees(
+    whoami: &KubectlRun,
+    real_cause: Option<Cause>,
+    explained: &crate::explain::checks::Verdict,
+) -> Judgement {
+    use crate::explain::checks::Verdict as E;
+    let said = crate::explain::verdict_line(explained);
+    match (&whoami.verdict, explained) {
+        (Verdict::Unauthorized, E::Rejected { cause, .. }) if *cause == real_cause => {
+            Judgement::pass(format!("both: {said}"))
+        }
+        (Verdict::Unauthorized, _) => Judgement::fail(
+            format!("explain: {said}"),
+            format!(
+                "the API server said Unauthorized (401), cause {}; explain disagrees",
+                real_cause.map_or("not found in its log".to_string(), |c| c.to_string())
+            ),
+        ),
+        // A rotated-out key the API server still holds: explain says so instead of a verdict
+        // it cannot see (the caveat), and the API server's acceptance is that case.
+        (
+            Verdict::Allowed,
+            E::Rejected {
+                cause: Some(Cause::Signature),
+                caveat: Some(_),
+                ..
+            },
+        ) => Judgement::pass(
+            "the API server still holds the rotated-out key; explain: signature once it refetches",
+        ),
+        (Verdict::Allowed, E::Accepted { user, .. }) => {
+            let v: serde_json::Value = serde_json::from_str(&whoami.stdout).unwrap_or_default();
+            let info = &v["status"]["userInfo"];
+            let strings = |x: &serde_json::Value| -> Vec<String> {
+                let mut l: Vec<String> = x
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                l.sort();
+                l
+            };
+            let mut problems = Vec::new();
+            let username = info["username"].as_str().unwrap_or_default();
+            if username != user.username {
+                problems.push(format!(
+                    "username: API server {username:?}, explain {:?}",
+                    user.username
+                ));
+            }
+            let uid = info["uid"].as_str().filter(|u| !u.is_empty());
+            if uid != user.uid.as_deref().filter(|u| !u.is_empty()) {
+                problems.push(format!("uid: API server {uid:?}, explain {:?}", user.uid));
+            }
+            let mut mine = user.groups.clone();
+            mine.sort();
+            let real = strings(&info["groups"]);
+            if real != mine {
+                problems.push(format!("groups: API server {real:?}, explain {mine:?}"));
+            }
+            let real_extra: std::collections::BTreeMap<String, Vec<String>> = info["extra"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+                .unwrap_or_default();
+            let mut my_extra = user.extra.clone();
+            my_extra.values_mut().for_each(|v| v.sort());
+            if real_extra != my_extra {
+                problems.push(format!(
+                    "extra: API server {real_extra:?}, explain {my_extra:?}"
+                ));
+            }
+            if problems.is_empty() {
+                Judgement::pass(format!(
+                    "both: accepted as {:?}, same uid, {} groups and {} extra key(s)",
+                    user.username,
+                    mine.len(),
+                    my_extra.len()
+                ))
+            } else {
+                Judgement::fail(
+                    format!("explain: {said}"),
+                    format!("explain maps another user: {}", problems.join("; ")),
+                )
+            }
+        }
+        (real, _) => Judgement::fail(
+            format!("explain: {said}"),
+            format!(
+                "`kubectl auth whoami` with this token: {}; explain disagrees",
+                real.label()
+            ),
+        ),
+    }
+}
+
+/// `verify` was given no credentials for a person the scenario expects something of.
+pub fn no_credentials(person: &str) -> Judgement {
+    Judgement::fail(
+        "no credentials",
+        format!(
+            "give this person's kubeconfig with --user {person}=<kubeconfig> (or a token with --token {person}=<file> and --cluster <kubeconfig>)"
+        ),
+    )
+}
+
+/// `verify` could not get a token out of a person's credentials.
+pub fn credentials_unusable(why: &str) -> Judgement {
+    Judgement::fail("credentials unusable", why.to_string())
+}
+
+/// `explain` could not use the input the API server runs with: always a bug in `explain`.
+pub fn explain_refused(why: &str) -> Judgement {
+    Judgement::fail("explain refused the input", format!("explain: {why}"))
+}
+
 /// An `unauthorized` expectation holds only for a 401 with exactly the expected cause
 /// (read from the API server's own log line).
 pub fn unauthorized(want: Cause, verdict: &Verdict, cause: Option<Cause>) -> Judgement {

@@ -73,6 +73,8 @@ pub struct Section {
     pub outcome: Outcome,
     /// The discovery error, when the authenticator never initialised.
     pub init_failure: Option<String>,
+    /// The verdict depends on state the API server keeps and we cannot see.
+    pub caveat: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,10 +83,12 @@ pub enum Verdict {
         user: MappedUser,
         by: String,
     },
-    /// 401, with the `err="…"` text the API server would log and its cause.
+    /// 401, with the `err="…"` text the API server would log and its cause; `caveat` says
+    /// when the API server may still answer otherwise for a while (its cached keys).
     Rejected {
         err: String,
         cause: Option<Cause>,
+        caveat: Option<String>,
     },
     Undetermined(String),
 }
@@ -174,11 +178,13 @@ fn rejected(sections: &[Section]) -> Verdict {
     {
         cause = Some(c);
     }
-    Verdict::Rejected { err, cause }
+    let caveat = sections.iter().find_map(|s| s.caveat.clone());
+    Verdict::Rejected { err, cause, caveat }
 }
 
 struct Run {
     steps: Vec<Step>,
+    caveat: Option<String>,
 }
 
 impl Run {
@@ -207,7 +213,10 @@ impl Run {
 }
 
 fn check_one(token: &Jwt, a: &Authenticator, d: &Discovery, now: i64) -> Section {
-    let mut r = Run { steps: Vec::new() };
+    let mut r = Run {
+        steps: Vec::new(),
+        caveat: None,
+    };
     let mut init_failure = None;
     let outcome = steps(token, a, d, now, &mut r, &mut init_failure);
     Section {
@@ -216,6 +225,7 @@ fn check_one(token: &Jwt, a: &Authenticator, d: &Discovery, now: i64) -> Section
         steps: r.steps,
         outcome,
         init_failure,
+        caveat: r.caveat,
     }
 }
 
@@ -300,7 +310,10 @@ fn steps(
         Some(Ok(set)) => match verify_signature(token, set) {
             Ok(seen) => r.pass("signature", seen),
             Err(SigError::Unsupported(why)) => return r.unknown("signature", why),
-            Err(SigError::NoMatch(seen)) => {
+            Err(SigError::NoMatch(seen, kid_gone)) => {
+                if kid_gone {
+                    r.caveat = Some(KEY_CACHE_CAVEAT.into());
+                }
                 return r.fail(
                     "signature",
                     seen,
@@ -787,9 +800,14 @@ fn audiences(token: &Jwt) -> Vec<String> {
 }
 
 enum SigError {
-    NoMatch(String),
+    /// No key verifies; `true` when the token's key is gone from the JWKS (rotated out).
+    NoMatch(String, bool),
     Unsupported(String),
 }
+
+/// go-oidc keeps the JWKS it fetched and refetches only for a token whose `kid` it does not
+/// know: a token signed by a rotated-out key still passes until something makes it refetch.
+pub const KEY_CACHE_CAVEAT: &str = "the issuer no longer publishes this key; an API server that fetched its keys before the rotation keeps accepting the token until it refetches them (go-oidc does when a token with an unknown kid arrives, e.g. the next fresh login)";
 
 /// go-oidc's remote key set: the keys with the token's `kid` (all keys without one); any
 /// that verifies wins.
@@ -817,10 +835,13 @@ fn verify_signature(token: &Jwt, set: &JwkSet) -> Result<String, SigError> {
             .iter()
             .filter_map(|k| k.common.key_id.clone())
             .collect();
-        return Err(SigError::NoMatch(format!(
-            "kid {kid} is not in the issuer's JWKS (it has {}): signed by a key the issuer no longer publishes",
-            go_list(&have)
-        )));
+        return Err(SigError::NoMatch(
+            format!(
+                "kid {kid} is not in the issuer's JWKS (it has {}): signed by a key the issuer no longer publishes",
+                go_list(&have)
+            ),
+            true,
+        ));
     }
     for k in &candidates {
         let Ok(key) = DecodingKey::from_jwk(k) else {
@@ -837,9 +858,10 @@ fn verify_signature(token: &Jwt, set: &JwkSet) -> Result<String, SigError> {
             ));
         }
     }
-    Err(SigError::NoMatch(format!(
-        "no key with kid {kid} in the JWKS verifies the signature"
-    )))
+    Err(SigError::NoMatch(
+        format!("no key with kid {kid} in the JWKS verifies the signature"),
+        false,
+    ))
 }
 
 #[cfg(test)]
@@ -904,7 +926,7 @@ mod tests {
 
     fn rejected_for(e: &Explanation) -> (String, Option<Cause>) {
         match &e.verdict {
-            Verdict::Rejected { err, cause } => (err.clone(), *cause),
+            Verdict::Rejected { err, cause, .. } => (err.clone(), *cause),
             other => panic!("expected a 401, got {other:?}"),
         }
     }
@@ -1093,6 +1115,32 @@ mod tests {
                 .iter()
                 .any(|s| s.name == "signature" && s.status == Status::Skip)
         );
+    }
+
+    #[test]
+    fn a_rotated_out_key_is_a_signature_failure_with_the_key_cache_caveat() {
+        let i = issuer();
+        let mut rotated = issuer();
+        rotated.jwks.keys[0].common.key_id = Some("k2".into());
+        let e = explain(
+            &i.sign(claims()),
+            &structured(POST1),
+            &online(&rotated),
+            NOW,
+        );
+        let Verdict::Rejected { cause, caveat, .. } = &e.verdict else {
+            panic!("{:?}", e.verdict)
+        };
+        assert_eq!(*cause, Some(Cause::Signature));
+        assert_eq!(caveat.as_deref(), Some(KEY_CACHE_CAVEAT));
+        // Same kid, other key: a plain bad signature, no caveat.
+        let e = explain(
+            &i.sign(claims()),
+            &structured(POST1),
+            &online(&issuer()),
+            NOW,
+        );
+        assert!(matches!(&e.verdict, Verdict::Rejected { caveat: None, .. }));
     }
 
     #[test]

@@ -215,8 +215,11 @@ pub fn render(e: &Explained, k8s: K8sVersion) -> String {
                 "  RBAC decides the rest: bind the username or one of these groups"
             );
         }
-        Verdict::Rejected { err, cause } => {
+        Verdict::Rejected { err, cause, caveat } => {
             let _ = writeln!(out, "  the API server logs: err={err:?}");
+            if let Some(c) = caveat {
+                let _ = writeln!(out, "  but: {c}");
+            }
             if let Some(c) = cause {
                 let _ = writeln!(out, "  hint: {}", c.hint());
             }

@@ -3,12 +3,15 @@
 
 use super::kanidm_lab::KanidmLab;
 use crate::check::CheckResult;
-use crate::check::expect::{observe_401, wait_oidc_ready};
+use crate::check::expect::{Observed401, observe_401, wait_oidc_ready};
 use crate::check::judge::{self, Judgement};
 use crate::check::kubectl;
+use crate::cluster::AuthSetup;
 use crate::cluster::{ClusterBackend, kubeconfig};
+use crate::explain;
 use crate::login::flow::{LoginOutcomeActual, LoginRequest, Person};
 use crate::login::signins::Kind;
+use crate::render::K8sVersion;
 use crate::render::LabFacts;
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::{CredentialKind, Expectation};
@@ -89,7 +92,56 @@ impl Recorder {
     }
 }
 
-/// One person's expectation: login, then (with a token) 401 cause, whoami, allowed, forbidden.
+/// What `explain` is given to cross-check the API server (`--explain-check`): the
+/// authentication the API server runs with, as a user would hand it over.
+#[derive(Clone)]
+pub(super) struct ExplainCheck {
+    auth: explain::AuthSource,
+    ca: Option<PathBuf>,
+    k8s: K8sVersion,
+}
+
+impl ExplainCheck {
+    /// The rendered config as the API server reads it; for flags, `--oidc-ca-file` points at
+    /// the same CA on this machine (on kind the API server's path is inside the node).
+    pub(super) fn of(
+        auth: &AuthSetup,
+        apiserver_ca_path: &str,
+        host_ca: &Path,
+        k8s: K8sVersion,
+    ) -> ExplainCheck {
+        let source = match auth {
+            AuthSetup::Structured { config_yaml } => explain::AuthSource::ConfigText {
+                text: config_yaml.clone(),
+                origin: "the rendered authentication-config.yaml".into(),
+            },
+            AuthSetup::Flags(flags) => {
+                let here = format!("--oidc-ca-file={}", host_ca.display());
+                let words: Vec<String> = flags
+                    .iter()
+                    .map(|f| {
+                        if *f == format!("--oidc-ca-file={apiserver_ca_path}") {
+                            here.clone()
+                        } else {
+                            f.clone()
+                        }
+                    })
+                    .collect();
+                explain::AuthSource::Flags(
+                    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default(),
+                )
+            }
+        };
+        ExplainCheck {
+            auth: source,
+            ca: None,
+            k8s,
+        }
+    }
+}
+
+/// One person's expectation: login, then (with a token) 401 cause, whoami, allowed,
+/// forbidden; with `explain`, its verdict on the same token against the API server's.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn check_expectation(
     cluster: &impl ClusterBackend,
@@ -99,6 +151,7 @@ pub(super) async fn check_expectation(
     facts: &LabFacts,
     dirs: &Dirs,
     oidc_ready: &mut bool,
+    explain_with: Option<&ExplainCheck>,
     rec: &mut Recorder,
     timings: &mut Timings,
 ) -> Result<()> {
@@ -140,8 +193,11 @@ pub(super) async fn check_expectation(
     if let Some(want) = &e.unauthorized {
         let seen = observe_401(cluster, &kubeconfig_path).await?;
         let j = judge::unauthorized(want.cause.value, &seen.run.verdict, seen.cause);
-        let line = seen.err.map(|e| format!("err=\"{e}\""));
+        let line = seen.err.clone().map(|e| format!("err=\"{e}\""));
         rec.push(format!("unauthorized: {}", want.cause.value), j, line);
+        if let Some(x) = explain_with {
+            cross_check(x, &token.id_token, seen, rec).await;
+        }
         return Ok(());
     }
     if let Some(w) = &e.whoami {
@@ -166,7 +222,28 @@ pub(super) async fn check_expectation(
             );
         }
     }
+    if let Some(x) = explain_with {
+        let seen = observe_401(cluster, &kubeconfig_path).await?;
+        cross_check(x, &token.id_token, seen, rec).await;
+    }
     Ok(())
+}
+
+/// `explain` on the token the API server just answered, judged against that answer.
+async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut Recorder) {
+    let req = explain::Request {
+        token: explain::TokenSource::Raw(token.to_string()),
+        auth: x.auth.clone(),
+        ca: x.ca.clone(),
+        k8s: x.k8s,
+        offline: false,
+    };
+    let j = match explain::explain(&req).await {
+        Ok(e) => judge::explain_agrees(&seen.run, seen.cause, &e.explanation.verdict),
+        Err(e) => judge::explain_refused(&e.0),
+    };
+    let line = seen.err.map(|e| format!("err=\"{e}\""));
+    rec.push("explain agrees".into(), j, line);
 }
 
 /// Log every person of the scenario in (once per Kanidm state): a person's first login in

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub artifacts: PathBuf,
     /// Never change Kanidm in place: a new server (and new sign-ins) per Kanidm state.
     pub fresh_kanidm: bool,
+    /// Cross-check every token with `explain`.
+    pub explain_check: bool,
 }
 
 pub struct RunReport {
@@ -69,6 +71,7 @@ pub async fn run_scenarios(
         progress,
         timings: Timings::default(),
         kanidm: None,
+        explain_check: opts.explain_check,
     };
     let mut results = Vec::new();
     for (i, s) in opts.scenarios.iter().enumerate() {
@@ -141,6 +144,9 @@ pub struct E2eOptions {
     pub places: crate::tools::Places,
     /// Local backend: download a minor's binaries that are found nowhere (`setup`'s code).
     pub fetch_missing: Option<crate::setup::Source>,
+    /// Also run `explain` on every token the API server answers, and check it agrees
+    /// (verdict, cause, mapped user): the differential test of `explain`.
+    pub explain_check: bool,
 }
 
 /// One cell of the matrix: a Kubernetes minor and a Kanidm.
@@ -299,6 +305,7 @@ async fn run_cell(
         kanidm: cell.kanidm.clone(),
         artifacts: artifacts.clone(),
         fresh_kanidm: opts.fresh_kanidm,
+        explain_check: opts.explain_check,
     };
     let report = match (opts.backend, bins) {
         (Backend::Local, Some(bins)) => {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 use std::time::Instant;
 
-use super::checks::{Dirs, Recorder, check_expectation, login_all, wait_token_cache};
+use super::checks::{Dirs, ExplainCheck, Recorder, check_expectation, login_all, wait_token_cache};
 
 /// Everything one run's scenarios share.
 pub struct RunCtx<'a, C: ClusterBackend> {
@@ -26,6 +26,8 @@ pub struct RunCtx<'a, C: ClusterBackend> {
     pub progress: &'a Progress,
     pub timings: Timings,
     pub kanidm: Option<KanidmLab>,
+    /// Cross-check every token with `explain` (`--explain-check`).
+    pub explain_check: bool,
 }
 
 pub async fn run_scenario<C: ClusterBackend>(
@@ -40,6 +42,7 @@ pub async fn run_scenario<C: ClusterBackend>(
         progress,
         timings,
         kanidm,
+        explain_check,
     } = ctx;
     let k = kanidm_lab::prepare(s, site, kanidm, timings, progress).await?;
     let facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
@@ -59,6 +62,14 @@ pub async fn run_scenario<C: ClusterBackend>(
     }
     configure_and_log_in(s, &mut **cluster, &auth, k, site, &dirs, timings, progress).await?;
     apply_rbac(s, &**cluster, &facts, timings).await?;
+    let explain_with = explain_check.then(|| {
+        ExplainCheck::of(
+            &auth,
+            &cluster.ca_path_for_apiserver(),
+            &site.lab.pki.ca_cert,
+            *k8s,
+        )
+    });
     let mut results = Vec::new();
     let mut oidc_ready = false;
     for e in &s.scenario.expect {
@@ -76,6 +87,7 @@ pub async fn run_scenario<C: ClusterBackend>(
             &facts,
             &dirs,
             &mut oidc_ready,
+            explain_with.as_ref(),
             &mut rec,
             timings,
         )
@@ -92,6 +104,7 @@ pub async fn run_scenario<C: ClusterBackend>(
             dirs: &dirs,
             timings,
             progress,
+            explain: explain_with,
         };
         let mut more = super::steps::run_steps(ctx, s, k, initial).await?;
         results.append(&mut more);

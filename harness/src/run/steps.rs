@@ -2,11 +2,11 @@
 //! API server, logs people in afresh where asked, then checks tokens kept from earlier
 //! (`tokenFrom`) side by side with fresh ones.
 
-use super::checks::{Dirs, Recorder, check_expectation, login_all, wait_token_cache};
+use super::checks::{Dirs, ExplainCheck, Recorder, check_expectation, login_all, wait_token_cache};
 use super::kanidm_lab::{KanidmLab, KanidmSite};
 use crate::check::CheckResult;
 use crate::check::judge;
-use crate::cluster::ClusterBackend;
+use crate::cluster::{AuthSetup, ClusterBackend};
 use crate::login::flow::LoginOutcomeActual;
 use crate::progress::Progress;
 use crate::render::K8sVersion;
@@ -30,6 +30,8 @@ pub(super) struct StepCtx<'a, 'b, C: ClusterBackend> {
     pub dirs: &'a Dirs,
     pub timings: &'a mut Timings,
     pub progress: &'a Progress,
+    /// `explain`'s input for the API server's current authentication (`--explain-check`).
+    pub explain: Option<ExplainCheck>,
 }
 
 /// Tokens kept at each point (`initial`, then each step) and the renames since, to find a
@@ -104,7 +106,7 @@ pub(super) async fn run_steps<C: ClusterBackend>(
             .extend(p.renames.iter().map(|(o, n)| (i + 1, o.clone(), n.clone())));
         let at = steps::scenario_at(s, p);
         if p.api_server_changes {
-            configure(
+            let auth = configure(
                 &mut *ctx.cluster,
                 &at,
                 p,
@@ -114,6 +116,14 @@ pub(super) async fn run_steps<C: ClusterBackend>(
                 &kept.jtis(),
             )
             .await?;
+            if ctx.explain.is_some() {
+                ctx.explain = Some(ExplainCheck::of(
+                    &auth,
+                    &ctx.cluster.ca_path_for_apiserver(),
+                    &ctx.site.lab.pki.ca_cert,
+                    ctx.k8s,
+                ));
+            }
         }
         let fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
         keys_changed |= has_key_events(p);
@@ -177,6 +187,7 @@ async fn check_step<C: ClusterBackend>(
             &facts,
             ctx.dirs,
             &mut oidc_ready,
+            ctx.explain.as_ref(),
             &mut rec,
             ctx.timings,
         )
@@ -196,7 +207,7 @@ async fn configure<C: ClusterBackend>(
     site: &KanidmSite<'_>,
     k8s: K8sVersion,
     jtis: &BTreeMap<String, String>,
-) -> Result<()> {
+) -> Result<AuthSetup> {
     let mut facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
     facts.values.jtis = jtis.clone();
     let auth = auth_setup(at, &facts, k8s)?;
@@ -206,7 +217,8 @@ async fn configure<C: ClusterBackend>(
     cluster
         .configure_auth(&auth)
         .await
-        .with_context(|| format!("step `{}`: configuring the API server", p.step.name.value))
+        .with_context(|| format!("step `{}`: configuring the API server", p.step.name.value))?;
+    Ok(auth)
 }
 
 /// Everyone the step checks without `tokenFrom`, logged in now (the SSO session decides,
