@@ -28,6 +28,15 @@ pub enum Credential {
     Token(PathBuf),
 }
 
+impl Credential {
+    fn describe(&self) -> &'static str {
+        match self {
+            Credential::Kubeconfig(_) => "from the kubeconfig",
+            Credential::Token(_) => "from the token file",
+        }
+    }
+}
+
 pub struct VerifyOptions {
     pub scenario: LoadedScenario,
     pub people: BTreeMap<String, Credential>,
@@ -146,7 +155,13 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
                 continue;
             }
         };
-        let jwt = explain::token::decode(&token).ok();
+        let jwt = explain::token::decode(&token);
+        push(
+            "token".into(),
+            judge::presented_token(&jwt, cred.describe()),
+            None,
+        );
+        let jwt = jwt.ok();
         let values = jwt
             .as_ref()
             .map(|j| values_from(j, person, &s.scenario.login.client.value))
@@ -252,7 +267,9 @@ async fn diagnosis(opts: &VerifyOptions, token: &str) -> Diagnosis {
                         c.hint()
                     ))
                 ),
-                line: Some(format!("explain: err=\"{err}\"")),
+                line: Some(format!(
+                    "err=\"{err}\" (in explain's words: verify does not read the API server's log)"
+                )),
             },
             other => Diagnosis {
                 why: format!(

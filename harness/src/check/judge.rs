@@ -191,6 +191,32 @@ pub fn no_credentials(person: &str) -> Judgement {
     )
 }
 
+/// The token a person's credentials present: a JWT (what an OIDC authenticator reads),
+/// with its algorithm and expiry, like the e2e `login` line.
+pub fn presented_token(
+    jwt: &Result<crate::explain::token::Jwt, crate::explain::InputError>,
+    from: &str,
+) -> Judgement {
+    match jwt {
+        Ok(t) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let exp = t.claim_time("exp").unwrap_or(0);
+            Judgement::pass(format!(
+                "token ({}) {from}, expires {}",
+                t.alg,
+                crate::explain::checks::relative(exp - now)
+            ))
+        }
+        Err(e) => Judgement::fail(
+            format!("no JWT {from}"),
+            format!("{e}; an OIDC authenticator only reads JWTs"),
+        ),
+    }
+}
+
 /// `verify` could not get a token out of a person's credentials.
 pub fn credentials_unusable(why: &str) -> Judgement {
     Judgement::fail("credentials unusable", why.to_string())

@@ -56,9 +56,22 @@ fn env() -> Option<Arc<Env>> {
     .clone()
 }
 
+/// `f`, with a panic inside the CEL library turned into an answer: a user's expression must
+/// never take explain down.
+fn guarded<T>(f: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| on_panic())
+}
+
 /// Compile `expr` and check it names no variable but `vars`: what the API server checks when
 /// it loads a configuration.
 pub fn check(expr: &str, vars: Vars) -> Result<(), String> {
+    guarded(
+        || check_inner(expr, vars),
+        || Err("the CEL library failed on this expression (a bug there, not in the config)".into()),
+    )
+}
+
+fn check_inner(expr: &str, vars: Vars) -> Result<(), String> {
     let env = env().ok_or("the CEL environment could not be built")?;
     let program = env.compile(expr).map_err(|e| {
         format!(
@@ -94,6 +107,13 @@ fn bound_by_macro(expr: &str, v: &str) -> bool {
 
 /// Evaluate `expr` with `vars` bound to `value`.
 pub fn eval(expr: &str, vars: Vars, value: &serde_json::Value) -> Eval {
+    guarded(
+        || eval_inner(expr, vars, value),
+        || Eval::Unsupported("the CEL library failed on this expression".into()),
+    )
+}
+
+fn eval_inner(expr: &str, vars: Vars, value: &serde_json::Value) -> Eval {
     let Some(env) = env() else {
         return Eval::Unsupported("the CEL environment could not be built".into());
     };

@@ -232,3 +232,74 @@ pub fn render(e: &Explained, k8s: K8sVersion) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! Whatever bytes arrive as a token or a configuration, explain answers; it never panics.
+    use super::*;
+
+    /// A small deterministic generator (no dependency for a test loop).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as usize
+        }
+    }
+
+    #[test]
+    fn mutated_tokens_and_configs_never_panic() {
+        let config = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n  - issuer: {url: \"https://x/oauth2/openid/k8s\", audiences: [k8s]}\n    claimValidationRules:\n      - {expression: \"claims.groups.exists(g, g.startsWith('k8s')) && claims.?hd.orValue('') == ''\"}\n    claimMappings:\n      username: {expression: \"claims.sub.split('@')[0]\"}\n      groups: {expression: \"claims.groups.map(g, 'k:' + g)\"}\n";
+        let claims = r#"{"iss":"https://x/oauth2/openid/k8s","aud":["k8s"],"sub":"a@b","exp":99999999999,"groups":["k8s_users"]}"#;
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = format!(
+            "{}.{}.{}",
+            b64(r#"{"alg":"ES256"}"#),
+            b64(claims),
+            b64("sig")
+        );
+        let alphabet: Vec<char> = "{}[]()'\"\\.:,?!=&|+-*/%<>_ \nabcxyz019@#$~`^\u{0}\u{7f}é"
+            .chars()
+            .collect();
+        let mut rng = Lcg(42);
+        let mut mutate = |s: &str, rng: &mut Lcg| -> String {
+            let mut c: Vec<char> = s.chars().collect();
+            for _ in 0..1 + rng.next() % 4 {
+                let i = rng.next() % (c.len() + 1);
+                match rng.next() % 3 {
+                    0 if i < c.len() => {
+                        c.remove(i);
+                    }
+                    1 if i < c.len() => c[i] = alphabet[rng.next() % alphabet.len()],
+                    _ => c.insert(i, alphabet[rng.next() % alphabet.len()]),
+                }
+            }
+            c.into_iter().collect()
+        };
+        let k8s: K8sVersion = "1.36".parse().unwrap_or(K8sVersion::DEFAULT);
+        for _ in 0..3000 {
+            let t = mutate(&token, &mut rng);
+            let cfg = mutate(config, &mut rng);
+            let auths = config::from_config(&cfg, "fuzz.yaml", k8s);
+            if let (Ok(jwt), Ok(auths)) = (
+                token::decode(&token::extract(&t).unwrap_or_default()),
+                auths,
+            ) {
+                let _ = checks::explain(&jwt, &auths, &[], 0);
+            }
+            // Mutated claims through the mappings and rules.
+            let c = mutate(claims, &mut rng);
+            let t2 = format!("{}.{}.{}", b64(r#"{"alg":"ES256"}"#), b64(&c), b64("sig"));
+            if let (Ok(jwt), Ok(auths)) = (
+                token::decode(&t2),
+                config::from_config(config, "c.yaml", k8s),
+            ) {
+                let _ = checks::explain(&jwt, &auths, &[], 0);
+            }
+        }
+    }
+}
