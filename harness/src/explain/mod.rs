@@ -266,7 +266,7 @@ mod tests {
             .chars()
             .collect();
         let mut rng = Lcg(42);
-        let mut mutate = |s: &str, rng: &mut Lcg| -> String {
+        let mutate = |s: &str, rng: &mut Lcg| -> String {
             let mut c: Vec<char> = s.chars().collect();
             for _ in 0..1 + rng.next() % 4 {
                 let i = rng.next() % (c.len() + 1);
