@@ -1111,6 +1111,14 @@ async fn verify(a: VerifyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
     };
+    if report.results.is_empty() {
+        for n in &report.notes {
+            eprintln!("not checked: {n}");
+        }
+        bail!(
+            "nothing was checked: give at least one person's kubeconfig with --user <person>=<kubeconfig>"
+        );
+    }
     println!("{}", harness::report::summary_table(&report.results));
     for n in &report.notes {
         println!("not checked: {n}");

@@ -181,16 +181,6 @@ pub fn explain_agrees(
     }
 }
 
-/// `verify` was given no credentials for a person the scenario expects something of.
-pub fn no_credentials(person: &str) -> Judgement {
-    Judgement::fail(
-        "no credentials",
-        format!(
-            "give this person's kubeconfig with --user {person}=<kubeconfig> (or a token with --token {person}=<file> and --cluster <kubeconfig>)"
-        ),
-    )
-}
-
 /// The token a person's credentials present: a JWT (what an OIDC authenticator reads),
 /// with its algorithm and expiry, like the e2e `login` line.
 pub fn presented_token(
@@ -452,6 +442,109 @@ mod tests {
         assert_eq!(
             j.detail.as_deref(),
             Some("group `system:authenticated` present but must not be")
+        );
+    }
+}
+
+#[cfg(test)]
+mod explain_agreement {
+    use super::*;
+    use crate::explain::checks::{MappedUser, Verdict as E};
+    use std::collections::BTreeMap;
+
+    fn whoami(verdict: Verdict, stdout: &str) -> KubectlRun {
+        KubectlRun {
+            command: "kubectl auth whoami -o json".into(),
+            verdict,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    fn accepted(groups: &[&str]) -> E {
+        E::Accepted {
+            user: MappedUser {
+                username: "alice@localhost".into(),
+                uid: None,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                extra: BTreeMap::from([(
+                    "authentication.kubernetes.io/credential-id".to_string(),
+                    vec!["JTI=j".to_string()],
+                )]),
+            },
+            by: "jwt[0]".into(),
+        }
+    }
+
+    const REAL: &str = r#"{"status":{"userInfo":{"username":"alice@localhost","groups":["system:authenticated","k8s_users@localhost"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=j"]}}}}"#;
+
+    #[test]
+    fn same_user_agrees_in_any_group_order() {
+        let j = explain_agrees(
+            &whoami(Verdict::Allowed, REAL),
+            None,
+            &accepted(&["k8s_users@localhost", "system:authenticated"]),
+        );
+        assert!(j.passed, "{j:?}");
+    }
+
+    #[test]
+    fn another_user_or_verdict_or_cause_disagrees() {
+        let other_groups = explain_agrees(
+            &whoami(Verdict::Allowed, REAL),
+            None,
+            &accepted(&["k8s_admins@localhost", "system:authenticated"]),
+        );
+        assert!(!other_groups.passed);
+        assert!(other_groups.detail.unwrap().contains("groups"));
+        let rejected = |cause, caveat: Option<&str>| E::Rejected {
+            err: "x".into(),
+            cause,
+            caveat: caveat.map(String::from),
+        };
+        let real_401 = whoami(Verdict::Unauthorized, "");
+        assert!(
+            explain_agrees(
+                &real_401,
+                Some(Cause::Audience),
+                &rejected(Some(Cause::Audience), None)
+            )
+            .passed
+        );
+        assert!(
+            !explain_agrees(
+                &real_401,
+                Some(Cause::Audience),
+                &rejected(Some(Cause::Issuer), None)
+            )
+            .passed
+        );
+        assert!(!explain_agrees(&real_401, Some(Cause::Audience), &accepted(&[])).passed);
+        assert!(
+            !explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &rejected(Some(Cause::Audience), None)
+            )
+            .passed
+        );
+        assert!(!explain_agrees(&real_401, None, &E::Undetermined("cel".into())).passed);
+        // Only a rotated-out key (the caveat) may be accepted by an API server that cached it.
+        assert!(
+            explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &rejected(Some(Cause::Signature), Some("cache"))
+            )
+            .passed
+        );
+        assert!(
+            !explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &rejected(Some(Cause::Signature), None)
+            )
+            .passed
         );
     }
 }
