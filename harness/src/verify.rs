@@ -149,20 +149,12 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         let (kubeconfig, token) = match prepare(opts, person, cred).await {
             Ok(x) => x,
             Err(err) => {
-                push(
-                    "credentials".into(),
-                    judge::credentials_unusable(&err),
-                    None,
-                );
+                push("credentials".into(), credentials_unusable(&err), None);
                 continue;
             }
         };
         let jwt = explain::token::decode(&token);
-        push(
-            "token".into(),
-            judge::presented_token(&jwt, cred.describe()),
-            None,
-        );
+        push("token".into(), presented_token(&jwt, cred.describe()), None);
         let jwt = jwt.ok();
         let values = jwt
             .as_ref()
@@ -361,6 +353,37 @@ fn token_kubeconfig(cluster: &Path, token: &str, out: &Path) -> Result<()> {
         .open(out)?;
     f.write_all(body.as_bytes())?;
     Ok(())
+}
+
+/// The token a person's credentials present: a JWT (what an OIDC authenticator reads),
+/// with its algorithm and expiry, like the e2e `login` line.
+fn presented_token(
+    jwt: &Result<explain::token::Jwt, explain::InputError>,
+    from: &str,
+) -> Judgement {
+    match jwt {
+        Ok(t) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let exp = t.claim_time("exp").unwrap_or(0);
+            Judgement::pass(format!(
+                "token ({}) {from}, expires {}",
+                t.alg,
+                explain::checks::relative(exp - now)
+            ))
+        }
+        Err(e) => Judgement::fail(
+            format!("no JWT {from}"),
+            format!("{e}; an OIDC authenticator only reads JWTs"),
+        ),
+    }
+}
+
+/// `verify` could not get a token out of a person's credentials.
+fn credentials_unusable(why: &str) -> Judgement {
+    Judgement::fail("credentials unusable", why.to_string())
 }
 
 #[cfg(test)]

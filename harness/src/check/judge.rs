@@ -20,14 +20,14 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    fn pass(actual: impl Into<String>) -> Self {
+    pub(crate) fn pass(actual: impl Into<String>) -> Self {
         Judgement {
             passed: true,
             actual: actual.into(),
             detail: None,
         }
     }
-    fn fail(actual: impl Into<String>, detail: String) -> Self {
+    pub(crate) fn fail(actual: impl Into<String>, detail: String) -> Self {
         Judgement {
             passed: false,
             actual: actual.into(),
@@ -78,143 +78,6 @@ pub fn no_kept_token(person: &str, from: &str) -> Judgement {
             "{person} did not log in at `{from}` (no expectation there, or the login failed); point `tokenFrom` at a step where they got a token"
         ),
     )
-}
-
-/// `explain`'s verdict on a token against what the real API server did with it: both
-/// accept (and map the same user: username, uid, groups, extra), or both reject with the
-/// same cause. Any disagreement is a bug in `explain`.
-pub fn explain_agrees(
-    whoami: &KubectlRun,
-    real_cause: Option<Cause>,
-    explained: &crate::explain::checks::Verdict,
-) -> Judgement {
-    use crate::explain::checks::Verdict as E;
-    let said = crate::explain::verdict_line(explained);
-    match (&whoami.verdict, explained) {
-        (Verdict::Unauthorized, E::Rejected { cause, .. }) if *cause == real_cause => {
-            Judgement::pass(format!("both: {said}"))
-        }
-        (Verdict::Unauthorized, _) => Judgement::fail(
-            format!("explain: {said}"),
-            format!(
-                "the API server said Unauthorized (401), cause {}; explain disagrees",
-                real_cause.map_or("not found in its log".to_string(), |c| c.to_string())
-            ),
-        ),
-        // A rotated-out key the API server still holds: explain says so instead of a verdict
-        // it cannot see (the caveat), and the API server's acceptance is that case.
-        (
-            Verdict::Allowed,
-            E::Rejected {
-                cause: Some(Cause::Signature),
-                caveat: Some(_),
-                ..
-            },
-        ) => Judgement::pass(
-            "the API server still holds the rotated-out key; explain: signature once it refetches",
-        ),
-        (Verdict::Allowed, E::Accepted { user, .. }) => {
-            let v: serde_json::Value = serde_json::from_str(&whoami.stdout).unwrap_or_default();
-            let info = &v["status"]["userInfo"];
-            let strings = |x: &serde_json::Value| -> Vec<String> {
-                let mut l: Vec<String> = x
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                l.sort();
-                l
-            };
-            let mut problems = Vec::new();
-            let username = info["username"].as_str().unwrap_or_default();
-            if username != user.username {
-                problems.push(format!(
-                    "username: API server {username:?}, explain {:?}",
-                    user.username
-                ));
-            }
-            let uid = info["uid"].as_str().filter(|u| !u.is_empty());
-            if uid != user.uid.as_deref().filter(|u| !u.is_empty()) {
-                problems.push(format!("uid: API server {uid:?}, explain {:?}", user.uid));
-            }
-            let mut mine = user.groups.clone();
-            mine.sort();
-            let real = strings(&info["groups"]);
-            if real != mine {
-                problems.push(format!("groups: API server {real:?}, explain {mine:?}"));
-            }
-            let real_extra: std::collections::BTreeMap<String, Vec<String>> = info["extra"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
-                .unwrap_or_default();
-            let mut my_extra = user.extra.clone();
-            my_extra.values_mut().for_each(|v| v.sort());
-            if real_extra != my_extra {
-                problems.push(format!(
-                    "extra: API server {real_extra:?}, explain {my_extra:?}"
-                ));
-            }
-            if problems.is_empty() {
-                Judgement::pass(format!(
-                    "both: accepted as {:?}, same uid, {} groups and {} extra key(s)",
-                    user.username,
-                    mine.len(),
-                    my_extra.len()
-                ))
-            } else {
-                Judgement::fail(
-                    format!("explain: {said}"),
-                    format!("explain maps another user: {}", problems.join("; ")),
-                )
-            }
-        }
-        (real, _) => Judgement::fail(
-            format!("explain: {said}"),
-            format!(
-                "`kubectl auth whoami` with this token: {}; explain disagrees",
-                real.label()
-            ),
-        ),
-    }
-}
-
-/// The token a person's credentials present: a JWT (what an OIDC authenticator reads),
-/// with its algorithm and expiry, like the e2e `login` line.
-pub fn presented_token(
-    jwt: &Result<crate::explain::token::Jwt, crate::explain::InputError>,
-    from: &str,
-) -> Judgement {
-    match jwt {
-        Ok(t) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let exp = t.claim_time("exp").unwrap_or(0);
-            Judgement::pass(format!(
-                "token ({}) {from}, expires {}",
-                t.alg,
-                crate::explain::checks::relative(exp - now)
-            ))
-        }
-        Err(e) => Judgement::fail(
-            format!("no JWT {from}"),
-            format!("{e}; an OIDC authenticator only reads JWTs"),
-        ),
-    }
-}
-
-/// `verify` could not get a token out of a person's credentials.
-pub fn credentials_unusable(why: &str) -> Judgement {
-    Judgement::fail("credentials unusable", why.to_string())
-}
-
-/// `explain` could not use the input the API server runs with: always a bug in `explain`.
-pub fn explain_refused(why: &str) -> Judgement {
-    Judgement::fail("explain refused the input", format!("explain: {why}"))
 }
 
 /// An `unauthorized` expectation holds only for a 401 with exactly the expected cause
@@ -442,109 +305,6 @@ mod tests {
         assert_eq!(
             j.detail.as_deref(),
             Some("group `system:authenticated` present but must not be")
-        );
-    }
-}
-
-#[cfg(test)]
-mod explain_agreement {
-    use super::*;
-    use crate::explain::checks::{MappedUser, Verdict as E};
-    use std::collections::BTreeMap;
-
-    fn whoami(verdict: Verdict, stdout: &str) -> KubectlRun {
-        KubectlRun {
-            command: "kubectl auth whoami -o json".into(),
-            verdict,
-            stdout: stdout.into(),
-            stderr: String::new(),
-        }
-    }
-
-    fn accepted(groups: &[&str]) -> E {
-        E::Accepted {
-            user: MappedUser {
-                username: "alice@localhost".into(),
-                uid: None,
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                extra: BTreeMap::from([(
-                    "authentication.kubernetes.io/credential-id".to_string(),
-                    vec!["JTI=j".to_string()],
-                )]),
-            },
-            by: "jwt[0]".into(),
-        }
-    }
-
-    const REAL: &str = r#"{"status":{"userInfo":{"username":"alice@localhost","groups":["system:authenticated","k8s_users@localhost"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=j"]}}}}"#;
-
-    #[test]
-    fn same_user_agrees_in_any_group_order() {
-        let j = explain_agrees(
-            &whoami(Verdict::Allowed, REAL),
-            None,
-            &accepted(&["k8s_users@localhost", "system:authenticated"]),
-        );
-        assert!(j.passed, "{j:?}");
-    }
-
-    #[test]
-    fn another_user_or_verdict_or_cause_disagrees() {
-        let other_groups = explain_agrees(
-            &whoami(Verdict::Allowed, REAL),
-            None,
-            &accepted(&["k8s_admins@localhost", "system:authenticated"]),
-        );
-        assert!(!other_groups.passed);
-        assert!(other_groups.detail.unwrap().contains("groups"));
-        let rejected = |cause, caveat: Option<&str>| E::Rejected {
-            err: "x".into(),
-            cause,
-            caveat: caveat.map(String::from),
-        };
-        let real_401 = whoami(Verdict::Unauthorized, "");
-        assert!(
-            explain_agrees(
-                &real_401,
-                Some(Cause::Audience),
-                &rejected(Some(Cause::Audience), None)
-            )
-            .passed
-        );
-        assert!(
-            !explain_agrees(
-                &real_401,
-                Some(Cause::Audience),
-                &rejected(Some(Cause::Issuer), None)
-            )
-            .passed
-        );
-        assert!(!explain_agrees(&real_401, Some(Cause::Audience), &accepted(&[])).passed);
-        assert!(
-            !explain_agrees(
-                &whoami(Verdict::Allowed, REAL),
-                None,
-                &rejected(Some(Cause::Audience), None)
-            )
-            .passed
-        );
-        assert!(!explain_agrees(&real_401, None, &E::Undetermined("cel".into())).passed);
-        // Only a rotated-out key (the caveat) may be accepted by an API server that cached it.
-        assert!(
-            explain_agrees(
-                &whoami(Verdict::Allowed, REAL),
-                None,
-                &rejected(Some(Cause::Signature), Some("cache"))
-            )
-            .passed
-        );
-        assert!(
-            !explain_agrees(
-                &whoami(Verdict::Allowed, REAL),
-                None,
-                &rejected(Some(Cause::Signature), None)
-            )
-            .passed
         );
     }
 }

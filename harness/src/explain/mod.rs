@@ -7,6 +7,7 @@
 //! order — a pure function whose failures are worded as the API server logs them, so the
 //! cause and hint come from `check::cause`, the same words as the e2e report.
 
+pub mod agree;
 pub mod cel;
 pub mod checks;
 pub mod config;

@@ -239,8 +239,8 @@ async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut
         offline: false,
     };
     let j = match explain::explain(&req).await {
-        Ok(e) => judge::explain_agrees(&seen.run, seen.cause, &e.explanation.verdict),
-        Err(e) => judge::explain_refused(&e.0),
+        Ok(e) => explain::agree::explain_agrees(&seen.run, seen.cause, &e.explanation.verdict),
+        Err(e) => explain::agree::explain_refused(&e.0),
     };
     let line = seen.err.map(|e| format!("err=\"{e}\""));
     rec.push("explain agrees".into(), j, line);
