@@ -22,8 +22,9 @@ use std::time::Instant;
 /// How one person reaches the cluster.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    /// Their own kubeconfig (exec plugin, token, …), current context.
-    Kubeconfig(PathBuf),
+    /// Their own kubeconfig (exec plugin, token, …): the current context's user, or the
+    /// named user entry (as `kubectl --user`, e.g. post 2's `oidc`).
+    Kubeconfig { path: PathBuf, user: Option<String> },
     /// A token file, used with the cluster of `VerifyOptions::cluster`.
     Token(PathBuf),
 }
@@ -31,7 +32,7 @@ pub enum Credential {
 impl Credential {
     fn describe(&self) -> &'static str {
         match self {
-            Credential::Kubeconfig(_) => "from the kubeconfig",
+            Credential::Kubeconfig { .. } => "from the kubeconfig",
             Credential::Token(_) => "from the token file",
         }
     }
@@ -146,6 +147,10 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             ));
             continue;
         };
+        let user_flag: Vec<String> = match cred {
+            Credential::Kubeconfig { user: Some(u), .. } => vec![format!("--user={u}")],
+            _ => Vec::new(),
+        };
         let (kubeconfig, token) = match prepare(opts, person, cred).await {
             Ok(x) => x,
             Err(err) => {
@@ -161,15 +166,35 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             .map(|j| values_from(j, person, &s.scenario.login.client.value))
             .unwrap_or_default();
         let diagnose = || diagnosis(opts, &token);
-        check_one(opts, e, &kubeconfig, &values, diagnose, &mut push).await?;
+        let kc = Kubectl {
+            bin: &opts.kubectl,
+            kubeconfig: &kubeconfig,
+            user_flag: &user_flag,
+        };
+        check_one(e, &kc, &values, diagnose, &mut push).await?;
     }
     Ok(VerifyReport { results, notes })
 }
 
+/// kubectl as this person runs it.
+struct Kubectl<'a> {
+    bin: &'a Path,
+    kubeconfig: &'a Path,
+    /// `--user=<entry>` when a kubeconfig user entry was named.
+    user_flag: &'a [String],
+}
+
+impl Kubectl<'_> {
+    async fn run(&self, args: &[String]) -> Result<KubectlRun> {
+        let mut all = self.user_flag.to_vec();
+        all.extend_from_slice(args);
+        kubectl::run(self.bin, self.kubeconfig, &all).await
+    }
+}
+
 async fn check_one<F, Fut>(
-    opts: &VerifyOptions,
     e: &Expectation,
-    kubeconfig: &Path,
+    kc: &Kubectl<'_>,
     values: &Values,
     diagnose: F,
     push: &mut impl FnMut(String, Judgement, Option<String>),
@@ -178,7 +203,8 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Diagnosis>,
 {
-    let run = kubectl::whoami(&opts.kubectl, kubeconfig).await?;
+    let whoami: Vec<String> = ["auth", "whoami", "-o", "json"].map(String::from).to_vec();
+    let run = kc.run(&whoami).await?;
     if let Some(want) = &e.unauthorized {
         let d = if run.verdict == Verdict::Unauthorized {
             diagnose().await
@@ -214,7 +240,7 @@ where
     }
     for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
         for a in list {
-            let r = kubectl::run(&opts.kubectl, kubeconfig, &read_only_args(&a.value)).await?;
+            let r = kc.run(&read_only_args(&a.value)).await?;
             if r.verdict == Verdict::Unauthorized && diagnosed.is_none() {
                 diagnosed = Some(diagnose().await);
             }
@@ -287,8 +313,8 @@ async fn prepare(
     cred: &Credential,
 ) -> Result<(PathBuf, String), String> {
     match cred {
-        Credential::Kubeconfig(path) => {
-            let token = explain::token::from_kubeconfig(path, None)
+        Credential::Kubeconfig { path, user } => {
+            let token = explain::token::from_kubeconfig(path, None, user.as_deref())
                 .await
                 .map_err(|e| e.0)?;
             Ok((path.clone(), token))

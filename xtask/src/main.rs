@@ -159,6 +159,11 @@ struct VerifyArgs {
     /// current context, typically a kubelogin exec entry).
     #[arg(long = "user", value_name = "PERSON=KUBECONFIG", value_parser = person_path)]
     users: Vec<(String, PathBuf)>,
+    /// Which user entry of that person's kubeconfig to use, as `kubectl --user` (e.g.
+    /// `--kube-user datosh=oidc` for post 2's `kubectl --user=oidc`); default: the current
+    /// context's user.
+    #[arg(long = "kube-user", value_name = "PERSON=ENTRY", value_parser = person_entry)]
+    kube_users: Vec<(String, String)>,
     /// A person's token file (JWT, ExecCredential or kubelogin cache entry), used with
     /// --cluster (repeatable).
     #[arg(long = "token", value_name = "PERSON=FILE", value_parser = person_path)]
@@ -187,6 +192,10 @@ struct VerifyArgs {
     /// The kubectl to run (default: kubectl on PATH).
     #[arg(long, default_value = "kubectl")]
     kubectl: PathBuf,
+}
+
+fn person_entry(s: &str) -> std::result::Result<(String, String), String> {
+    person_path(s).map(|(p, e)| (p, e.to_string_lossy().into_owned()))
 }
 
 fn person_path(s: &str) -> std::result::Result<(String, PathBuf), String> {
@@ -1053,8 +1062,14 @@ async fn verify(a: VerifyArgs) -> Result<ExitCode> {
     use harness::verify::{Credential, VerifyOptions};
     let scenario = scenario::load_file(&resolve_scenario(&a.scenario)?)?;
     let mut people = std::collections::BTreeMap::new();
+    let mut entries: std::collections::BTreeMap<String, String> =
+        a.kube_users.into_iter().collect();
     for (p, f) in a.users {
-        people.insert(p, Credential::Kubeconfig(f));
+        let user = entries.remove(&p);
+        people.insert(p, Credential::Kubeconfig { path: f, user });
+    }
+    if let Some(p) = entries.keys().next() {
+        bail!("--kube-user {p}=… names a user entry, but there is no --user {p}=<kubeconfig>");
     }
     for (p, f) in a.tokens {
         if a.cluster.is_none() {

@@ -89,7 +89,7 @@ pub async fn explain(req: &Request) -> Result<Explained, InputError> {
     let raw = match &req.token {
         TokenSource::File(p) => token::extract(&token::read_input(p)?)?,
         TokenSource::Kubeconfig { path, context } => {
-            token::from_kubeconfig(path, context.as_deref()).await?
+            token::from_kubeconfig(path, context.as_deref(), None).await?
         }
         TokenSource::Raw(t) => t.trim().to_string(),
     };

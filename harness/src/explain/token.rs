@@ -202,12 +202,18 @@ pub fn read_input(path: &Path) -> Result<String, InputError> {
 }
 
 /// The token a kubeconfig's user presents: `token`, `tokenFile`, the legacy `oidc`
-/// auth-provider's `id-token`, or what its exec credential plugin prints.
-pub async fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<String, InputError> {
+/// auth-provider's `id-token`, or what its exec credential plugin prints. The user is the
+/// context's (current-context unless named), or `user` (as `kubectl --user`).
+pub async fn from_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+    user: Option<&str>,
+) -> Result<String, InputError> {
     let text = read_input(path)?;
     let cfg: Value = serde_saphyr::from_str(&text)
         .map_err(|e| InputError(format!("{}: not a kubeconfig: {e}", path.display())))?;
     let ctx_name = match context {
+        None if user.is_some() => String::new(),
         Some(c) => c.to_string(),
         None => cfg
             .get("current-context")
@@ -228,18 +234,22 @@ pub async fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<Strin
             .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
             .cloned()
     };
-    let ctx = named("contexts", &ctx_name)
-        .ok_or_else(|| InputError(format!("{}: no context named {ctx_name:?}", path.display())))?;
-    let user_name = ctx
-        .pointer("/context/user")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let user_name = match user {
+        Some(u) => u.to_string(),
+        None => named("contexts", &ctx_name)
+            .ok_or_else(|| {
+                InputError(format!("{}: no context named {ctx_name:?}", path.display()))
+            })?
+            .pointer("/context/user")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    };
     let user = named("users", &user_name)
         .and_then(|u| u.get("user").cloned())
         .ok_or_else(|| {
             InputError(format!(
-                "{}: context {ctx_name:?} names user {user_name:?}, which is not in `users`",
+                "{}: no user {user_name:?} in `users`",
                 path.display()
             ))
         })?;
