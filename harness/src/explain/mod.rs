@@ -12,6 +12,8 @@ pub mod cel;
 pub mod checks;
 pub mod config;
 pub mod fetch;
+mod flags;
+mod mapping;
 pub mod token;
 
 use crate::render::K8sVersion;
