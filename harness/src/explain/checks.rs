@@ -5,12 +5,13 @@
 //! classifier the e2e report uses on real logs (`check::cause`).
 
 use super::config::Authenticator;
+pub use super::steps::{MappedUser, Outcome, Status, Step};
+use super::steps::{Run, go_list};
 use super::token::Jwt;
 use crate::check::cause::{classify, init_failure_of};
 use crate::scenario::cause::Cause;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// What the network told us about one authenticator's issuer.
 #[derive(Debug, Clone)]
@@ -24,44 +25,6 @@ pub enum Discovery {
         url: String,
         jwks: Result<JwkSet, String>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pass,
-    Fail,
-    /// Not checked (offline) or not applicable.
-    Skip,
-    /// Cannot be decided here.
-    Unknown,
-}
-
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub name: &'static str,
-    pub status: Status,
-    pub seen: String,
-}
-
-/// The user the API server would see.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MappedUser {
-    pub username: String,
-    pub uid: Option<String>,
-    /// Including `system:authenticated`, which the API server adds to every token user.
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The token's `iss` is not this authenticator's: it declines without an error.
-    Declined,
-    /// The API server's error text for this authenticator.
-    Error(String),
-    Accepted(MappedUser),
-    /// The answer depends on something this tool cannot evaluate.
-    Undetermined(String),
 }
 
 #[derive(Debug, Clone)]
@@ -96,12 +59,6 @@ pub enum Verdict {
 pub struct Explanation {
     pub sections: Vec<Section>,
     pub verdict: Verdict,
-}
-
-/// Go's `%q` of a `[]string`: `["a" "b"]`.
-pub(super) fn go_list(items: &[String]) -> String {
-    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-    format!("[{}]", q.join(" "))
 }
 
 /// Go's `time.Time` default format, UTC.
@@ -181,47 +138,8 @@ fn rejected(sections: &[Section]) -> Verdict {
     Verdict::Rejected { err, cause, caveat }
 }
 
-/// The steps of one authenticator, as they are walked.
-pub(super) struct Run {
-    steps: Vec<Step>,
-    caveat: Option<String>,
-}
-
-impl Run {
-    pub(super) fn pass(&mut self, name: &'static str, seen: impl Into<String>) {
-        self.push(name, Status::Pass, seen);
-    }
-    pub(super) fn skip(&mut self, name: &'static str, seen: impl Into<String>) {
-        self.push(name, Status::Skip, seen);
-    }
-    pub(super) fn push(&mut self, name: &'static str, status: Status, seen: impl Into<String>) {
-        self.steps.push(Step {
-            name,
-            status,
-            seen: seen.into(),
-        });
-    }
-    /// A failed check: the step, and the API server's error text as the outcome.
-    pub(super) fn fail(
-        &mut self,
-        name: &'static str,
-        seen: impl Into<String>,
-        err: String,
-    ) -> Outcome {
-        self.push(name, Status::Fail, seen);
-        Outcome::Error(err)
-    }
-    pub(super) fn unknown(&mut self, name: &'static str, why: String) -> Outcome {
-        self.push(name, Status::Unknown, why.clone());
-        Outcome::Undetermined(why)
-    }
-}
-
 fn check_one(token: &Jwt, a: &Authenticator, d: &Discovery, now: i64) -> Section {
-    let mut r = Run {
-        steps: Vec::new(),
-        caveat: None,
-    };
+    let mut r = Run::new();
     let mut init_failure = None;
     let outcome = steps(token, a, d, now, &mut r, &mut init_failure);
     Section {

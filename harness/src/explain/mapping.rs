@@ -4,8 +4,8 @@
 //! words (oidc.go).
 
 use super::cel::{self, Eval, Out, Vars};
-use super::checks::{MappedUser, Outcome, Run, go_list};
 use super::config::{Authenticator, ClaimRule, Mapping};
+use super::steps::{MappedUser, Outcome, Run, go_list};
 use super::token::{Jwt, kind_of};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

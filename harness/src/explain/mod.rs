@@ -14,11 +14,13 @@ pub mod config;
 pub mod fetch;
 mod flags;
 mod mapping;
+pub mod source;
+mod steps;
 pub mod token;
 
 use crate::render::K8sVersion;
 use checks::{Explanation, Status, Verdict};
-pub use config::AuthSource;
+pub use source::AuthSource;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +102,7 @@ pub async fn explain(req: &Request) -> Result<Explained, InputError> {
         Some(p) => Some(read_text(p)?),
         None => None,
     };
-    let authenticators = config::load(&req.auth, req.k8s, ca.as_deref())?;
+    let authenticators = source::load(&req.auth, req.k8s, ca.as_deref())?;
     let mut net = Vec::new();
     for a in &authenticators {
         // Discovery only matters to an authenticator the token's issuer reaches.

@@ -1,0 +1,58 @@
+//! Where the API server's authentication comes from (a config file, flags, a static pod
+//! manifest), and the one entry point that turns any of them into authenticators.
+
+use super::InputError;
+use super::config::{Authenticator, from_config};
+use super::flags::{from_words, manifest_words};
+use crate::render::K8sVersion;
+use std::path::PathBuf;
+
+/// Where the user's authentication comes from.
+#[derive(Debug, Clone)]
+pub enum AuthSource {
+    /// An `AuthenticationConfiguration` file.
+    ConfigFile(PathBuf),
+    /// The same, already read (the harness's own rendered config).
+    ConfigText { text: String, origin: String },
+    /// `--oidc-*` flags as written on a command line (other flags are ignored).
+    Flags(String),
+    /// A kube-apiserver static pod manifest.
+    Manifest(PathBuf),
+}
+
+/// The authenticators of `source`, validated for `minor`. `ca_override` (`--ca`) replaces
+/// every authenticator's CA, and lets flags' `--oidc-ca-file` point at a file not on this machine.
+pub fn load(
+    source: &AuthSource,
+    minor: K8sVersion,
+    ca_override: Option<&str>,
+) -> Result<Vec<Authenticator>, InputError> {
+    let mut auths = match source {
+        AuthSource::ConfigFile(p) => {
+            let text = super::read_text(p)?;
+            from_config(&text, &p.display().to_string(), minor)?
+        }
+        AuthSource::ConfigText { text, origin } => from_config(text, origin, minor)?,
+        AuthSource::Flags(s) => {
+            let words = shlex::split(s)
+                .ok_or_else(|| InputError("--oidc-flags: unbalanced quotes in the flags".into()))?;
+            super::flags::from_words(&words, "--oidc-flags", minor, ca_override.is_some())?
+        }
+        AuthSource::Manifest(p) => {
+            let words = manifest_words(p)?;
+            from_words(
+                &words,
+                &p.display().to_string(),
+                minor,
+                ca_override.is_some(),
+            )?
+        }
+    };
+    if let Some(ca) = ca_override {
+        for a in &mut auths {
+            a.ca_pem = Some(ca.to_string());
+            a.ca_origin = "--ca".into();
+        }
+    }
+    Ok(auths)
+}
