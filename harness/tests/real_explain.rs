@@ -78,7 +78,11 @@ async fn explain_agrees_with_the_api_server_on_every_shipped_scenario() {
     }
     // And accepted tokens: the same user as `kubectl auth whoami`.
     assert!(
-        agrees.iter().filter(|r| r.actual.starts_with("both: accepted as")).count() >= 20,
+        agrees
+            .iter()
+            .filter(|r| r.actual.starts_with("both: accepted as"))
+            .count()
+            >= 20,
         "{table}"
     );
 }

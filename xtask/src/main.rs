@@ -95,6 +95,7 @@ enum Command {
     /// Exit 0 = the API server would accept the token (the mapped user is printed), 1 = it
     /// would reject it (the cause is printed), 2 = the input cannot be used (or a CEL
     /// function the configuration uses is not supported here).
+    #[command(after_long_help = EXPLAIN_EXAMPLE)]
     Explain(ExplainArgs),
     /// Check a scenario's expectations against a cluster and Kanidm you already run,
     /// provisioning and changing nothing: each person's kubeconfig (or token) as is,
@@ -102,6 +103,7 @@ enum Command {
     /// diagnosed by `explain` when the API server's authentication is given.
     ///
     /// Exit 0 = every expectation held, 1 = one failed, 2 = unusable input.
+    #[command(after_long_help = VERIFY_EXAMPLE)]
     Verify(VerifyArgs),
     /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
     /// person's id_token, logging in through the browser when the cache is empty or expired.
@@ -112,6 +114,35 @@ enum Command {
         person: String,
     },
 }
+
+/// Real output (post 2 as written: kanidmd 1.10.4, the lab's kube-apiserver 1.36.2 flags).
+const EXPLAIN_EXAMPLE: &str = r#"Example (post 2 as written; real output, the token and clock lines left out):
+  $ cargo xtask explain --token datosh.cred.json --oidc-flags "--oidc-issuer-url=https://localhost:34561/oauth2/openid/k8s --oidc-client-id=k8s --oidc-ca-file=/work/main/.lab/lab/pki/ca.pem"
+  authenticator --oidc-* flags (issuer https://localhost:34561/oauth2/openid/k8s)
+     1. pass  issuer      token iss = issuer "https://localhost:34561/oauth2/openid/k8s"
+     2. pass  discovery   https://localhost:34561/oauth2/openid/k8s/.well-known/openid-configuration: issuer matches; TLS verified against --oidc-ca-file=/work/main/.lab/lab/pki/ca.pem
+     3. FAIL  algorithm   ES256 not in ["RS256"]
+
+  verdict: Unauthorized (401), cause unsupported-signing-alg
+    the API server logs: err="oidc: verify token: oidc: id token signed with unsupported algorithm, expected ["RS256"] got "ES256""
+    hint: Kanidm signs ES256 by default; add --oidc-signing-algs=ES256 or enable legacy crypto (RS256) on the client
+    kubectl only says: error: You must be logged in to the server (Unauthorized)"#;
+
+/// Real output (post 1 on a `lab up` lab standing in for a homelab cluster).
+const VERIFY_EXAMPLE: &str = r#"Example (after post 1: alice has view and not more; real output):
+  $ cargo xtask verify --scenario post1-structured --user alice=alice.kubeconfig --auth-config /tmp/auth-config.yaml
+        scenario          person  check                                       result
+  ok    post1-structured  alice   token                                       token (ES256) from the kubeconfig, expires in 15 min 0 s
+  ok    post1-structured  alice   whoami                                      user alice@localhost, groups [idm_all_persons@localhost, idm_all_accounts@localhost, idm_people_self_name_write@localhost, k8s_users@localhost, system:authenticated] (+4 UUIDs)
+  ok    post1-structured  alice   allowed: list pods -A                       allowed
+  ok    post1-structured  alice   allowed: get namespaces                     allowed
+  ok    post1-structured  alice   forbidden: delete namespace scratch         Forbidden (403)
+  ok    post1-structured  alice   forbidden: create namespace alice-was-here  Forbidden (403)
+  ok    post1-structured  alice   forbidden: list secrets -n kube-system      Forbidden (403)
+
+  7 checks, 7 passed, 0 failed
+
+  not checked: bob: no --user bob=<kubeconfig> or --token bob=<file> given"#;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("auth").required(true).args(["auth_config", "oidc_flags", "manifest"])))]
