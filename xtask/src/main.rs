@@ -124,7 +124,7 @@ const EXPLAIN_EXAMPLE: &str = r#"Example (post 2 as written; real output, the to
      3. FAIL  algorithm   ES256 not in ["RS256"]
 
   verdict: Unauthorized (401), cause unsupported-signing-alg
-    the API server logs: err="oidc: verify token: oidc: id token signed with unsupported algorithm, expected ["RS256"] got "ES256""
+    the API server logs: err="oidc: verify token: oidc: id token signed with unsupported algorithm, expected [\"RS256\"] got \"ES256\""
     hint: Kanidm signs ES256 by default; add --oidc-signing-algs=ES256 or enable legacy crypto (RS256) on the client
     kubectl only says: error: You must be logged in to the server (Unauthorized)"#;
 
