@@ -10,7 +10,7 @@ use crate::check::kubectl::{self, KubectlRun, Verdict};
 use crate::explain::{self, AuthSource, TokenSource};
 use crate::render::K8sVersion;
 use crate::scenario::LoadedScenario;
-use crate::scenario::action::{Action, Scope};
+use crate::scenario::action::Action;
 use crate::scenario::cause::Cause;
 use crate::scenario::model::{Expectation, LoginOutcome};
 use crate::scenario::placeholder::Values;
@@ -66,21 +66,7 @@ pub fn read_only_args(action: &Action) -> Vec<String> {
         "create" if matches!(action.resource.as_str(), "namespace" | "namespaces" | "ns") => {
             kubectl::args_for(action)
         }
-        _ => {
-            let mut a = vec![
-                "auth".to_string(),
-                "can-i".into(),
-                action.verb.clone(),
-                action.resource.clone(),
-            ];
-            a.extend(action.name.clone());
-            match &action.scope {
-                Scope::Default => {}
-                Scope::Namespace(ns) => a.extend(["-n".into(), ns.clone()]),
-                Scope::AllNamespaces => a.push("-A".into()),
-            }
-            a
-        }
+        _ => kubectl::can_i_args(action),
     }
 }
 

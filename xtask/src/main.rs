@@ -144,21 +144,10 @@ const VERIFY_EXAMPLE: &str = r#"Example (after post 1: alice has view and not mo
 
   not checked: bob: no --user bob=<kubeconfig> or --token bob=<file> given"#;
 
+/// The API server's authentication as the user has it (explain's input; verify's, for a 401).
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("auth").required(true).args(["auth_config", "oidc_flags", "manifest"])))]
-#[command(group(clap::ArgGroup::new("tok").required(true).args(["token", "kubeconfig"])))]
-struct ExplainArgs {
-    /// The token: a file or `-` (stdin) holding a JWT, an ExecCredential (kubelogin
-    /// get-token output) or a kubelogin token-cache entry (~/.kube/cache/oidc-login/*).
-    #[arg(long)]
-    token: Option<PathBuf>,
-    /// Take the token from this kubeconfig's user instead (token, tokenFile, or its exec
-    /// plugin, run as kubectl would run it).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context (default: its current-context).
-    #[arg(long, requires = "kubeconfig")]
-    context: Option<String>,
+#[group(id = "auth", multiple = false)]
+struct AuthArgs {
     /// The API server's --authentication-config file (AuthenticationConfiguration v1beta1/v1).
     #[arg(long)]
     auth_config: Option<PathBuf>,
@@ -175,13 +164,42 @@ struct ExplainArgs {
     /// The API server's Kubernetes minor (which config versions it serves).
     #[arg(long, default_value = "1.36")]
     k8s: K8sVersion,
+}
+
+impl AuthArgs {
+    fn source(&self) -> Option<harness::explain::AuthSource> {
+        use harness::explain::AuthSource;
+        match (&self.auth_config, &self.oidc_flags, &self.manifest) {
+            (Some(p), _, _) => Some(AuthSource::ConfigFile(p.clone())),
+            (_, Some(f), _) => Some(AuthSource::Flags(f.clone())),
+            (_, _, Some(m)) => Some(AuthSource::Manifest(m.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("tok").required(true).args(["token", "kubeconfig"])))]
+struct ExplainArgs {
+    /// The token: a file or `-` (stdin) holding a JWT, an ExecCredential (kubelogin
+    /// get-token output) or a kubelogin token-cache entry (~/.kube/cache/oidc-login/*).
+    #[arg(long)]
+    token: Option<PathBuf>,
+    /// Take the token from this kubeconfig's user instead (token, tokenFile, or its exec
+    /// plugin, run as kubectl would run it).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current-context).
+    #[arg(long, requires = "kubeconfig")]
+    context: Option<String>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Do not contact the issuer: skip discovery and the signature check.
     #[arg(long)]
     offline: bool,
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("auth").args(["auth_config", "oidc_flags", "manifest"])))]
 struct VerifyArgs {
     /// Scenario name (file stem in scenarios/) or path; its top-level `expect:` is checked.
     #[arg(long)]
@@ -202,21 +220,9 @@ struct VerifyArgs {
     /// A kubeconfig whose current context gives the API server and its CA (for --token).
     #[arg(long)]
     cluster: Option<PathBuf>,
-    /// The API server's --authentication-config file, so a 401 gets explain's diagnosis.
-    #[arg(long)]
-    auth_config: Option<PathBuf>,
-    /// The API server's --oidc-* flags, so a 401 gets explain's diagnosis.
-    #[arg(long, allow_hyphen_values = true)]
-    oidc_flags: Option<String>,
-    /// A kube-apiserver static pod manifest, so a 401 gets explain's diagnosis.
-    #[arg(long)]
-    manifest: Option<PathBuf>,
-    /// The CA the API server trusts for the issuer (see `explain --ca`).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// The API server's Kubernetes minor.
-    #[arg(long, default_value = "1.36")]
-    k8s: K8sVersion,
+    /// The API server's authentication, so a 401 gets explain's diagnosis.
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -1049,15 +1055,12 @@ async fn clean() -> Result<ExitCode> {
 }
 
 async fn explain(a: ExplainArgs) -> ExitCode {
-    use harness::explain::{self, AuthSource, TokenSource};
-    let auth = match (a.auth_config, a.oidc_flags, a.manifest) {
-        (Some(p), _, _) => AuthSource::ConfigFile(p),
-        (_, Some(f), _) => AuthSource::Flags(f),
-        (_, _, Some(m)) => AuthSource::Manifest(m),
-        _ => {
-            eprintln!("error: give --auth-config, --oidc-flags or --manifest");
-            return setup_error();
-        }
+    use harness::explain::{self, TokenSource};
+    let Some(auth) = a.auth.source() else {
+        eprintln!(
+            "error: explain needs the API server's authentication: --auth-config, --oidc-flags or --manifest"
+        );
+        return setup_error();
     };
     let token = match (a.token, a.kubeconfig) {
         (Some(t), _) => TokenSource::File(t),
@@ -1073,13 +1076,13 @@ async fn explain(a: ExplainArgs) -> ExitCode {
     let req = explain::Request {
         token,
         auth,
-        ca: a.ca,
-        k8s: a.k8s,
+        ca: a.auth.ca.clone(),
+        k8s: a.auth.k8s,
         offline: a.offline,
     };
     match explain::explain(&req).await {
         Ok(e) => {
-            print!("{}", explain::render(&e, a.k8s));
+            print!("{}", explain::render(&e, a.auth.k8s));
             ExitCode::from(explain::exit_code(&e.explanation.verdict) as u8)
         }
         Err(e) => {
@@ -1128,12 +1131,7 @@ async fn verify(a: VerifyArgs) -> Result<ExitCode> {
             );
         }
     }
-    let auth = match (a.auth_config, a.oidc_flags, a.manifest) {
-        (Some(p), _, _) => Some(harness::explain::AuthSource::ConfigFile(p)),
-        (_, Some(f), _) => Some(harness::explain::AuthSource::Flags(f)),
-        (_, _, Some(m)) => Some(harness::explain::AuthSource::Manifest(m)),
-        _ => None,
-    };
+    let auth = a.auth.source();
     let kubectl = which::which(&a.kubectl)
         .with_context(|| format!("`{}` not found; pass --kubectl <path>", a.kubectl.display()))?;
     let scratch = tempfile::Builder::new()
@@ -1145,8 +1143,8 @@ async fn verify(a: VerifyArgs) -> Result<ExitCode> {
         people,
         cluster: a.cluster,
         auth,
-        ca: a.ca,
-        k8s: a.k8s,
+        ca: a.auth.ca.clone(),
+        k8s: a.auth.k8s,
         kubectl,
         scratch: scratch.path().to_path_buf(),
     };

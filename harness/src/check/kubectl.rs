@@ -136,23 +136,36 @@ pub fn args_for(action: &Action) -> Vec<String> {
                 "--dry-run=server".into(),
             ]
         }
-        _ => {
-            let mut a = vec![
-                "auth".into(),
-                "can-i".into(),
-                action.verb.clone(),
-                action.resource.clone(),
-            ];
-            a.extend(action.name.clone());
-            a
-        }
+        _ => can_i(action),
     };
-    match &action.scope {
-        Scope::Default => {}
-        Scope::Namespace(ns) => args.extend(["-n".into(), ns.clone()]),
-        Scope::AllNamespaces => args.push("-A".into()),
-    }
+    args.extend(scope_args(&action.scope));
     args
+}
+
+/// `kubectl auth can-i <verb> <resource> [name] [-n ns | -A]`: only asks.
+pub fn can_i_args(action: &Action) -> Vec<String> {
+    let mut a = can_i(action);
+    a.extend(scope_args(&action.scope));
+    a
+}
+
+fn can_i(action: &Action) -> Vec<String> {
+    let mut a = vec![
+        "auth".into(),
+        "can-i".into(),
+        action.verb.clone(),
+        action.resource.clone(),
+    ];
+    a.extend(action.name.clone());
+    a
+}
+
+fn scope_args(scope: &Scope) -> Vec<String> {
+    match scope {
+        Scope::Default => Vec::new(),
+        Scope::Namespace(ns) => vec!["-n".into(), ns.clone()],
+        Scope::AllNamespaces => vec!["-A".into()],
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,148 @@ use std::collections::BTreeMap;
 
 /// Kubernetes' part: claim rules, then the mappings, then the user rules.
 pub(super) fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
+    match map_user(token, a, r) {
+        Ok(user) => Outcome::Accepted(user),
+        Err(end) => end,
+    }
+}
+
+/// A step's end: a failure in the API server's words, or an answer we cannot compute.
+type Step<T> = Result<T, Outcome>;
+
+fn map_user(token: &Jwt, a: &Authenticator, r: &mut Run) -> Step<MappedUser> {
     let claims = Value::Object(token.claims.clone());
-    // Claim/requiredValue rules first, then the CEL ones.
+    claim_rules(token, a, &claims, r)?;
+    let username = username(token, &a.username, &claims, r)?;
+    let groups = groups(token, a.groups.as_ref(), &claims, r)?;
+    let uid = uid(token, a.uid.as_ref(), &claims, r)?;
+    let extra = extra(token, &a.extra, &claims, r)?;
+    // User rules see the user before `system:authenticated` is added.
+    let user = json!({
+        "username": username,
+        "uid": uid.clone().unwrap_or_default(),
+        "groups": groups,
+        "extra": extra,
+    });
+    for rule in &a.user_rules {
+        bool_rule(
+            r,
+            "user rule",
+            "user info validation rule",
+            &rule.expression,
+            rule.message.as_deref(),
+            Vars::User,
+            &user,
+        )?;
+    }
+    if a.user_rules.is_empty() {
+        r.skip("user rules", "none");
+    }
+    let mut all_groups = groups;
+    all_groups.push("system:authenticated".into());
+    Ok(MappedUser {
+        username,
+        uid,
+        groups: all_groups,
+        extra,
+    })
+}
+
+/// `expr`'s value, or the step's end: a run-time error, logged by the API server as
+/// `oidc: error evaluating <what>: expression '…' resulted in error: …`, or a CEL function
+/// this implementation lacks.
+fn evaluate(
+    r: &mut Run,
+    step: &'static str,
+    what: &str,
+    label: &str,
+    expr: &str,
+    vars: Vars,
+    value: &Value,
+) -> Step<Out> {
+    match cel::eval(expr, vars, value) {
+        Eval::Ok(out) => Ok(out),
+        Eval::Error(err) => Err(r.fail(
+            step,
+            format!("{label}{expr} → error: {err}"),
+            format!("oidc: error evaluating {what}: expression '{expr}' resulted in error: {err}"),
+        )),
+        Eval::Unsupported(why) => Err(r.unknown(step, why)),
+    }
+}
+
+/// An expression that gave the wrong type.
+fn wrong_type(
+    r: &mut Run,
+    step: &'static str,
+    what: &str,
+    label: &str,
+    expr: &str,
+    got: &Out,
+    want: &str,
+) -> Outcome {
+    r.fail(
+        step,
+        format!("{label}{expr} → {got:?}, not {want}"),
+        format!("oidc: error evaluating {what}: expression '{expr}' must return {want}"),
+    )
+}
+
+/// A CEL rule that must be true (claim and user validation rules).
+fn bool_rule(
+    r: &mut Run,
+    step: &'static str,
+    what: &str,
+    expr: &str,
+    message: Option<&str>,
+    vars: Vars,
+    value: &Value,
+) -> Step<()> {
+    match evaluate(r, step, what, "", expr, vars, value)? {
+        Out::Bool(true) => {
+            r.pass(step, format!("{expr} → true"));
+            Ok(())
+        }
+        Out::Bool(false) => Err(r.fail(
+            step,
+            format!("{expr} → false"),
+            format!(
+                "oidc: error evaluating {what}: validation expression '{expr}' failed: {}",
+                message.unwrap_or_default()
+            ),
+        )),
+        other => Err(wrong_type(r, step, what, "", expr, &other, "a bool")),
+    }
+}
+
+/// A claim the mapping reads must be a string.
+fn string_claim<'t>(
+    r: &mut Run,
+    step: &'static str,
+    token: &'t Jwt,
+    claim: &str,
+    parse: &str,
+) -> Step<&'t str> {
+    match token.claims.get(claim) {
+        Some(Value::String(s)) => Ok(s),
+        None => Err(r.fail(
+            step,
+            format!("claim {claim} is not in the token"),
+            format!("oidc: {parse} {claim:?}: claim not present"),
+        )),
+        Some(other) => Err(r.fail(
+            step,
+            format!("claim {claim} is {}, not a string", kind_of(other)),
+            format!(
+                "oidc: {parse} {claim:?}: json: cannot unmarshal {} into Go value of type string",
+                kind_of(other)
+            ),
+        )),
+    }
+}
+
+/// Claim/requiredValue rules first, then the CEL ones.
+fn claim_rules(token: &Jwt, a: &Authenticator, claims: &Value, r: &mut Run) -> Step<()> {
     let (required, exprs): (Vec<&ClaimRule>, Vec<&ClaimRule>) = a
         .claim_rules
         .iter()
@@ -22,105 +162,77 @@ pub(super) fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
         match rule {
             ClaimRule::Required { claim, value } => match token.claims.get(claim) {
                 None => {
-                    return r.fail(
+                    return Err(r.fail(
                         "claim rule",
                         format!("{claim} is not in the token"),
                         format!("oidc: required claim {claim} not present in ID token"),
-                    );
+                    ));
                 }
                 Some(Value::String(got)) if got == value => {
                     r.pass("claim rule", format!("{claim} = {got:?}"))
                 }
                 Some(Value::String(got)) => {
-                    return r.fail(
+                    return Err(r.fail(
                         "claim rule",
                         format!("{claim} = {got:?}, required {value:?}"),
                         format!(
                             "oidc: required claim {claim} value does not match. Got = {got}, want = {value}"
                         ),
-                    );
+                    ));
                 }
                 Some(other) => {
-                    return r.fail(
+                    return Err(r.fail(
                         "claim rule",
                         format!("{claim} is {}, not a string", kind_of(other)),
-                        format!("oidc: required claim {claim}: parse claim {claim}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
-                    );
+                        format!(
+                            "oidc: required claim {claim}: parse claim {claim}: json: cannot unmarshal {} into Go value of type string",
+                            kind_of(other)
+                        ),
+                    ));
                 }
             },
             ClaimRule::Expression {
                 expression,
                 message,
-            } => match cel::eval(expression, Vars::Claims, &claims) {
-                Eval::Ok(Out::Bool(true)) => r.pass("claim rule", format!("{expression} → true")),
-                Eval::Ok(Out::Bool(false)) => {
-                    return r.fail(
-                            "claim rule",
-                            format!("{expression} → false"),
-                            format!(
-                                "oidc: error evaluating claim validation expression: validation expression '{expression}' failed: {}",
-                                message.clone().unwrap_or_default()
-                            ),
-                        );
-                }
-                Eval::Ok(other) => {
-                    return r.fail(
-                            "claim rule",
-                            format!("{expression} → {other:?}, not a bool"),
-                            format!("oidc: error evaluating claim validation expression: expression '{expression}' must return a bool"),
-                        );
-                }
-                Eval::Error(e) => {
-                    return r.fail(
-                            "claim rule",
-                            format!("{expression} → error: {e}"),
-                            format!("oidc: error evaluating claim validation expression: expression '{expression}' resulted in error: {e}"),
-                        );
-                }
-                Eval::Unsupported(why) => return r.unknown("claim rule", why),
-            },
+            } => bool_rule(
+                r,
+                "claim rule",
+                "claim validation expression",
+                expression,
+                message.as_deref(),
+                Vars::Claims,
+                claims,
+            )?,
         }
     }
     if a.claim_rules.is_empty() {
         r.skip("claim rules", "none");
     }
-    // Username.
-    let username = match &a.username {
+    Ok(())
+}
+
+fn username(token: &Jwt, m: &Mapping, claims: &Value, r: &mut Run) -> Step<String> {
+    const WHAT: &str = "username claim expression";
+    match m {
         Mapping::Claim { claim, prefix } => {
-            let v = match token.claims.get(claim) {
-                None => {
-                    return r.fail(
-                        "username",
-                        format!("claim {claim} is not in the token"),
-                        format!("oidc: parse username claims {claim:?}: claim not present"),
-                    );
-                }
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => {
-                    return r.fail(
-                        "username",
-                        format!("claim {claim} is {}, not a string", kind_of(other)),
-                        format!("oidc: parse username claims {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
-                    );
-                }
-            };
+            let v = string_claim(r, "username", token, claim, "parse username claims")?;
+            // With the username claim `email`, a present email_verified must be true.
             if claim == "email" {
                 match token.claims.get("email_verified") {
-                    None => {}
-                    Some(Value::Bool(true)) => {}
+                    None | Some(Value::Bool(true)) => {}
                     Some(Value::Bool(false)) => {
-                        return r.fail(
+                        return Err(r.fail(
                             "username",
                             format!("email {v:?} but email_verified is false"),
                             "oidc: email not verified".into(),
-                        );
+                        ));
                     }
                     Some(other) => {
-                        return r.fail(
+                        return Err(r.fail(
                             "username",
                             format!("email_verified is {}, not a boolean", kind_of(other)),
                             "oidc: parse 'email_verified' claim: json: cannot unmarshal into Go value of type bool".into(),
-                        );
+                        ));
                     }
                 }
             }
@@ -129,40 +241,28 @@ pub(super) fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
                 "username",
                 format!("claim {claim} = {v:?}, prefix {prefix:?} → {name:?}"),
             );
-            name
+            Ok(name)
         }
-        Mapping::Expression(e) => match cel::eval(e, Vars::Claims, &claims) {
-            Eval::Ok(Out::String(s)) if s.is_empty() => {
-                return r.fail(
-                    "username",
-                    format!("{e} → \"\""),
-                    "oidc: empty username via CEL expression is not allowed".into(),
-                );
-            }
-            Eval::Ok(Out::String(s)) => {
+        Mapping::Expression(e) => match evaluate(r, "username", WHAT, "", e, Vars::Claims, claims)?
+        {
+            Out::String(s) if s.is_empty() => Err(r.fail(
+                "username",
+                format!("{e} → \"\""),
+                "oidc: empty username via CEL expression is not allowed".into(),
+            )),
+            Out::String(s) => {
                 r.pass("username", format!("{e} → {s:?}"));
-                s
+                Ok(s)
             }
-            Eval::Ok(other) => {
-                return r.fail(
-                    "username",
-                    format!("{e} → {other:?}, not a string"),
-                    format!("oidc: error evaluating username claim expression: expression '{e}' must return a string"),
-                );
-            }
-            Eval::Error(err) => {
-                return r.fail(
-                    "username",
-                    format!("{e} → error: {err}"),
-                    format!("oidc: error evaluating username claim expression: expression '{e}' resulted in error: {err}"),
-                );
-            }
-            Eval::Unsupported(why) => return r.unknown("username", why),
+            other => Err(wrong_type(r, "username", WHAT, "", e, &other, "a string")),
         },
-    };
-    // Groups.
+    }
+}
+
+fn groups(token: &Jwt, m: Option<&Mapping>, claims: &Value, r: &mut Run) -> Step<Vec<String>> {
+    const WHAT: &str = "group claim expression";
     let mut groups = Vec::new();
-    match &a.groups {
+    match m {
         None => r.skip("groups", "not mapped"),
         Some(Mapping::Claim { claim, prefix }) => match token.claims.get(claim) {
             None | Some(Value::Null) => r.pass(
@@ -190,110 +290,99 @@ pub(super) fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
                 );
             }
             Some(other) => {
-                return r.fail(
+                return Err(r.fail(
                     "groups",
-                    format!("claim {claim} is {}, not a string or list of strings", kind_of(other)),
-                    format!("oidc: parse groups claim {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
-                );
+                    format!(
+                        "claim {claim} is {}, not a string or list of strings",
+                        kind_of(other)
+                    ),
+                    format!(
+                        "oidc: parse groups claim {claim:?}: json: cannot unmarshal {} into Go value of type string",
+                        kind_of(other)
+                    ),
+                ));
             }
         },
-        Some(Mapping::Expression(e)) => match cel::eval(e, Vars::Claims, &claims) {
-            Eval::Ok(Out::String(s)) => {
-                groups.extend((!s.is_empty()).then_some(s.clone()));
-                r.pass("groups", format!("{e} → {s:?}"));
+        Some(Mapping::Expression(e)) => {
+            match evaluate(r, "groups", WHAT, "", e, Vars::Claims, claims)? {
+                Out::String(s) => {
+                    groups.extend((!s.is_empty()).then_some(s.clone()));
+                    r.pass("groups", format!("{e} → {s:?}"));
+                }
+                Out::Strings(l) => {
+                    r.pass("groups", format!("{e} → {} value(s)", l.len()));
+                    groups.extend(l);
+                }
+                Out::Null => r.pass("groups", format!("{e} → null: no groups")),
+                other => {
+                    return Err(wrong_type(
+                        r,
+                        "groups",
+                        WHAT,
+                        "",
+                        e,
+                        &other,
+                        "a string or a list of strings",
+                    ));
+                }
             }
-            Eval::Ok(Out::Strings(l)) => {
-                r.pass("groups", format!("{e} → {} value(s)", l.len()));
-                groups.extend(l);
-            }
-            Eval::Ok(Out::Null) => r.pass("groups", format!("{e} → null: no groups")),
-            Eval::Ok(other) => {
-                return r.fail(
-                    "groups",
-                    format!("{e} → {other:?}"),
-                    format!("oidc: error evaluating group claim expression: expression '{e}' must return a string or a list of strings"),
-                );
-            }
-            Eval::Error(err) => {
-                return r.fail(
-                    "groups",
-                    format!("{e} → error: {err}"),
-                    format!("oidc: error evaluating group claim expression: expression '{e}' resulted in error: {err}"),
-                );
-            }
-            Eval::Unsupported(why) => return r.unknown("groups", why),
-        },
+        }
     }
-    // UID.
-    let uid = match &a.uid {
+    Ok(groups)
+}
+
+fn uid(token: &Jwt, m: Option<&Mapping>, claims: &Value, r: &mut Run) -> Step<Option<String>> {
+    const WHAT: &str = "uid claim expression";
+    let uid = match m {
         None => {
             r.skip("uid", "not mapped");
-            None
+            return Ok(None);
         }
-        Some(Mapping::Claim { claim, .. }) => match token.claims.get(claim) {
-            Some(Value::String(s)) => {
-                r.pass("uid", format!("claim {claim} = {s:?}"));
-                Some(s.clone())
+        Some(Mapping::Claim { claim, .. }) => {
+            let s = string_claim(r, "uid", token, claim, "parse uid claim")?.to_string();
+            r.pass("uid", format!("claim {claim} = {s:?}"));
+            s
+        }
+        Some(Mapping::Expression(e)) => {
+            match evaluate(r, "uid", WHAT, "", e, Vars::Claims, claims)? {
+                Out::String(s) => {
+                    r.pass("uid", format!("{e} → {s:?}"));
+                    s
+                }
+                other => return Err(wrong_type(r, "uid", WHAT, "", e, &other, "a string")),
             }
-            None => {
-                return r.fail(
-                    "uid",
-                    format!("claim {claim} is not in the token"),
-                    format!("oidc: parse uid claim {claim:?}: claim not present"),
-                );
-            }
-            Some(other) => {
-                return r.fail(
-                    "uid",
-                    format!("claim {claim} is {}", kind_of(other)),
-                    format!("oidc: parse uid claim {claim:?}: json: cannot unmarshal {} into Go value of type string", kind_of(other)),
-                );
-            }
-        },
-        Some(Mapping::Expression(e)) => match cel::eval(e, Vars::Claims, &claims) {
-            Eval::Ok(Out::String(s)) => {
-                r.pass("uid", format!("{e} → {s:?}"));
-                Some(s)
-            }
-            Eval::Ok(other) => {
-                return r.fail(
-                    "uid",
-                    format!("{e} → {other:?}"),
-                    format!("oidc: error evaluating uid claim expression: expression '{e}' must return a string"),
-                );
-            }
-            Eval::Error(err) => {
-                return r.fail(
-                    "uid",
-                    format!("{e} → error: {err}"),
-                    format!("oidc: error evaluating uid claim expression: expression '{e}' resulted in error: {err}"),
-                );
-            }
-            Eval::Unsupported(why) => return r.unknown("uid", why),
-        },
+        }
     };
-    // Extra, then the credential id every token with a `jti` gets.
+    Ok(Some(uid))
+}
+
+/// The extra mappings (empty values dropped), then the credential id every token with a
+/// `jti` gets.
+fn extra(
+    token: &Jwt,
+    mappings: &[(String, String)],
+    claims: &Value,
+    r: &mut Run,
+) -> Step<BTreeMap<String, Vec<String>>> {
+    const WHAT: &str = "extra claim expression";
     let mut extra = BTreeMap::new();
-    for (key, e) in &a.extra {
-        let values = match cel::eval(e, Vars::Claims, &claims) {
-            Eval::Ok(Out::String(s)) => vec![s],
-            Eval::Ok(Out::Strings(l)) => l,
-            Eval::Ok(Out::Null) => Vec::new(),
-            Eval::Ok(other) => {
-                return r.fail(
+    for (key, e) in mappings {
+        let label = format!("{key}: ");
+        let values = match evaluate(r, "extra", WHAT, &label, e, Vars::Claims, claims)? {
+            Out::String(s) => vec![s],
+            Out::Strings(l) => l,
+            Out::Null => Vec::new(),
+            other => {
+                return Err(wrong_type(
+                    r,
                     "extra",
-                    format!("{key}: {e} → {other:?}"),
-                    format!("oidc: error evaluating extra claim expression: expression '{e}' must return a string or a list of strings"),
-                );
+                    WHAT,
+                    &label,
+                    e,
+                    &other,
+                    "a string or a list of strings",
+                ));
             }
-            Eval::Error(err) => {
-                return r.fail(
-                    "extra",
-                    format!("{key}: {e} → error: {err}"),
-                    format!("oidc: error evaluating extra claim expression: expression '{e}' resulted in error: {err}"),
-                );
-            }
-            Eval::Unsupported(why) => return r.unknown("extra", why),
         };
         let values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
         if !values.is_empty() {
@@ -318,53 +407,5 @@ pub(super) fn mapped(token: &Jwt, a: &Authenticator, r: &mut Run) -> Outcome {
                 .join(", ")
         },
     );
-    // User rules see the user before `system:authenticated` is added.
-    let user = json!({
-        "username": username,
-        "uid": uid.clone().unwrap_or_default(),
-        "groups": groups,
-        "extra": extra,
-    });
-    for rule in &a.user_rules {
-        let e = &rule.expression;
-        match cel::eval(e, Vars::User, &user) {
-            Eval::Ok(Out::Bool(true)) => r.pass("user rule", format!("{e} → true")),
-            Eval::Ok(Out::Bool(false)) => {
-                return r.fail(
-                    "user rule",
-                    format!("{e} → false"),
-                    format!(
-                        "oidc: error evaluating user info validation rule: validation expression '{e}' failed: {}",
-                        rule.message.clone().unwrap_or_default()
-                    ),
-                );
-            }
-            Eval::Ok(other) => {
-                return r.fail(
-                    "user rule",
-                    format!("{e} → {other:?}"),
-                    format!("oidc: error evaluating user info validation rule: expression '{e}' must return a bool"),
-                );
-            }
-            Eval::Error(err) => {
-                return r.fail(
-                    "user rule",
-                    format!("{e} → error: {err}"),
-                    format!("oidc: error evaluating user info validation rule: expression '{e}' resulted in error: {err}"),
-                );
-            }
-            Eval::Unsupported(why) => return r.unknown("user rule", why),
-        }
-    }
-    if a.user_rules.is_empty() {
-        r.skip("user rules", "none");
-    }
-    let mut all_groups = groups;
-    all_groups.push("system:authenticated".into());
-    Outcome::Accepted(MappedUser {
-        username,
-        uid,
-        groups: all_groups,
-        extra,
-    })
+    Ok(extra)
 }
