@@ -342,17 +342,10 @@ async fn apply_to_cluster(
             std::fs::write(&f, config_yaml)?;
             vec!["--auth-config".into(), f.to_string_lossy().into_owned()]
         }
-        crate::cluster::AuthSetup::Flags(flags) => {
-            let theirs = format!("--oidc-ca-file={}", facts.ca_path_for_apiserver);
-            let words: Vec<String> = flags
-                .iter()
-                .map(|f| match *f == theirs {
-                    true => format!("--oidc-ca-file={}", pki.ca_cert.display()),
-                    false => f.clone(),
-                })
-                .collect();
-            vec!["--oidc-flags".into(), words.join(" ")]
-        }
+        crate::cluster::AuthSetup::Flags(flags) => vec![
+            "--oidc-flags".into(),
+            crate::explain::source::flags_here(flags, &facts.ca_path_for_apiserver, &pki.ca_cert),
+        ],
     };
     let admin = crate::rbac_apply::admin_client(cluster.admin_kubeconfig()).await?;
     crate::rbac_apply::replace(&admin, &crate::render::rbac::render(s, &facts)?).await?;

@@ -56,3 +56,18 @@ pub fn load(
     }
     Ok(auths)
 }
+
+/// The `--oidc-*` flags an API server runs with, as one string for [`AuthSource::Flags`],
+/// with its `--oidc-ca-file` (a path where the API server runs, e.g. inside a kind node)
+/// pointing at the same CA on this machine.
+pub fn flags_here(flags: &[String], apiserver_ca: &str, host_ca: &std::path::Path) -> String {
+    let theirs = format!("--oidc-ca-file={apiserver_ca}");
+    let words: Vec<String> = flags
+        .iter()
+        .map(|f| match *f == theirs {
+            true => format!("--oidc-ca-file={}", host_ca.display()),
+            false => f.clone(),
+        })
+        .collect();
+    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+}

@@ -97,7 +97,6 @@ impl Recorder {
 #[derive(Clone)]
 pub(super) struct ExplainCheck {
     auth: explain::AuthSource,
-    ca: Option<PathBuf>,
     k8s: K8sVersion,
 }
 
@@ -115,28 +114,13 @@ impl ExplainCheck {
                 text: config_yaml.clone(),
                 origin: "the rendered authentication-config.yaml".into(),
             },
-            AuthSetup::Flags(flags) => {
-                let here = format!("--oidc-ca-file={}", host_ca.display());
-                let words: Vec<String> = flags
-                    .iter()
-                    .map(|f| {
-                        if *f == format!("--oidc-ca-file={apiserver_ca_path}") {
-                            here.clone()
-                        } else {
-                            f.clone()
-                        }
-                    })
-                    .collect();
-                explain::AuthSource::Flags(
-                    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default(),
-                )
-            }
+            AuthSetup::Flags(flags) => explain::AuthSource::Flags(explain::source::flags_here(
+                flags,
+                apiserver_ca_path,
+                host_ca,
+            )),
         };
-        ExplainCheck {
-            auth: source,
-            ca: None,
-            k8s,
-        }
+        ExplainCheck { auth: source, k8s }
     }
 }
 
@@ -234,7 +218,8 @@ async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut
     let req = explain::Request {
         token: explain::TokenSource::Raw(token.to_string()),
         auth: x.auth.clone(),
-        ca: x.ca.clone(),
+        // The config carries its own CA (flags: the same file on this machine).
+        ca: None,
         k8s: x.k8s,
         offline: false,
     };
