@@ -1,8 +1,8 @@
 //! The API server's checks of one bearer token, in its order, as a pure function: the
 //! issuer gate, initialisation (discovery), go-oidc's verification (algorithm, signature,
 //! audience, expiry, not-before) here, then Kubernetes' claim rules, claim mappings and
-//! user rules (`mapping.rs`). Each failure is worded as the API server logs it, so the cause comes from the same
-//! classifier the e2e report uses on real logs (`check::cause`).
+//! user rules (`mapping.rs`). Each failure is worded as the API server logs it, so the
+//! cause comes from the same classifier the e2e report uses on real logs (`check::cause`).
 
 use super::config::Authenticator;
 pub use super::steps::{MappedUser, Outcome, Status, Step};
