@@ -435,7 +435,11 @@ fn main() -> ExitCode {
     harness::init_crypto();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The platform verifier logs every untrusted certificate at ERROR; explain
+                // reports that itself (cause untrusted-ca).
+                "warn,rustls_platform_verifier=off".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
