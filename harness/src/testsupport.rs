@@ -36,6 +36,57 @@ pub fn find_check<'r>(
         })
 }
 
+/// The options of one real-component e2e run the tests share: Kubernetes 1.36 on the local
+/// backend, the default Kanidm (`LAB_KANIDM_IMAGE` when set), the repository's kind
+/// configs, nothing downloaded. Tests change what they test with `..e2e_options(…)`.
+pub fn e2e_options(
+    scenarios: Vec<crate::scenario::LoadedScenario>,
+    artifacts: &std::path::Path,
+) -> crate::run::E2eOptions {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    crate::run::E2eOptions {
+        scenarios,
+        k8s: vec![crate::render::K8sVersion::DEFAULT],
+        kanidm: Vec::new(),
+        default_kanidm_image: std::env::var("LAB_KANIDM_IMAGE")
+            .unwrap_or_else(|_| crate::tools::DEFAULT_KANIDM_IMAGE.into()),
+        backend: crate::cluster::Backend::Local,
+        artifacts: artifacts.to_path_buf(),
+        keep: false,
+        fresh_kanidm: false,
+        order_for_speed: false,
+        kind: crate::cluster::kind::KindSettings {
+            configs: root.join("kind-configs"),
+            images: Default::default(),
+        },
+        places: crate::tools::Places::from_env(),
+        fetch_missing: None,
+        explain_check: false,
+    }
+}
+
+/// `lab up` of `s` on the local backend (Kubernetes 1.36), its kubeconfigs logging in
+/// through `exe`'s exec plugin.
+pub async fn local_lab(
+    s: &crate::scenario::LoadedScenario,
+    dir: &std::path::Path,
+    exe: &std::path::Path,
+) -> anyhow::Result<crate::labkit::RunningLab> {
+    crate::labkit::up(
+        s,
+        dir,
+        &crate::labkit::UpOptions {
+            with_cluster: true,
+            k8s: crate::render::K8sVersion::DEFAULT,
+            backend: crate::cluster::Backend::Local,
+            kind: Default::default(),
+            kanidm: None,
+        },
+        exe,
+    )
+    .await
+}
+
 /// `pid`'s parent from `/proc/<pid>/stat`; None once it is gone or a zombie.
 pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

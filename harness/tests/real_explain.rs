@@ -25,19 +25,9 @@ async fn explain_agrees_with_the_api_server_on_every_shipped_scenario() {
     let names: BTreeSet<String> = scenarios.iter().map(|s| s.name.clone()).collect();
     let artifacts = tempfile::tempdir().unwrap();
     let report = e2e(E2eOptions {
-        scenarios,
-        k8s: vec!["1.36".parse().unwrap()],
-        backend: harness::cluster::Backend::Local,
-        artifacts: artifacts.path().to_path_buf(),
-        keep: false,
-        fresh_kanidm: false,
         order_for_speed: true,
-        kanidm: Vec::new(),
-        default_kanidm_image: harness::tools::DEFAULT_KANIDM_IMAGE.into(),
-        places: harness::tools::Places::from_env(),
-        fetch_missing: None,
         explain_check: true,
-        kind: Default::default(),
+        ..harness::testsupport::e2e_options(scenarios, artifacts.path())
     })
     .await
     .unwrap();

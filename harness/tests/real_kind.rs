@@ -70,23 +70,14 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         .collect();
     let artifacts = tempfile::tempdir().unwrap();
     let report = e2e(E2eOptions {
-        scenarios,
         k8s: vec![v],
         backend: harness::cluster::Backend::Kind,
-        artifacts: artifacts.path().to_path_buf(),
-        keep: false,
-        fresh_kanidm: false,
         order_for_speed: true,
-        kanidm: Vec::new(),
-        default_kanidm_image: std::env::var("LAB_KANIDM_IMAGE")
-            .unwrap_or_else(|_| harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into()),
-        places: harness::tools::Places::from_env(),
-        fetch_missing: None,
-        explain_check: false,
         kind: KindSettings {
             configs: root.join("kind-configs"),
             images,
         },
+        ..harness::testsupport::e2e_options(scenarios, artifacts.path())
     })
     .await
     .unwrap();

@@ -2,7 +2,7 @@
 //! are missing): a deliberately wrong expectation in a step fails, and the failure names
 //! the step, the token it checked and what really happened.
 
-use harness::run::{E2eOptions, e2e};
+use harness::run::e2e;
 use harness::scenario::load_str;
 use harness::skipped;
 use std::path::PathBuf;
@@ -29,26 +29,9 @@ async fn a_wrong_expectation_in_a_step_names_the_step_and_what_happened() {
     assert_ne!(wrong, text, "the scenario changed; update this test");
     let s = load_str(&path, &wrong).unwrap();
     let artifacts = tempfile::tempdir().unwrap();
-    let report = e2e(E2eOptions {
-        scenarios: vec![s],
-        k8s: vec!["1.36".parse().unwrap()],
-        kanidm: Vec::new(),
-        default_kanidm_image: harness::render::kind_config::DEFAULT_KANIDM_IMAGE.into(),
-        backend: harness::cluster::Backend::Local,
-        artifacts: artifacts.path().to_path_buf(),
-        keep: false,
-        fresh_kanidm: false,
-        order_for_speed: false,
-        kind: harness::cluster::kind::KindSettings {
-            configs: root.join("kind-configs"),
-            images: Default::default(),
-        },
-        places: harness::tools::Places::from_env(),
-        fetch_missing: None,
-        explain_check: false,
-    })
-    .await
-    .unwrap();
+    let report = e2e(harness::testsupport::e2e_options(vec![s], artifacts.path()))
+        .await
+        .unwrap();
     let table = harness::report::summary_table(&report.results);
     let failed: Vec<_> = report.results.iter().filter(|r| !r.passed).collect();
     assert_eq!(failed.len(), 1, "{table}");

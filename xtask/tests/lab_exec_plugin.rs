@@ -19,20 +19,9 @@ async fn kubectl_logs_in_through_the_exec_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let lab_dir = dir.path().join("lab");
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_xtask"));
-    let running = harness::labkit::up(
-        &s,
-        &lab_dir,
-        &harness::labkit::UpOptions {
-            with_cluster: true,
-            k8s: "1.36".parse().unwrap(),
-            backend: harness::cluster::Backend::Local,
-            kind: Default::default(),
-            kanidm: None,
-        },
-        &exe,
-    )
-    .await
-    .unwrap();
+    let running = harness::testsupport::local_lab(&s, &lab_dir, &exe)
+        .await
+        .unwrap();
     let kubeconfig = running.state.persons["alice"].kubeconfig.clone().unwrap();
     let kubectl = harness::tools::KUBECTL.require().unwrap();
     let whoami = |kc: PathBuf| {

@@ -29,23 +29,9 @@ fn checks(results: &[harness::check::CheckResult]) -> BTreeSet<(String, String, 
 
 async fn e2e_of(name: &str, artifacts: &std::path::Path) -> harness::run::RunReport {
     let s = harness::scenario::load_file(&root().join(format!("scenarios/{name}.yaml"))).unwrap();
-    harness::run::e2e(harness::run::E2eOptions {
-        scenarios: vec![s],
-        k8s: vec!["1.36".parse().unwrap()],
-        kanidm: Vec::new(),
-        default_kanidm_image: harness::tools::DEFAULT_KANIDM_IMAGE.into(),
-        backend: harness::cluster::Backend::Local,
-        artifacts: artifacts.to_path_buf(),
-        keep: false,
-        fresh_kanidm: false,
-        kind: Default::default(),
-        order_for_speed: false,
-        places: harness::tools::Places::from_env(),
-        fetch_missing: None,
-        explain_check: false,
-    })
-    .await
-    .unwrap()
+    harness::run::e2e(harness::testsupport::e2e_options(vec![s], artifacts))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,20 +53,9 @@ async fn verify_on_a_lab_reproduces_e2e_for_post1_and_post2() {
         let s =
             harness::scenario::load_file(&root().join(format!("scenarios/{name}.yaml"))).unwrap();
         let lab_dir = dir.path().join("lab");
-        let running = harness::labkit::up(
-            &s,
-            &lab_dir,
-            &harness::labkit::UpOptions {
-                with_cluster: true,
-                k8s: "1.36".parse().unwrap(),
-                backend: harness::cluster::Backend::Local,
-                kind: Default::default(),
-                kanidm: None,
-            },
-            &exe,
-        )
-        .await
-        .unwrap();
+        let running = harness::testsupport::local_lab(&s, &lab_dir, &exe)
+            .await
+            .unwrap();
         // Exactly what `lab up` tells a user to run.
         let mut args = vec![
             "verify".to_string(),
