@@ -94,6 +94,10 @@ impl Rig {
     }
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_in_through_the_browser_and_verifies_the_token() {
     harness::init_crypto();
@@ -133,6 +137,10 @@ async fn logs_in_through_the_browser_and_verifies_the_token() {
     );
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_browser_that_does_not_trust_the_issuer_key_fails_with_artifacts() {
     harness::init_crypto();

@@ -25,6 +25,10 @@ fn available() -> bool {
     missing.is_empty()
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn api_server_accepts_every_rendered_auth_config() {
     harness::init_crypto();

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use harness::skipped;
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn both_posts_end_to_end() {
     harness::init_crypto();

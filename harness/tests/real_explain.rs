@@ -8,6 +8,10 @@ use harness::skipped;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_agrees_with_the_api_server_on_every_shipped_scenario() {
     harness::init_crypto();

@@ -63,6 +63,10 @@ async fn start_kanidm(
     Some((server, kc))
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn provisions_every_scenario_and_reads_it_back() {
     harness::init_crypto();
@@ -127,6 +131,10 @@ async fn provisions_every_scenario_and_reads_it_back() {
     assert!(!pki_dir.exists());
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_in_through_the_real_kanidm_ui() {
     harness::init_crypto();
@@ -224,6 +232,10 @@ async fn logs_in_through_the_real_kanidm_ui() {
 /// One server, every shipped scenario in a row (and back again), changed in place: after
 /// each change the read-back must match the scenario exactly, and a state we break by hand
 /// must be reported.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_one_server_through_every_scenario_in_place() {
     harness::init_crypto();

@@ -17,6 +17,10 @@ use std::path::PathBuf;
 
 use harness::skipped;
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_backend_structured_flags_and_uninitialisable_config() {
     harness::init_crypto();

@@ -7,6 +7,10 @@ use harness::scenario::load_str;
 use harness::skipped;
 use std::path::PathBuf;
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_expectation_in_a_step_names_the_step_and_what_happened() {
     harness::init_crypto();

@@ -6,6 +6,10 @@
 use harness::skipped;
 use std::process::{Command, Stdio};
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[test]
 fn two_runs_started_together_both_pass() {
     let missing = harness::tools::missing_for_local();

@@ -70,6 +70,10 @@ fn interrupt(artifacts: &Path, after: Duration, signal: i32) -> (u32, Option<i32
     (pid, code, started)
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[test]
 fn nothing_of_a_run_survives_sigterm_sighup_or_sigkill() {
     let missing = harness::tools::missing_for_local();

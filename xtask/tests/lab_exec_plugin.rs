@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use harness::skipped;
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_logs_in_through_the_exec_plugin() {
     harness::init_crypto();

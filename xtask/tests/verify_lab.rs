@@ -34,6 +34,10 @@ async fn e2e_of(name: &str, artifacts: &std::path::Path) -> harness::run::RunRep
         .unwrap()
 }
 
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_on_a_lab_reproduces_e2e_for_post1_and_post2() {
     harness::init_crypto();
