@@ -114,6 +114,13 @@ pub fn render(
     let mut extra_args = serde_json::Map::new();
     for a in auth_args {
         let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        // kind's map-style extraArgs hold one value per flag: a second
+        // `--oidc-required-claim` would silently replace the first.
+        if extra_args.contains_key(k) {
+            return Err(RenderError::Unsupported(format!(
+                "--{k} is given more than once; the kind backend passes flags through kubeadm's extraArgs map, which keeps only one value per flag. Run this scenario on the local backend (`--backend local`), which passes every flag"
+            )));
+        }
         extra_args.insert(k.to_string(), Value::String(v.to_string()));
     }
     let patch =
@@ -242,5 +249,19 @@ mod tests {
         let k: Value = serde_saphyr::from_str(kubelet).unwrap();
         assert_eq!(k["kind"], "KubeletConfiguration");
         assert_eq!(k["failCgroupV1"], false);
+    }
+
+    #[test]
+    fn a_repeated_flag_is_refused_not_dropped() {
+        let args = [
+            "oidc-required-claim=hd=example.com".to_string(),
+            "oidc-required-claim=role=dev".to_string(),
+        ];
+        let e = render(BASE, Path::new("/lab"), &args, &KindNodeOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--oidc-required-claim is given more than once"),
+            "{e}"
+        );
     }
 }
