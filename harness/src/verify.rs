@@ -321,10 +321,14 @@ async fn prepare(
 /// A copy of `cluster`'s kubeconfig whose current context's user presents `token`
 /// (mode 0600).
 fn token_kubeconfig(cluster: &Path, token: &str, out: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(cluster)
-        .with_context(|| format!("reading {}", cluster.display()))?;
-    let mut cfg: serde_json::Value = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{} is not a kubeconfig", cluster.display()))?;
+    let text = crate::input_file::read_text(cluster, 4 << 20, "the kubeconfig")?;
+    let mut cfg: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a kubeconfig: {}",
+            cluster.display(),
+            crate::input_file::redact_values(&e.to_string())
+        )
+    })?;
     let ctx_name = cfg["current-context"]
         .as_str()
         .unwrap_or_default()

@@ -159,12 +159,38 @@ fn unusable_input_exits_2_with_a_reason_never_a_panic() {
             ),
             "username.expression",
         ),
-        ("/nonexistent/auth.yaml".to_string(), "reading /nonexistent"),
+        (
+            "/nonexistent/auth.yaml".to_string(),
+            "/nonexistent/auth.yaml: No such file",
+        ),
+        // Never read: a device that never ends, a kernel pseudo-file (also behind a
+        // symlink), a FIFO that would block.
+        ("/dev/zero".to_string(), "character device"),
+        ("/proc/self/environ".to_string(), "pseudo-file"),
+        (
+            {
+                let link = dir.path().join("environ.yaml");
+                std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+                link.to_string_lossy().into_owned()
+            },
+            "pseudo-file",
+        ),
+        (
+            {
+                let fifo = dir.path().join("fifo.yaml");
+                let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+                fifo.to_string_lossy().into_owned()
+            },
+            "FIFO",
+        ),
     ];
     for (path, want) in configs {
         let (code, _, err) = explain(good.as_bytes(), &["--auth-config", &path]);
         assert_eq!(code, Some(2), "{path}: {err}");
         assert!(err.contains(want), "want {want:?} in {err}");
+        // Nothing of what the file holds is echoed (PATH is in every environ).
+        assert!(!err.contains("PATH="), "{err}");
     }
     let (code, _, err) = explain(good.as_bytes(), &["--oidc-flags", "--oidc-client-id=k8s"]);
     assert_eq!(code, Some(2));
@@ -179,4 +205,50 @@ fn unusable_input_exits_2_with_a_reason_never_a_panic() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no kube-apiserver container"), "{err}");
     assert!(Path::new(env!("CARGO_BIN_EXE_xtask")).exists());
+}
+
+/// Numeric claims at and past the int64 limits, and of the wrong types, as Go reads them:
+/// an answer (exit 0 or 1), never a panic or an overflow.
+#[test]
+fn extreme_numeric_claims_get_an_answer() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let values = [
+        serde_json::json!(i64::MAX),
+        serde_json::json!(i64::MIN),
+        serde_json::json!(u64::MAX),
+        serde_json::json!(1e300),
+        serde_json::json!(-1e300),
+        serde_json::json!(9.3e18),
+        serde_json::json!("12345"),
+        serde_json::json!("soon"),
+        serde_json::json!(true),
+        serde_json::json!(null),
+        serde_json::json!([1]),
+        serde_json::json!({"a": 1}),
+        serde_json::json!(0.5),
+    ];
+    for claim in ["exp", "nbf", "iat"] {
+        for v in &values {
+            let mut claims = serde_json::json!({
+                "iss": ISS, "aud": "k8s", "sub": "u-1", "exp": now + 600, "iat": now, "nbf": now,
+                "preferred_username": "alice@idm.example.com",
+            });
+            claims[claim] = v.clone();
+            let t = format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
+                URL_SAFE_NO_PAD.encode(claims.to_string()),
+                URL_SAFE_NO_PAD.encode([7u8; 64])
+            );
+            let (code, out, err) = explain(t.as_bytes(), &["--auth-config", &config()]);
+            assert!(
+                matches!(code, Some(0 | 1)),
+                "{claim}={v}: exit {code:?}\n{out}{err}"
+            );
+            assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+        }
+    }
 }

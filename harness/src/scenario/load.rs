@@ -343,7 +343,7 @@ fn key_at(text: &str, line: usize, column: usize) -> Option<String> {
 fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ScenarioError {
     let loc = e.location().unwrap_or(Location::UNKNOWN);
     // The library's message without its source snippet; we print our own position.
-    let rendered = e.without_snippet().to_string();
+    let rendered = crate::input_file::redact_values(&e.without_snippet().to_string());
     let message = rendered
         .strip_prefix("error: ")
         .unwrap_or(&rendered)
