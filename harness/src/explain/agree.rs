@@ -34,6 +34,25 @@ pub fn explain_agrees(whoami: &KubectlRun, real_cause: Option<Cause>, explained:
         ) => Judgement::pass(
             "the API server still holds the rotated-out key; explain: signature once it refetches",
         ),
+        // The issuer is down now, but the API server initialised before: explain's verdict
+        // for that state must agree, user included.
+        (
+            Verdict::Allowed,
+            E::Rejected {
+                if_initialised: Some(alt),
+                ..
+            },
+        ) if matches!(**alt, E::Accepted { .. }) => {
+            let inner = explain_agrees(whoami, real_cause, alt);
+            if inner.passed {
+                Judgement::pass(format!(
+                    "the API server initialised before the issuer went down; explain, for that state: {}",
+                    super::verdict_line(alt)
+                ))
+            } else {
+                inner
+            }
+        }
         (Verdict::Allowed, E::Accepted { user, .. }) => {
             let v: serde_json::Value = serde_json::from_str(&whoami.stdout).unwrap_or_default();
             let info = &v["status"]["userInfo"];
@@ -162,6 +181,7 @@ mod tests {
             err: "x".into(),
             cause,
             caveat: caveat.map(String::from),
+            if_initialised: None,
         };
         let real_401 = whoami(Verdict::Unauthorized, "");
         assert!(
@@ -204,6 +224,38 @@ mod tests {
                 &whoami(Verdict::Allowed, REAL),
                 None,
                 &rejected(Some(Cause::Signature), None)
+            )
+            .passed
+        );
+        // Issuer down now: agreement only through the verdict for an API server that
+        // initialised before, and only when that verdict maps the same user.
+        let down = |alt: E| E::Rejected {
+            err: "oidc: authenticator not initialized".into(),
+            cause: Some(Cause::AuthenticatorNotInitialized),
+            caveat: Some("the issuer cannot be reached now".into()),
+            if_initialised: Some(Box::new(alt)),
+        };
+        assert!(
+            explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &down(accepted(&["k8s_users@localhost", "system:authenticated"]))
+            )
+            .passed
+        );
+        assert!(
+            !explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &down(accepted(&["k8s_admins@localhost", "system:authenticated"]))
+            )
+            .passed
+        );
+        assert!(
+            !explain_agrees(
+                &whoami(Verdict::Allowed, REAL),
+                None,
+                &down(rejected(Some(Cause::Audience), None))
             )
             .passed
         );

@@ -51,6 +51,10 @@ pub enum Verdict {
         err: String,
         cause: Option<Cause>,
         caveat: Option<String>,
+        /// The issuer cannot be reached now: what an API server that initialised the
+        /// authenticator earlier (and keeps the keys it fetched then) does with the token.
+        /// Its signature is not checked here.
+        if_initialised: Option<Box<Verdict>>,
     },
     Undetermined(String),
 }
@@ -110,8 +114,50 @@ pub fn explain(token: &Jwt, auths: &[Authenticator], net: &[Discovery], now: i64
             break;
         }
     }
-    let verdict = verdict.unwrap_or_else(|| rejected(&sections));
+    let mut verdict = verdict.unwrap_or_else(|| rejected(&sections));
+    // The issuer is unreachable now. kube-apiserver fails only if it started that way; one
+    // that initialised before goes on with the keys it has: say what it would do.
+    if let Verdict::Rejected {
+        cause: Some(Cause::AuthenticatorNotInitialized),
+        if_initialised,
+        caveat,
+        ..
+    } = &mut verdict
+    {
+        let unreachable: Vec<Discovery> = net
+            .iter()
+            .map(|d| match d {
+                Discovery::Failed(e) if is_unreachable(e) => Discovery::NotChecked,
+                other => other.clone(),
+            })
+            .collect();
+        if net
+            .iter()
+            .any(|d| matches!(d, Discovery::Failed(e) if is_unreachable(e)))
+        {
+            let alt = explain(token, auths, &unreachable, now).verdict;
+            *caveat = Some(format!(
+                "the issuer cannot be reached now. kube-apiserver answers this only if it started while the issuer was unreachable; one that initialised the authenticator before keeps the keys it fetched then, and for it: {} (signature not checked here)",
+                super::verdict_line(&alt)
+            ));
+            *if_initialised = Some(Box::new(alt));
+        }
+    }
     Explanation { sections, verdict }
+}
+
+/// A discovery failure that says the issuer is down or unreachable (not one the API server
+/// would also hit when it is up: TLS, a wrong issuer, a bad document).
+pub fn is_unreachable(e: &str) -> bool {
+    [
+        "connection refused",
+        "context deadline exceeded",
+        "no such host",
+        "connection reset",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
 }
 
 fn rejected(sections: &[Section]) -> Verdict {
@@ -135,7 +181,12 @@ fn rejected(sections: &[Section]) -> Verdict {
         cause = Some(c);
     }
     let caveat = sections.iter().find_map(|s| s.caveat.clone());
-    Verdict::Rejected { err, cause, caveat }
+    Verdict::Rejected {
+        err,
+        cause,
+        caveat,
+        if_initialised: None,
+    }
 }
 
 fn check_one(token: &Jwt, a: &Authenticator, d: &Discovery, now: i64) -> Section {
@@ -266,15 +317,16 @@ fn steps(
     }
     // 6. Expiry, 7. not-before (1 minute leeway); iat is not checked, only shown.
     let exp = token.claim_time("exp");
+    let internal = super::token::go_unix_internal;
     match exp {
-        Some(e) if e > now => r.pass(
+        Some(e) if internal(e) > internal(now) => r.pass(
             "expiry",
-            format!("exp {} ({})", go_time(e), relative(e - now)),
+            format!("exp {} ({})", go_time(e), relative(e.saturating_sub(now))),
         ),
         other => {
             let e = other.unwrap_or(-62_135_596_800);
             let seen = match other {
-                Some(e) => format!("exp {} ({})", go_time(e), relative(e - now)),
+                Some(e) => format!("exp {} ({})", go_time(e), relative(e.saturating_sub(now))),
                 None => "no exp claim: go-oidc treats it as expired".into(),
             };
             return r.fail(
@@ -294,7 +346,7 @@ fn steps(
     let skew = token
         .claim_time("iat")
         .map(|iat| {
-            let d = iat - now;
+            let d = iat.saturating_sub(now);
             if d > 0 {
                 format!("; iat is {d} s ahead of this machine's clock")
             } else {
@@ -303,13 +355,13 @@ fn steps(
         })
         .unwrap_or_default();
     match token.claim_time("nbf") {
-        Some(nbf) if now + 60 < nbf => {
+        Some(nbf) if internal(now.saturating_add(60)) < internal(nbf) => {
             return r.fail(
                 "not before",
                 format!(
                     "nbf {} is {} s ahead of this machine's clock (leeway 60 s){skew}",
                     go_time(nbf),
-                    nbf - now
+                    nbf.saturating_sub(now)
                 ),
                 format!(
                     "oidc: verify token: oidc: current time {} before the nbf (not before) time: {}",
@@ -643,7 +695,7 @@ mod tests {
             (
                 structured(
                     &(POST1.to_string()
-                        + "    userValidationRules:\n      - {expression: \"!user.username.endsWith('@localhost')\", message: no}\n"),
+                        + "    userValidationRules:\n      - {expression: \"!user.username.endsWith('@localhost')\", message: \"no\"}\n"),
                 ),
                 claims(),
                 online(&i),

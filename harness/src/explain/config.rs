@@ -4,7 +4,7 @@
 //! a config it would refuse is an [`InputError`] that says which field and why.
 
 use super::InputError;
-use super::cel::{self, Vars};
+use super::cel::{self, Vars, Want};
 use crate::render::K8sVersion;
 use serde::Deserialize;
 
@@ -34,6 +34,8 @@ pub struct Authenticator {
     pub uid: Option<Mapping>,
     pub extra: Vec<(String, String)>,
     pub user_rules: Vec<UserRule>,
+    /// `egressSelectorType`, when set.
+    pub egress_selector: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,45 +63,50 @@ pub enum Mapping {
 }
 
 // ---- AuthenticationConfiguration -------------------------------------------------------
+//
+// Decoded as the API server decodes it: strictly (unknown fields refused), JSON types (a
+// number is not a string), `null` as the zero value, and an empty string as "not set"
+// (the Go fields are plain strings; only `prefix` is a pointer).
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileConfig {
     api_version: String,
     kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     jwt: Vec<FileJwt>,
     #[serde(default)]
     #[allow(dead_code)]
     anonymous: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileJwt {
+    #[serde(default, deserialize_with = "nullable")]
     issuer: FileIssuer,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     claim_validation_rules: Vec<FileClaimRule>,
+    #[serde(default, deserialize_with = "nullable")]
     claim_mappings: FileMappings,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     user_validation_rules: Vec<FileUserRule>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileIssuer {
-    #[serde(default)]
-    url: String,
+    url: Option<String>,
     #[serde(rename = "discoveryURL")]
     discovery_url: Option<String>,
     certificate_authority: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     audiences: Vec<String>,
     audience_match_policy: Option<String>,
     egress_selector_type: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileClaimRule {
     claim: Option<String>,
@@ -108,17 +115,18 @@ struct FileClaimRule {
     message: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileMappings {
+    #[serde(default, deserialize_with = "nullable")]
     username: FilePrefixed,
     groups: Option<FilePrefixed>,
     uid: Option<FileClaimOrExpr>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     extra: Vec<FileExtra>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FilePrefixed {
     claim: Option<String>,
@@ -126,30 +134,46 @@ struct FilePrefixed {
     expression: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileClaimOrExpr {
     claim: Option<String>,
     expression: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileExtra {
-    key: String,
-    #[serde(default)]
-    value_expression: String,
+    key: Option<String>,
+    value_expression: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileUserRule {
-    #[serde(default)]
-    expression: String,
+    expression: Option<String>,
     message: Option<String>,
 }
 
+/// `null` is the zero value, as in Go.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A Go string field: empty means not set.
+fn set(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
 const GROUP: &str = "apiserver.config.k8s.io";
+
+/// kubeadm's `--service-account-issuer`: the API server refuses a JWT issuer equal to one of
+/// its service-account issuers when it builds the authenticator.
+pub const KUBEADM_SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// Parse and validate an `AuthenticationConfiguration`.
 pub fn from_config(
@@ -157,11 +181,26 @@ pub fn from_config(
     origin: &str,
     minor: K8sVersion,
 ) -> Result<Vec<Authenticator>, InputError> {
-    let cfg: FileConfig = serde_saphyr::from_str(text).map_err(|e| {
+    let undecodable = |e: String| {
         InputError(format!(
-            "{origin}: the API server would refuse this AuthenticationConfiguration (decoding is strict): {e}"
+            "{origin}: the API server would refuse this AuthenticationConfiguration (decoding is strict): {}",
+            crate::input_file::redact_values(&e)
         ))
-    })?;
+    };
+    let value: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| undecodable(e.to_string()))?;
+    let cfg: FileConfig = serde_json::from_value(value).map_err(|e| undecodable(e.to_string()))?;
+    // Fields a minor's schema does not have yet are unknown fields to it.
+    if minor.minor < 34
+        && let Some(i) = cfg
+            .jwt
+            .iter()
+            .position(|j| j.issuer.egress_selector_type.is_some())
+    {
+        return Err(undecodable(format!(
+            "strict decoding error: unknown field \"jwt[{i}].issuer.egressSelectorType\" (Kubernetes {minor} has no egressSelectorType; it came in 1.34)"
+        )));
+    }
     let mut errs = Vec::new();
     if cfg.kind != "AuthenticationConfiguration" {
         errs.push(format!(
@@ -184,26 +223,60 @@ pub fn from_config(
                 .unwrap_or("apiserver.config.k8s.io/v1beta1")
         ));
     }
+    refused(origin, std::mem::take(&mut errs))?;
     if cfg.jwt.len() > 64 {
-        errs.push(format!("jwt: {} authenticators, at most 64", cfg.jwt.len()));
+        return refused(
+            origin,
+            vec![format!(
+                "jwt: Too many: {}: must have at most 64 items",
+                cfg.jwt.len()
+            )],
+        )
+        .map(|()| Vec::new());
     }
     let mut out = Vec::new();
+    let mut seen_urls: Vec<String> = Vec::new();
+    let mut seen_discovery: Vec<String> = Vec::new();
     for (i, j) in cfg.jwt.into_iter().enumerate() {
         let path = format!("jwt[{i}]");
-        match jwt_entry(j, &path) {
+        let url = j.issuer.url.clone().unwrap_or_default();
+        let discovery = j.issuer.discovery_url.clone().unwrap_or_default();
+        match jwt_entry(j, &path, minor.minor) {
             Ok(a) => out.push(a),
             Err(mut e) => errs.append(&mut e),
         }
-    }
-    for (i, a) in out.iter().enumerate() {
-        if out[..i].iter().any(|b| b.issuer_url == a.issuer_url) {
-            errs.push(format!(
-                "jwt[{i}].issuer.url: Duplicate value: {:?}",
-                a.issuer_url
-            ));
+        if seen_urls.contains(&url) {
+            errs.push(format!("{path}.issuer.url: Duplicate value: {url:?}"));
+        }
+        seen_urls.push(url);
+        if !discovery.is_empty() {
+            if seen_discovery.contains(&discovery) {
+                errs.push(format!(
+                    "{path}.issuer.discoveryURL: Duplicate value: {discovery:?}"
+                ));
+            }
+            seen_discovery.push(discovery);
         }
     }
     refused(origin, errs)?;
+    // Passed validation; building the authenticators refuses these too, so the API server
+    // does not start either.
+    let mut late = Vec::new();
+    for a in &out {
+        if a.issuer_url == KUBEADM_SA_ISSUER {
+            late.push(format!(
+                "{}.issuer.url: Invalid value: {:?}: URL must not overlap with disallowed issuers: [{KUBEADM_SA_ISSUER}] (kubeadm's --service-account-issuer; the API server refuses its own service-account issuers)",
+                a.label, a.issuer_url
+            ));
+        }
+        if let Some(e) = &a.egress_selector {
+            late.push(format!(
+                "{}.issuer.egressSelectorType: Invalid value: {e:?}: oidc: egress lookup required with egress selector type {e:?} (the API server refuses to start unless --egress-selector-config-file configures that egress)",
+                a.label
+            ));
+        }
+    }
+    refused(origin, late)?;
     Ok(out)
 }
 
@@ -217,17 +290,22 @@ pub(super) fn refused(origin: &str, errs: Vec<String>) -> Result<(), InputError>
     )))
 }
 
-fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
+fn jwt_entry(j: FileJwt, path: &str, minor: u32) -> Result<Authenticator, Vec<String>> {
     let mut errs = Vec::new();
     let iss = &j.issuer;
-    check_url(&iss.url, &format!("{path}.issuer.url"), &mut errs);
-    if let Some(d) = &iss.discovery_url {
-        check_url(d, &format!("{path}.issuer.discoveryURL"), &mut errs);
-        if d.trim_end_matches('/') == iss.url.trim_end_matches('/') {
+    let url = iss.url.clone().unwrap_or_default();
+    if url.is_empty() {
+        errs.push(format!("{path}.issuer.url: Required value"));
+    } else {
+        check_url(&url, &format!("{path}.issuer.url"), &mut errs);
+    }
+    if let Some(d) = set(&iss.discovery_url) {
+        if !url.is_empty() && d.trim_end_matches('/') == url.trim_end_matches('/') {
             errs.push(format!(
-                "{path}.issuer.discoveryURL: Invalid value: discoveryURL must be different from URL"
+                "{path}.issuer.discoveryURL: Invalid value: {d:?}: discoveryURL must be different from URL"
             ));
         }
+        check_url(d, &format!("{path}.issuer.discoveryURL"), &mut errs);
     }
     if iss.audiences.is_empty() {
         errs.push(format!(
@@ -237,15 +315,18 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
     for (k, a) in iss.audiences.iter().enumerate() {
         if a.is_empty() {
             errs.push(format!("{path}.issuer.audiences[{k}]: Required value"));
-        } else if iss.audiences[..k].contains(a) {
+        }
+        if iss.audiences[..k].contains(a) {
             errs.push(format!(
                 "{path}.issuer.audiences[{k}]: Duplicate value: {a:?}"
             ));
         }
     }
-    match (iss.audiences.len(), iss.audience_match_policy.as_deref()) {
-        (0 | 1, None | Some("") | Some("MatchAny")) => {}
-        (0 | 1, Some(p)) => errs.push(format!(
+    let policy = set(&iss.audience_match_policy);
+    match (iss.audiences.len(), policy) {
+        (0, _) => {}
+        (1, None | Some("MatchAny")) => {}
+        (1, Some(p)) => errs.push(format!(
             "{path}.issuer.audienceMatchPolicy: Invalid value: {p:?}: audienceMatchPolicy must be empty or MatchAny for single audience"
         )),
         (_, Some("MatchAny")) => {}
@@ -254,26 +335,25 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
             p.unwrap_or("")
         )),
     }
-    if let Some(e) = iss.egress_selector_type.as_deref()
+    if let Some(pem) = set(&iss.certificate_authority)
+        && let Err(e) = check_ca(pem)
+    {
+        errs.push(format!(
+            "{path}.issuer.certificateAuthority: Invalid value: \"<omitted>\": {e}"
+        ));
+    }
+    if let Some(e) = set(&iss.egress_selector_type)
         && !matches!(e, "controlplane" | "cluster")
     {
         errs.push(format!(
             "{path}.issuer.egressSelectorType: Invalid value: {e:?}: egress selector must be either controlplane or cluster"
         ));
     }
-    if let Some(pem) = &iss.certificate_authority
-        && reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map(|v| v.is_empty())
-            .unwrap_or(true)
-    {
-        errs.push(format!(
-            "{path}.issuer.certificateAuthority: Invalid value: \"<omitted>\": not PEM certificates"
-        ));
-    }
     let mut claim_rules = Vec::new();
+    let (mut seen_claims, mut seen_exprs) = (Vec::new(), Vec::new());
     for (k, r) in j.claim_validation_rules.iter().enumerate() {
         let p = format!("{path}.claimValidationRules[{k}]");
-        match (&r.claim, &r.expression) {
+        match (set(&r.claim), set(&r.expression)) {
             (Some(_), Some(_)) => errs.push(format!(
                 "{p}: Invalid value: claim and expression can't both be set"
             )),
@@ -281,26 +361,42 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
                 "{p}: Required value: claim or expression is required"
             )),
             (Some(c), None) => {
-                if r.message.is_some() {
+                if set(&r.message).is_some() {
                     errs.push(format!(
                         "{p}.message: Invalid value: may not be specified when claim is set"
                     ));
                 }
+                if seen_claims.contains(&c) {
+                    errs.push(format!("{p}.claim: Duplicate value: {c:?}"));
+                }
+                seen_claims.push(c);
                 claim_rules.push(ClaimRule::Required {
-                    claim: c.clone(),
+                    claim: c.to_string(),
                     value: r.required_value.clone().unwrap_or_default(),
                 });
             }
             (None, Some(e)) => {
-                if r.required_value.is_some() {
+                if let Some(v) = set(&r.required_value) {
                     errs.push(format!(
-                        "{p}.requiredValue: Invalid value: may not be specified when expression is set"
+                        "{p}.requiredValue: Invalid value: {v:?}: may not be specified when expression is set"
                     ));
                 }
-                compile(e, Vars::Claims, &format!("{p}.expression"), &mut errs);
+                if seen_exprs.contains(&e) {
+                    errs.push(format!("{p}.expression: Duplicate value: {e:?}"));
+                    continue;
+                }
+                seen_exprs.push(e);
+                compile(
+                    e,
+                    Vars::Claims,
+                    Want::Bool,
+                    minor,
+                    &format!("{p}.expression"),
+                    &mut errs,
+                );
                 claim_rules.push(ClaimRule::Expression {
-                    expression: e.clone(),
-                    message: r.message.clone(),
+                    expression: e.to_string(),
+                    message: set(&r.message).map(str::to_string),
                 });
             }
         }
@@ -310,15 +406,21 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
         &m.username,
         &format!("{path}.claimMappings.username"),
         true,
+        minor,
         &mut errs,
     );
-    let groups = m
-        .groups
-        .as_ref()
-        .and_then(|g| prefixed(g, &format!("{path}.claimMappings.groups"), false, &mut errs));
+    let groups = m.groups.as_ref().and_then(|g| {
+        prefixed(
+            g,
+            &format!("{path}.claimMappings.groups"),
+            false,
+            minor,
+            &mut errs,
+        )
+    });
     let uid = m.uid.as_ref().and_then(|u| {
         let p = format!("{path}.claimMappings.uid");
-        match (&u.claim, &u.expression) {
+        match (set(&u.claim), set(&u.expression)) {
             (Some(_), Some(_)) => {
                 errs.push(format!(
                     "{p}: Invalid value: claim and expression can't both be set"
@@ -326,62 +428,88 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
                 None
             }
             (Some(c), None) => Some(Mapping::Claim {
-                claim: c.clone(),
+                claim: c.to_string(),
                 prefix: String::new(),
             }),
             (None, Some(e)) => {
-                compile(e, Vars::Claims, &format!("{p}.expression"), &mut errs);
-                Some(Mapping::Expression(e.clone()))
+                compile(
+                    e,
+                    Vars::Claims,
+                    Want::Any,
+                    minor,
+                    &format!("{p}.expression"),
+                    &mut errs,
+                );
+                Some(Mapping::Expression(e.to_string()))
             }
             (None, None) => None,
         }
     });
     let mut extra = Vec::new();
+    let mut seen_keys: Vec<&str> = Vec::new();
     for (k, x) in m.extra.iter().enumerate() {
         let p = format!("{path}.claimMappings.extra[{k}]");
-        check_extra_key(&x.key, &p, &mut errs);
-        if m.extra[..k].iter().any(|y| y.key == x.key) {
-            errs.push(format!("{p}.key: Duplicate value: {:?}", x.key));
+        let key = x.key.as_deref().unwrap_or_default();
+        check_extra_key(key, &p, &mut errs);
+        if seen_keys.contains(&key) {
+            errs.push(format!("{p}.key: Duplicate value: {key:?}"));
+            continue;
         }
-        if x.value_expression.is_empty() {
+        seen_keys.push(key);
+        let Some(value) = set(&x.value_expression) else {
             errs.push(format!("{p}.valueExpression: Required value"));
-        } else {
-            compile(
-                &x.value_expression,
-                Vars::Claims,
-                &format!("{p}.valueExpression"),
-                &mut errs,
-            );
-        }
-        extra.push((x.key.clone(), x.value_expression.clone()));
+            continue;
+        };
+        compile(
+            value,
+            Vars::Claims,
+            Want::Any,
+            minor,
+            &format!("{p}.valueExpression"),
+            &mut errs,
+        );
+        extra.push((key.to_string(), value.to_string()));
     }
-    // `claims.email` in a username expression needs `claims.email_verified` somewhere.
+    // `claims.email` in a username expression needs `claims.email_verified` somewhere. The API
+    // server looks for the fields in the compiled expressions (`claims.email`,
+    // `has(claims.email)`, `claims.?email`; not `claims['email']`).
     if let Some(Mapping::Expression(e)) = &username
-        && mentions_email(e)
+        && cel::check(e, Vars::Claims, Want::Any, minor).is_ok()
+        && cel::selects_claim(e, "email")
     {
-        let verified = |s: &str| s.contains("email_verified");
-        let elsewhere = verified(e)
-            || m.extra.iter().any(|x| verified(&x.value_expression))
-            || j.claim_validation_rules
-                .iter()
-                .any(|r| r.expression.as_deref().is_some_and(verified));
+        let verified = |s: &str, want: Want| {
+            cel::check(s, Vars::Claims, want, minor).is_ok()
+                && cel::selects_claim(s, "email_verified")
+        };
+        let elsewhere = verified(e, Want::Any)
+            || extra.iter().any(|(_, x)| verified(x, Want::Any))
+            || claim_rules.iter().any(|r| match r {
+                ClaimRule::Expression { expression, .. } => verified(expression, Want::Bool),
+                ClaimRule::Required { .. } => false,
+            });
         if !elsewhere {
             errs.push(format!(
-                "{path}.claimMappings.username.expression: Invalid value: claims.email_verified must be used in claimMappings.username.expression or claimMappings.extra[*].valueExpression or claimValidationRules[*].expression when claims.email is used in claimMappings.username.expression"
+                "{path}.claimMappings.username.expression: Invalid value: {e:?}: claims.email_verified must be used in claimMappings.username.expression or claimMappings.extra[*].valueExpression or claimValidationRules[*].expression when claims.email is used in claimMappings.username.expression"
             ));
         }
     }
     let mut user_rules = Vec::new();
+    let mut seen_user: Vec<&str> = Vec::new();
     for (k, r) in j.user_validation_rules.iter().enumerate() {
         let p = format!("{path}.userValidationRules[{k}].expression");
-        if r.expression.is_empty() {
+        let Some(e) = set(&r.expression) else {
             errs.push(format!("{p}: Required value"));
             continue;
+        };
+        if seen_user.contains(&e) {
+            errs.push(format!("{p}: Duplicate value: {e:?}"));
+            continue;
         }
-        compile(&r.expression, Vars::User, &p, &mut errs);
+        seen_user.push(e);
+        compile(e, Vars::User, Want::Bool, minor, &p, &mut errs);
         user_rules.push(UserRule {
-            expression: r.expression.clone(),
-            message: r.message.clone(),
+            expression: e.to_string(),
+            message: set(&r.message).map(str::to_string),
         });
     }
     if !errs.is_empty() {
@@ -392,18 +520,19 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
             "{path}.claimMappings.username: Required value: claim or expression is required"
         )]);
     };
+    let ca = set(&iss.certificate_authority).map(str::to_string);
     Ok(Authenticator {
         label: path.to_string(),
-        issuer_url: iss.url.clone(),
-        discovery_url: iss.discovery_url.clone(),
+        issuer_url: url,
+        discovery_url: set(&iss.discovery_url).map(str::to_string),
         audiences: iss.audiences.clone(),
-        audience_match_policy: iss.audience_match_policy.clone().filter(|p| !p.is_empty()),
-        ca_pem: iss.certificate_authority.clone(),
-        ca_origin: if iss.certificate_authority.is_some() {
+        audience_match_policy: policy.map(str::to_string),
+        ca_origin: if ca.is_some() {
             format!("{path}.issuer.certificateAuthority")
         } else {
             "the system roots (no certificateAuthority)".into()
         },
+        ca_pem: ca,
         signing_algs: ALL_SIGNING_ALGS.iter().map(|s| s.to_string()).collect(),
         legacy_flags: false,
         claim_rules,
@@ -412,24 +541,36 @@ fn jwt_entry(j: FileJwt, path: &str) -> Result<Authenticator, Vec<String>> {
         uid,
         extra,
         user_rules,
+        egress_selector: set(&iss.egress_selector_type).map(str::to_string),
     })
 }
 
-/// `claims.email` as a field (not `claims.email_verified`).
-fn mentions_email(e: &str) -> bool {
-    ["claims.email", "claims.?email"].iter().any(|field| {
-        e.match_indices(field)
-            .any(|(i, _)| !e[i + field.len()..].starts_with('_'))
-    })
+/// Go's `cert.NewPoolFromBytes`: PEM blocks of type CERTIFICATE, each a parsable X.509
+/// certificate, at least one.
+fn check_ca(pem: &str) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut n = 0;
+    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| format!("error reading certificate: {e}"))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("x509: malformed certificate ({e})"))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err("data does not contain any valid RSA or ECDSA certificates".into());
+    }
+    Ok(())
 }
 
 fn prefixed(
     p: &FilePrefixed,
     path: &str,
     required: bool,
+    minor: u32,
     errs: &mut Vec<String>,
 ) -> Option<Mapping> {
-    match (&p.claim, &p.expression) {
+    match (set(&p.claim), set(&p.expression)) {
         (Some(_), Some(_)) => {
             errs.push(format!(
                 "{path}: Invalid value: claim and expression can't both be set"
@@ -446,7 +587,7 @@ fn prefixed(
         }
         (Some(c), None) => match &p.prefix {
             Some(prefix) => Some(Mapping::Claim {
-                claim: c.clone(),
+                claim: c.to_string(),
                 prefix: prefix.clone(),
             }),
             None => {
@@ -462,14 +603,25 @@ fn prefixed(
                     "{path}.prefix: Invalid value: may not be specified when expression is set"
                 ));
             }
-            compile(e, Vars::Claims, &format!("{path}.expression"), errs);
-            Some(Mapping::Expression(e.clone()))
+            compile(
+                e,
+                Vars::Claims,
+                Want::Any,
+                minor,
+                &format!("{path}.expression"),
+                errs,
+            );
+            Some(Mapping::Expression(e.to_string()))
         }
     }
 }
 
-fn compile(expr: &str, vars: Vars, path: &str, errs: &mut Vec<String>) {
-    if let Err(e) = cel::check(expr, vars) {
+fn compile(expr: &str, vars: Vars, want: Want, minor: u32, path: &str, errs: &mut Vec<String>) {
+    if let Err(e) = cel::check(expr, vars, want, minor) {
+        if e.starts_with(cel::INTERNAL) {
+            errs.push(format!("{path}: Internal error: {e}"));
+            return;
+        }
         errs.push(format!("{path}: Invalid value: {expr:?}: {e}"));
     }
 }
@@ -479,25 +631,25 @@ pub(super) fn check_url(u: &str, path: &str, errs: &mut Vec<String>) {
         errs.push(format!("{path}: Required value"));
         return;
     }
-    match url::Url::parse(u) {
+    match super::go_url::parse(u) {
         Err(e) => errs.push(format!("{path}: Invalid value: {u:?}: {e}")),
         Ok(p) => {
-            if p.scheme() != "https" {
+            if p.scheme != "https" {
                 errs.push(format!(
                     "{path}: Invalid value: {u:?}: URL scheme must be https"
                 ));
             }
-            if !p.username().is_empty() || p.password().is_some() {
+            if p.has_user {
                 errs.push(format!(
                     "{path}: Invalid value: {u:?}: URL must not contain a username or password"
                 ));
             }
-            if p.query().is_some() {
+            if !p.raw_query.is_empty() {
                 errs.push(format!(
                     "{path}: Invalid value: {u:?}: URL must not contain a query"
                 ));
             }
-            if p.fragment().is_some() {
+            if !p.fragment.is_empty() {
                 errs.push(format!(
                     "{path}: Invalid value: {u:?}: URL must not contain a fragment"
                 ));
@@ -506,23 +658,35 @@ pub(super) fn check_url(u: &str, path: &str, errs: &mut Vec<String>) {
     }
 }
 
+/// `IsDomainPrefixedPath`, lowercase, and the reserved domains.
 fn check_extra_key(key: &str, path: &str, errs: &mut Vec<String>) {
     let p = format!("{path}.key");
     if key.is_empty() {
         errs.push(format!("{p}: Required value"));
         return;
     }
-    if key != key.to_lowercase() {
-        errs.push(format!(
-            "{p}: Invalid value: {key:?}: key must be lowercase"
-        ));
-    }
-    let Some((domain, _)) = key.split_once('/') else {
-        errs.push(format!(
+    match key.split_once('/') {
+        Some((domain, rest)) if !domain.is_empty() && !rest.is_empty() => {
+            if let Err(e) = dns1123_subdomain(domain) {
+                errs.push(format!("{p}: Invalid value: {domain:?}: {e}"));
+            }
+            let path_ok = rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&b));
+            if !path_ok {
+                errs.push(format!(
+                    "{p}: Invalid value: {rest:?}: Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')"
+                ));
+            }
+        }
+        _ => errs.push(format!(
             "{p}: Invalid value: {key:?}: must be a domain-prefixed path (such as \"acme.io/foo\")"
-        ));
-        return;
-    };
+        )),
+    }
+    if key != key.to_lowercase() {
+        errs.push(format!("{p}: Invalid value: {key:?}: must be lowercase"));
+    }
+    let domain = key.split('/').next().unwrap_or_default();
     let reserved = |d: &str| {
         d == "k8s.io"
             || d.ends_with(".k8s.io")
@@ -533,6 +697,25 @@ fn check_extra_key(key: &str, path: &str, errs: &mut Vec<String>) {
         errs.push(format!(
             "{p}: Invalid value: {key:?}: k8s.io, kubernetes.io and their subdomains are reserved for Kubernetes use"
         ));
+    }
+}
+
+/// `IsDNS1123Subdomain`.
+fn dns1123_subdomain(s: &str) -> Result<(), String> {
+    if s.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into())
     }
 }
 

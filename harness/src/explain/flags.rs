@@ -54,7 +54,7 @@ pub fn from_words(
             )));
         }
         let p = Path::new(&path);
-        let text = std::fs::read_to_string(p).map_err(|e| {
+        let text = super::read_text(p).map_err(|e| {
             InputError(format!(
                 "{origin} points at --authentication-config={path}, which cannot be read here ({e}); copy it from the control-plane node and pass it with --auth-config <file>"
             ))
@@ -134,7 +134,7 @@ pub fn from_words(
         None => format!("{issuer}#"),
     };
     let ca_pem = match &ca_file {
-        Some(f) if !have_ca => Some(std::fs::read_to_string(f).map_err(|e| {
+        Some(f) if !have_ca => Some(super::read_text(Path::new(f)).map_err(|e| {
             InputError(format!(
                 "--oidc-ca-file={f} cannot be read here ({e}); pass the same CA with --ca <file>"
             ))
@@ -163,6 +163,7 @@ pub fn from_words(
         uid: None,
         extra: Vec::new(),
         user_rules: Vec::new(),
+        egress_selector: None,
     }])
 }
 
@@ -174,8 +175,13 @@ fn is_oidc_or_config(name: &str) -> bool {
 pub(super) fn manifest_words(path: &Path) -> Result<Vec<String>, InputError> {
     use k8s_openapi::api::core::v1::Pod;
     let text = super::read_text(path)?;
-    let pod: Pod = serde_saphyr::from_str(&text)
-        .map_err(|e| InputError(format!("{}: not a Pod manifest: {e}", path.display())))?;
+    let pod: Pod = serde_saphyr::from_str(&text).map_err(|e| {
+        InputError(format!(
+            "{}: not a Pod manifest: {}",
+            path.display(),
+            crate::input_file::redact_values(&e.to_string())
+        ))
+    })?;
     let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
     let words = |c: &k8s_openapi::api::core::v1::Container| {
         let mut w = c.command.clone().unwrap_or_default();

@@ -9,14 +9,17 @@
 
 pub mod agree;
 pub mod cel;
+pub mod cel_types;
 pub mod checks;
 pub mod config;
 pub mod fetch;
 mod flags;
+pub mod go_url;
 mod mapping;
 pub mod source;
 mod steps;
 pub mod token;
+pub mod validate;
 
 use crate::render::K8sVersion;
 use checks::{Explanation, Status, Verdict};
@@ -44,17 +47,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, InputError> {
     if path == Path::new("-") {
         return token::read_input(path);
     }
-    let len = std::fs::metadata(path)
-        .map_err(|e| InputError(format!("reading {}: {e}", path.display())))?
-        .len();
-    if len > MAX_CONFIG_BYTES {
-        return Err(InputError(format!(
-            "{} is {len} bytes; that is not an API server configuration",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-        .map_err(|e| InputError(format!("reading {}: {e}", path.display())))
+    crate::input_file::read_text(path, MAX_CONFIG_BYTES, "the file").map_err(|e| InputError(e.0))
 }
 
 /// Where the token comes from.
@@ -220,7 +213,9 @@ pub fn render(e: &Explained, k8s: K8sVersion) -> String {
                 "  RBAC decides the rest: bind the username or one of these groups"
             );
         }
-        Verdict::Rejected { err, cause, caveat } => {
+        Verdict::Rejected {
+            err, cause, caveat, ..
+        } => {
             let _ = writeln!(out, "  the API server logs: err={err:?}");
             if let Some(c) = caveat {
                 let _ = writeln!(out, "  but: {c}");

@@ -43,11 +43,39 @@ impl Jwt {
         self.claims.get(name).and_then(Value::as_str)
     }
 
-    /// A numeric date claim (`exp`, `nbf`, `iat`) in whole seconds.
+    /// A numeric date claim (`exp`, `nbf`, `iat`) in whole seconds, as go-oidc's `jsonTime`
+    /// reads it: a JSON number (or a string holding one) as an int64, else as a float64
+    /// converted the way Go converts on amd64 (truncated; out of range is the minimum
+    /// int64). Anything else reads as absent.
     pub fn claim_time(&self, name: &str) -> Option<i64> {
         let v = self.claims.get(name)?;
-        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+        let text = match v {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => return None,
+        };
+        if let Ok(i) = text.parse::<i64>() {
+            return Some(i);
+        }
+        let f: f64 = text.parse().ok()?;
+        Some(go_f64_to_i64(f))
     }
+}
+
+/// Go's `int64(f)` on amd64: truncation toward zero; NaN and values out of range give the
+/// minimum int64 (the CPU's "integer indefinite").
+pub fn go_f64_to_i64(f: f64) -> i64 {
+    if f.is_nan() || !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+        i64::MIN
+    } else {
+        f as i64
+    }
+}
+
+/// Go's `time.Unix(s, 0)` compared as Go compares times: seconds since year 1, in an int64
+/// that wraps (a date near the int64 limits wraps around, as it does in the API server).
+pub fn go_unix_internal(s: i64) -> i64 {
+    s.wrapping_add(62_135_596_800)
 }
 
 /// The token in `text`: a bare JWT (`Bearer ` allowed), an `ExecCredential` (`status.token`)
@@ -60,7 +88,8 @@ pub fn extract(text: &str) -> Result<String, InputError> {
     if t.starts_with('{') {
         let v: Value = serde_json::from_str(t).map_err(|e| {
             InputError(format!(
-                "the input starts like JSON but is not: {e}. Give a bare JWT, an ExecCredential (`kubectl oidc-login get-token …` output) or a kubelogin token-cache file"
+                "the input starts like JSON but is not: {}. Give a bare JWT, an ExecCredential (`kubectl oidc-login get-token …` output) or a kubelogin token-cache file",
+                crate::input_file::redact_values(&e.to_string())
             ))
         })?;
         if let Some(tok) = v.pointer("/status/token").and_then(Value::as_str) {
@@ -189,12 +218,13 @@ pub fn read_input(path: &Path) -> Result<String, InputError> {
     use std::io::Read;
     let limit = (MAX_TOKEN_BYTES * 4) as u64;
     let mut buf = Vec::new();
-    let res = if path == Path::new("-") {
-        std::io::stdin().take(limit + 1).read_to_end(&mut buf)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut buf))
-    };
-    res.map_err(|e| InputError(format!("reading {}: {e}", path.display())))?;
+    if path != Path::new("-") {
+        return crate::input_file::read_text(path, limit, "the file").map_err(|e| InputError(e.0));
+    }
+    std::io::stdin()
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| InputError(format!("reading stdin: {e}")))?;
     if buf.len() as u64 > limit {
         return Err(too_large(buf.len()));
     }
@@ -210,8 +240,13 @@ pub async fn from_kubeconfig(
     user: Option<&str>,
 ) -> Result<String, InputError> {
     let text = read_input(path)?;
-    let cfg: Value = serde_saphyr::from_str(&text)
-        .map_err(|e| InputError(format!("{}: not a kubeconfig: {e}", path.display())))?;
+    let cfg: Value = serde_saphyr::from_str(&text).map_err(|e| {
+        InputError(format!(
+            "{}: not a kubeconfig: {}",
+            path.display(),
+            crate::input_file::redact_values(&e.to_string())
+        ))
+    })?;
     let ctx_name = match context {
         None if user.is_some() => String::new(),
         Some(c) => c.to_string(),
