@@ -105,6 +105,14 @@ enum Command {
     /// Exit 0 = every expectation held, 1 = one failed, 2 = unusable input.
     #[command(after_long_help = VERIFY_EXAMPLE)]
     Verify(VerifyArgs),
+    /// The real kube-apiserver as the oracle for explain's validator: every configuration and
+    /// CEL expression of the corpus (Kubernetes' documentation and tests, users' reports,
+    /// generated mutations) is given to a real kube-apiserver, which refuses to start with
+    /// field errors or gets past authentication, and to explain's validator; every
+    /// disagreement is printed.
+    ///
+    /// Exit 0 = they agree on every case, 1 = a disagreement, 2 = no kube-apiserver.
+    Conformance(ConformanceArgs),
     /// Exec credential plugin: print a client.authentication.k8s.io/v1 ExecCredential with the
     /// person's id_token, logging in through the browser when the cache is empty or expired.
     ExecCredential {
@@ -145,14 +153,17 @@ const VERIFY_EXAMPLE: &str = r#"Example (after post 1: alice has view and not mo
   not checked: bob: no --user bob=<kubeconfig> or --token bob=<file> given"#;
 
 /// The API server's authentication as the user has it (explain's input; verify's, for a 401).
+///
+/// The three sources exclude each other; `--ca` and `--k8s` go with any of them (a group over
+/// the whole struct would make them exclusive too, which broke the README's commands).
 #[derive(clap::Args)]
-#[group(id = "auth", multiple = false)]
+#[group(skip)]
 struct AuthArgs {
     /// The API server's --authentication-config file (AuthenticationConfiguration v1beta1/v1).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["oidc_flags", "manifest"])]
     auth_config: Option<PathBuf>,
     /// The API server's --oidc-* flags as written, e.g. "--oidc-issuer-url=https://… --oidc-client-id=k8s".
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "manifest")]
     oidc_flags: Option<String>,
     /// A kube-apiserver static pod manifest (/etc/kubernetes/manifests/kube-apiserver.yaml).
     #[arg(long)]
@@ -197,6 +208,29 @@ struct ExplainArgs {
     /// Do not contact the issuer: skip discovery and the signature check.
     #[arg(long)]
     offline: bool,
+}
+
+#[derive(clap::Args)]
+struct ConformanceArgs {
+    /// kube-apiserver binaries to judge with (repeatable; your own one, say). Default: each
+    /// `--k8s` minor's, found as `e2e` finds it.
+    #[arg(long = "kube-apiserver", value_name = "BINARY")]
+    binaries: Vec<PathBuf>,
+    /// Kubernetes minors, comma-separated (when no --kube-apiserver is given).
+    #[arg(long, value_delimiter = ',', default_value = "1.36")]
+    k8s: Vec<K8sVersion>,
+    /// Only cases whose name or source contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// kube-apiservers at a time (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print every case, not only the disagreements.
+    #[arg(long)]
+    all: bool,
+    /// Print the corpus (name, slot, input, source) and exit.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(clap::Args)]
@@ -292,8 +326,14 @@ enum LabCmd {
 enum ScenariosCmd {
     /// List shipped scenarios with their one-line description.
     List,
-    /// Validate scenario files (all shipped ones if none are given).
-    Check { files: Vec<PathBuf> },
+    /// Validate scenario files (all shipped ones if none are given), their API-server
+    /// authentication as each given minor's kube-apiserver validates it at start.
+    Check {
+        files: Vec<PathBuf>,
+        /// Kubernetes minors whose validation applies, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1.36")]
+        k8s: Vec<K8sVersion>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -416,6 +456,61 @@ fn resolve_scenario(arg: &str) -> Result<PathBuf> {
     bail!("no scenario `{arg}`\n  help: {hint}")
 }
 
+async fn conformance(a: ConformanceArgs) -> Result<ExitCode> {
+    use harness::conformance;
+    if a.list {
+        for v in &a.k8s {
+            print!("{}", conformance::list(v.minor));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut targets = Vec::new();
+    for b in &a.binaries {
+        let version = harness::tools::k8s_binary_version(b).await?;
+        let minor = harness::tools::minor_of(&version)
+            .with_context(|| format!("{} says it is {version}", b.display()))?;
+        targets.push(conformance::Target {
+            binary: b.clone(),
+            version,
+            minor,
+        });
+    }
+    if a.binaries.is_empty() {
+        let places = harness::tools::Places::from_env();
+        for v in &a.k8s {
+            let bins = harness::tools::control_plane_for(&places, v.minor).await?;
+            targets.push(conformance::Target {
+                binary: bins.apiserver,
+                version: bins.version,
+                minor: v.minor,
+            });
+        }
+    }
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut disagreements = 0;
+    for t in &targets {
+        eprintln!(
+            "conformance: kube-apiserver {} ({}), {jobs} at a time",
+            t.version,
+            t.binary.display()
+        );
+        let report = conformance::run(t, a.only.as_deref(), jobs, |done, total| {
+            eprint!("\r  {done}/{total} configurations judged");
+        })
+        .await?;
+        eprintln!();
+        print!("{}", conformance::render(&report, a.all));
+        disagreements += report.disagreements().count();
+    }
+    Ok(if disagreements == 0 {
+        ExitCode::SUCCESS
+    } else {
+        expectation_failed()
+    })
+}
+
 fn load_all() -> Result<Vec<LoadedScenario>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -466,6 +561,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Explain(a) => Ok(explain(a).await),
+        Command::Conformance(a) => conformance(a).await,
         Command::Verify(a) => verify(a).await,
         Command::Scenarios {
             action: ScenariosCmd::List,
@@ -480,7 +576,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Scenarios {
-            action: ScenariosCmd::Check { files },
+            action: ScenariosCmd::Check { files, k8s },
         } => {
             let files = if files.is_empty() {
                 scenario::discover(&scenarios_dir())?
@@ -489,7 +585,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let mut bad = 0;
             for f in &files {
-                match scenario::load_file(f) {
+                match harness::explain::validate::load_file(f, &k8s) {
                     Ok(s) => println!("ok    {} ({})", f.display(), s.name),
                     Err(e) => {
                         bad += 1;
@@ -510,7 +606,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             images,
         } => {
             let path = resolve_scenario(&scenario)?;
-            let s = scenario::load_file(&path)?;
+            let s = harness::explain::validate::load_file(&path, &[k8s])?;
             print!(
                 "{}",
                 harness::render::plan::render_all(
@@ -713,7 +809,7 @@ async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
 }
 
 /// `--scenario`: names matched as globs against the shipped scenarios, and files given by path.
-fn select_scenarios(selectors: &[String]) -> Result<Vec<LoadedScenario>> {
+fn select_scenarios(selectors: &[String], minors: &[K8sVersion]) -> Result<Vec<LoadedScenario>> {
     let (files, globs): (Vec<String>, Vec<String>) = selectors
         .iter()
         .cloned()
@@ -739,6 +835,16 @@ fn select_scenarios(selectors: &[String]) -> Result<Vec<LoadedScenario>> {
     // Scenario files given by path (bug reproductions outside scenarios/).
     for f in &files {
         scenarios.push(scenario::load_file(Path::new(f))?);
+    }
+    // What each minor's API server would refuse to start with is an error now, not later.
+    let mut errors = Vec::new();
+    for s in &scenarios {
+        if let Err(e) = harness::explain::validate::scenario(s, minors) {
+            errors.push(e.to_string());
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
     }
     Ok(scenarios)
 }
@@ -803,7 +909,7 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
-    let scenarios = select_scenarios(&args.scenario)?;
+    let scenarios = select_scenarios(&args.scenario, &args.k8s)?;
     let places = harness::tools::Places::from_env();
     let backend = match args.backend {
         Some(b) => b,
