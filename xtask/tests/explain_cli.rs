@@ -248,7 +248,10 @@ fn extreme_numeric_claims_get_an_answer() {
                 matches!(code, Some(0 | 1)),
                 "{claim}={v}: exit {code:?}\n{out}{err}"
             );
-            assert!(!err.contains("panicked") && !err.contains("overflow"), "{err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("overflow"),
+                "{err}"
+            );
         }
     }
 }

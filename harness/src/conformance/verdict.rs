@@ -193,6 +193,7 @@ pub fn from_apiserver_log(log: &str) -> Verdict {
             "json: cannot unmarshal",
             "no kind \"",
             "' is missing in '",
+            "yaml: ",
         ]
         .iter()
         .any(|m| err.contains(m))
