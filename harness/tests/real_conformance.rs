@@ -60,3 +60,53 @@ async fn explain_validates_as_every_local_kube_apiserver_does() {
         eprintln!("{}", rendered.trim_end());
     }
 }
+
+/// The token oracle: 294 mutations of a Kanidm id_token (dates at and past the int64 limits
+/// and of every JSON type, audience and issuer forms, headers, signatures, the claims the
+/// mappings read) against a running kube-apiserver of every local minor, judged as
+/// `e2e --explain-check` judges.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_judges_every_mutated_token_as_the_api_server_does() {
+    harness::init_crypto();
+    let missing = harness::tools::missing_for_local();
+    if missing
+        .iter()
+        .any(|m| m.contains("etcd") || m.contains("kube"))
+    {
+        skipped!("needs {} (see `cargo xtask doctor`)", missing.join(", "));
+        return;
+    }
+    let places = harness::tools::Places::from_env();
+    for (minor, version, _) in harness::tools::local_minors(&places).await {
+        let bins = harness::tools::control_plane_for(&places, minor)
+            .await
+            .unwrap();
+        let target = Target {
+            binary: bins.apiserver.clone(),
+            version: version.clone(),
+            minor,
+        };
+        let report = conformance::token_run::run(&target, &bins, |_, _| {})
+            .await
+            .unwrap();
+        let rendered = conformance::token_run::render(&report, false);
+        assert!(report.results.len() >= 200, "{rendered}");
+        let accepted = report
+            .results
+            .iter()
+            .filter(|r| !r.apiserver.starts_with("Unauthorized"))
+            .count();
+        assert!(
+            accepted >= 50 && report.results.len() - accepted >= 50,
+            "{version}: both answers occur\n{rendered}"
+        );
+        assert!(
+            report.results.iter().all(|r| r.judgement.passed),
+            "{version}\n{rendered}"
+        );
+    }
+}

@@ -231,6 +231,11 @@ struct ConformanceArgs {
     /// Print the corpus (name, slot, input, source) and exit.
     #[arg(long)]
     list: bool,
+    /// Also judge 400+ tokens (mutations of a Kanidm id_token) with a running API server:
+    /// etcd and the minor's kube-apiserver and kube-controller-manager, as the local backend
+    /// starts them, trusting an issuer this run serves.
+    #[arg(long)]
+    tokens: bool,
 }
 
 #[derive(clap::Args)]
@@ -464,33 +469,42 @@ async fn conformance(a: ConformanceArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut targets = Vec::new();
+    let mut targets: Vec<(
+        conformance::Target,
+        Option<harness::tools::ControlPlaneBins>,
+    )> = Vec::new();
     for b in &a.binaries {
         let version = harness::tools::k8s_binary_version(b).await?;
         let minor = harness::tools::minor_of(&version)
             .with_context(|| format!("{} says it is {version}", b.display()))?;
-        targets.push(conformance::Target {
-            binary: b.clone(),
-            version,
-            minor,
-        });
+        targets.push((
+            conformance::Target {
+                binary: b.clone(),
+                version,
+                minor,
+            },
+            None,
+        ));
     }
     if a.binaries.is_empty() {
         let places = harness::tools::Places::from_env();
         for v in &a.k8s {
             let bins = harness::tools::control_plane_for(&places, v.minor).await?;
-            targets.push(conformance::Target {
-                binary: bins.apiserver,
-                version: bins.version,
-                minor: v.minor,
-            });
+            targets.push((
+                conformance::Target {
+                    binary: bins.apiserver.clone(),
+                    version: bins.version.clone(),
+                    minor: v.minor,
+                },
+                Some(bins),
+            ));
         }
     }
     let jobs = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let mut disagreements = 0;
-    for t in &targets {
+    for (t, bins) in &targets {
         eprintln!(
             "conformance: kube-apiserver {} ({}), {jobs} at a time",
             t.version,
@@ -503,6 +517,28 @@ async fn conformance(a: ConformanceArgs) -> Result<ExitCode> {
         eprintln!();
         print!("{}", conformance::render(&report, a.all));
         disagreements += report.disagreements().count();
+        if a.tokens {
+            let Some(bins) = bins else {
+                bail!(
+                    "--tokens needs a whole control plane: give --k8s <minor>, not --kube-apiserver"
+                );
+            };
+            eprintln!(
+                "tokens: kube-apiserver {} with etcd, and explain",
+                t.version
+            );
+            let report = conformance::token_run::run(t, bins, |done, total| {
+                eprint!("\r  {done}/{total} tokens judged");
+            })
+            .await?;
+            eprintln!();
+            print!("{}", conformance::token_run::render(&report, a.all));
+            disagreements += report
+                .results
+                .iter()
+                .filter(|r| !r.judgement.passed)
+                .count();
+        }
     }
     Ok(if disagreements == 0 {
         ExitCode::SUCCESS

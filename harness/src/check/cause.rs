@@ -8,8 +8,17 @@ pub use crate::scenario::cause::Cause;
 
 /// Classify the `err="…"` text of an `Unable to authenticate the request` line.
 pub fn classify(err: &str) -> Option<Cause> {
-    let rules: [(&str, Cause); 19] = [
+    let rules: [(&str, Cause); 25] = [
         ("unsupported algorithm", Cause::UnsupportedSigningAlg),
+        ("malformed jwt", Cause::MalformedToken),
+        ("failed to unmarshal claims", Cause::MalformedToken),
+        ("id token not signed", Cause::MalformedToken),
+        (
+            "failed to obtain source from claim name",
+            Cause::MalformedToken,
+        ),
+        ("source does not exist", Cause::MalformedToken),
+        ("oidc: parse claim ", Cause::ClaimRule),
         ("expected audience", Cause::Audience),
         ("token is expired", Cause::Expired),
         ("email not verified", Cause::EmailNotVerified),

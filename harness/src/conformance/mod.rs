@@ -9,6 +9,8 @@
 //! in explain (or a documented caveat).
 
 pub mod corpus;
+pub mod token_run;
+pub mod tokens;
 pub mod verdict;
 
 use crate::explain::config;

@@ -255,6 +255,15 @@ fn steps(
             Some(jwks)
         }
     };
+    // go-oidc parses the JWS first (go-jose): a header field of the wrong type is a malformed
+    // token before anything else is looked at.
+    if let Some(e) = malformed_header(token) {
+        return r.fail(
+            "header",
+            format!("the header is not what go-jose decodes: {e}"),
+            format!("oidc: verify token: oidc: malformed jwt: {e}"),
+        );
+    }
     // 3. go-oidc: the signing algorithm.
     if !a.signing_algs.contains(&token.alg) {
         let listed = go_list(&a.signing_algs);
@@ -281,6 +290,14 @@ fn steps(
                 format!("oidc: verify token: failed to verify signature: fetching keys oidc: get keys failed: {e}"),
             );
         }
+        // go-jose refuses to verify a token with critical header parameters.
+        Some(Ok(_)) if token.header.contains_key("crit") => {
+            return r.fail(
+                "signature",
+                "the header has `crit`, which go-jose does not verify",
+                "oidc: verify token: failed to verify signature: failed to verify id token signature".into(),
+            );
+        }
         Some(Ok(set)) => match verify_signature(token, set) {
             Ok(seen) => r.pass("signature", seen),
             Err(SigError::Unsupported(why)) => return r.unknown("signature", why),
@@ -295,6 +312,14 @@ fn steps(
                 );
             }
         },
+    }
+    // go-oidc decodes the standard claims into typed fields after the signature.
+    if let Some(e) = undecodable_claims(token) {
+        return r.fail(
+            "claims",
+            format!("a standard claim has a type go-oidc cannot decode: {e}"),
+            format!("oidc: verify token: oidc: failed to unmarshal claims: {e}"),
+        );
     }
     let aud = audiences(token);
     // 5. Audience: go-oidc checks a single one; Kubernetes checks several (MatchAny) later.
@@ -427,6 +452,78 @@ pub const KEY_CACHE_CAVEAT: &str = "the issuer no longer publishes this key; an 
 
 /// go-oidc's remote key set: the keys with the token's `kid` (all keys without one); any
 /// that verifies wins.
+/// Go's name for a JSON value's kind in its decoding errors.
+fn go_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// go-jose's header decoding: `kid` and `alg` are strings.
+fn malformed_header(token: &Jwt) -> Option<String> {
+    for (field, what) in [("kid", "key ID"), ("alg", "algorithm")] {
+        match token.header.get(field) {
+            None | Some(Value::String(_)) | Some(Value::Null) => {}
+            Some(v) => {
+                return Some(format!(
+                    "failed to unmarshal {what}: json: cannot unmarshal {} into Go value of type string",
+                    go_kind(v)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// go-oidc's `idToken`: `iss`, `sub`, `nonce`, `at_hash` strings; `aud` a string or a list of
+/// strings; `exp`, `iat` (and `nbf` unless null) numbers or numeric strings.
+fn undecodable_claims(token: &Jwt) -> Option<String> {
+    let field = |name: &str, go: &str, v: &Value| {
+        format!(
+            "json: cannot unmarshal {} into Go struct field idToken.{name} of type {go}",
+            go_kind(v)
+        )
+    };
+    for name in ["iss", "sub", "nonce", "at_hash"] {
+        match token.claims.get(name) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(v) => return Some(field(name, "string", v)),
+        }
+    }
+    match token.claims.get("aud") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) => {
+            if let Some(v) = items.iter().find(|v| !v.is_string()) {
+                return Some(field("aud", "string", v));
+            }
+        }
+        Some(v) => return Some(field("aud", "[]string", v)),
+    }
+    for name in ["exp", "iat", "nbf"] {
+        match token.claims.get(name) {
+            None | Some(Value::Number(_)) => {}
+            Some(Value::Null) if name == "nbf" => {}
+            Some(Value::Null) => {
+                return Some("strconv.ParseFloat: parsing \"\": invalid syntax".into());
+            }
+            Some(Value::String(s)) if s.parse::<f64>().is_ok() => {}
+            Some(Value::String(s)) => {
+                return Some(format!(
+                    "json: invalid number literal, trying to unmarshal {:?} into Number",
+                    format!("{s:?}")
+                ));
+            }
+            Some(v) => return Some(field(name, "json.Number", v)),
+        }
+    }
+    None
+}
+
 fn verify_signature(token: &Jwt, set: &JwkSet) -> Result<String, SigError> {
     use jsonwebtoken::{Algorithm, DecodingKey};
     let alg: Algorithm = token.alg.parse().map_err(|_| {

@@ -136,6 +136,8 @@ fn string_claim<'t>(
 ) -> Step<&'t str> {
     match token.claims.get(claim) {
         Some(Value::String(s)) => Ok(s),
+        // Go decodes `null` into a string as "".
+        Some(Value::Null) => Ok(""),
         None => Err(r.fail(
             step,
             format!("claim {claim} is not in the token"),

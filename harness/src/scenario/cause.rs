@@ -35,10 +35,13 @@ pub enum Cause {
     /// A claim mapping failed: a username/groups/uid/extra expression erred or gave the
     /// wrong type, a mapped claim has the wrong type, or the username came out empty.
     ClaimMapping,
+    /// The token's header or standard claims have types go-oidc cannot decode (`kid` a
+    /// number, `exp` a word, `aud` an object): `malformed jwt`, `failed to unmarshal claims`.
+    MalformedToken,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 13] = [
+    pub const ALL: [Cause; 14] = [
         Cause::UnsupportedSigningAlg,
         Cause::Audience,
         Cause::Issuer,
@@ -52,6 +55,7 @@ impl Cause {
         Cause::Signature,
         Cause::NotYetValid,
         Cause::ClaimMapping,
+        Cause::MalformedToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl Cause {
             Cause::Signature => "signature",
             Cause::NotYetValid => "not-yet-valid",
             Cause::ClaimMapping => "claim-mapping",
+            Cause::MalformedToken => "malformed-token",
         }
     }
 
@@ -105,6 +110,9 @@ impl Cause {
             }
             Cause::ClaimMapping => {
                 "a claimMappings entry failed on this token: check its claim's type or its expression against the token's claims"
+            }
+            Cause::MalformedToken => {
+                "the token's header or standard claims have the wrong JSON types (iss/sub strings, aud a string or list of strings, exp/iat/nbf numbers, kid a string); the issuer produced it, not the API server's configuration"
             }
         }
     }
