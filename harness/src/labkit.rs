@@ -584,6 +584,67 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
     .to_string())
 }
 
+/// What `lab up` / `kanidm up` prints once the lab runs: where everything is, how each
+/// person logs in, and the `verify` line that checks the lab as a user's own cluster.
+pub fn up_message(what: &str, st: &LabState) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "{what} `{}` is up.", st.scenario);
+    let _ = writeln!(
+        out,
+        "  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)",
+        st.kanidm_origin,
+        st.ca_file.display()
+    );
+    let _ = writeln!(out, "  lab CA:         {}", st.ca_file.display());
+    if let Some(api) = &st.api_server {
+        let _ = writeln!(out, "  API server:     {api}");
+        if let Some(a) = &st.admin_kubeconfig {
+            let _ = writeln!(
+                out,
+                "  admin:          kubectl --kubeconfig {} get ns",
+                a.display()
+            );
+        }
+    }
+    for (name, p) in &st.persons {
+        let _ = match &p.kubeconfig {
+            Some(k) => writeln!(
+                out,
+                "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
+                k.display()
+            ),
+            None => writeln!(out, "  {name:<14}  log in at {}/ui", st.kanidm_origin),
+        };
+    }
+    let _ = writeln!(out, "  passwords/TOTP: cargo xtask {what} creds <person>");
+    if !st.auth_args.is_empty() {
+        let mut line = format!("cargo xtask verify --scenario {}", st.scenario);
+        for (name, p) in &st.persons {
+            if let Some(k) = &p.kubeconfig {
+                line.push_str(&format!(" --user {name}={}", k.display()));
+            }
+        }
+        for a in &st.auth_args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let _ = writeln!(out, "  check it as a user's own cluster:\n    {line}");
+    }
+    out
+}
+
+/// `s` as one shell word.
+pub fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cleanup;
 pub mod cluster;
 pub mod conformance;
+pub mod doctor;
 pub mod explain;
 pub mod image_ref;
 pub mod input_file;

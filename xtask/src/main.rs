@@ -655,7 +655,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor { images } => doctor(&images).await,
+        Command::Doctor { images } => {
+            let usable =
+                harness::doctor::report(&images.overrides()?, &root().join("kind-configs")).await;
+            Ok(if usable {
+                ExitCode::SUCCESS
+            } else {
+                setup_error()
+            })
+        }
         Command::Setup(args) => setup(args).await,
         Command::BenchLogin { scenario } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
@@ -675,173 +683,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::E2e(args) => e2e(args, false).await,
         Command::Bench(args) => e2e(args, true).await,
     }
-}
-
-/// The components table; true when something the local backend needs is missing.
-async fn doctor_components(minors: &[(u32, String, String)]) -> bool {
-    let mut missing_local = false;
-    println!("{:<24} {:<10} path", "component", "found via");
-    let per_minor = [
-        harness::tools::KUBE_APISERVER.name,
-        harness::tools::KUBE_CONTROLLER_MANAGER.name,
-    ];
-    for t in harness::tools::ALL {
-        if per_minor.contains(&t.name) {
-            continue;
-        }
-        match t.find() {
-            Some(f) => println!("{:<24} {:<10} {}", t.name, f.via, f.path.display()),
-            None if t.name == harness::tools::KANIDMD.name
-                && harness::tools::docker_socket_present() =>
-            {
-                println!(
-                    "{:<24} {:<10} - (the local backend runs the Kanidm image instead; see below)",
-                    t.name, "not found"
-                )
-            }
-            None => {
-                if t.name != "kind" {
-                    missing_local = true;
-                }
-                println!(
-                    "{:<24} {:<10} -\n{:<24} help: {}",
-                    t.name, "MISSING", "", t.how_to_get
-                );
-            }
-        }
-    }
-    if let Some(d) = std::env::var_os("KANIDM_UI_DIR") {
-        println!(
-            "{:<24} {:<10} {}",
-            "kanidm web UI",
-            "env",
-            PathBuf::from(d).display()
-        );
-    }
-    println!(
-        "\nlocal backend: Kubernetes control planes (kube-apiserver + kube-controller-manager)"
-    );
-    for (m, version, via) in minors {
-        println!("  1.{m:<22} {version:<10} {via}");
-    }
-    if minors.is_empty() {
-        missing_local = true;
-        println!(
-            "  none found\n  help: `cargo xtask setup --k8s 1.36` downloads one; or set KUBEBUILDER_ASSETS to a folder with one subfolder per minor (1.36/kube-apiserver, …)"
-        );
-    }
-    match harness::tools::cache_dir() {
-        Some(c) => println!("  setup cache: {}", c.display()),
-        None => println!("  setup cache: none (set LAB_CACHE_DIR or HOME)"),
-    }
-    missing_local
-}
-
-/// Each minor with a kind config: its node image (override or pinned) and whether Docker has it.
-/// Returns the minors that can run.
-async fn doctor_node_images(
-    overrides: &harness::render::kind_config::ImageOverrides,
-) -> Vec<String> {
-    let mut runnable = Vec::new();
-    for minor in harness::render::K8sVersion::MIN.minor..=harness::render::K8sVersion::MAX.minor {
-        let v = harness::render::K8sVersion { minor };
-        let base = harness::render::kind_config::base_config_path(&root().join("kind-configs"), v);
-        let Ok(text) = std::fs::read_to_string(&base) else {
-            continue;
-        };
-        let how = if overrides.node.contains_key(&v) {
-            "override"
-        } else {
-            "pinned"
-        };
-        let image = overrides.node_image(v, &text).unwrap_or_default();
-        let present = harness::cluster::kind::image_present(&image).await;
-        if present {
-            runnable.push(v.to_string());
-        }
-        println!(
-            "  node image {v:<12} {image} ({how}, {})",
-            if present { "present" } else { "not in Docker" }
-        );
-    }
-    runnable
-}
-
-async fn doctor(images: &ImageArgs) -> Result<ExitCode> {
-    // Each kube-apiserver is asked for its version once.
-    let minors = harness::tools::local_minors(&harness::tools::Places::from_env()).await;
-    let missing_local = doctor_components(&minors).await;
-    // The kind backend: Docker, kind, and the images it would run.
-    let overrides = images.overrides()?;
-    println!("\nkind backend");
-    let mut kind_ready = harness::tools::KIND.find().is_some()
-        && harness::tools::CHROMEDRIVER.find().is_some()
-        && harness::tools::KUBECTL.find().is_some();
-    match harness::cluster::kind::docker_cgroup_version().await {
-        Ok(v) => println!(
-            "  Docker engine           running, cgroup v{v}{}",
-            if v == "1" {
-                " (kubelet 1.35+ gets `failCgroupV1: false`)"
-            } else {
-                ""
-            }
-        ),
-        Err(e) => {
-            kind_ready = false;
-            println!("  Docker engine           NOT available: {e:#}");
-        }
-    }
-    let kanidm = overrides.kanidm_image();
-    let kanidm_present = harness::cluster::kind::image_present(kanidm).await;
-    println!(
-        "  Kanidm image            {kanidm} {}{}",
-        if overrides.kanidm.is_some() {
-            "(override) "
-        } else {
-            ""
-        },
-        if kanidm_present {
-            "present"
-        } else {
-            "not in Docker (pulled at run time if a registry is reachable)"
-        }
-    );
-    let runnable = doctor_node_images(&overrides).await;
-    if runnable.is_empty() {
-        println!(
-            "  help: with no registry, load or build a node image and pass --node-image <minor>=<image> (env LAB_NODE_IMAGES)"
-        );
-    }
-    let local_minors: Vec<String> = minors.iter().map(|(m, _, _)| format!("1.{m}")).collect();
-    if missing_local {
-        println!(
-            "\nThe local backend cannot run until the missing components are installed (`cargo xtask setup` fetches Kubernetes, etcd and kind)."
-        );
-    } else {
-        println!(
-            "\nEverything the local backend needs is here for Kubernetes {}: `cargo xtask e2e --k8s {}`.",
-            local_minors.join(", "),
-            local_minors.join(",")
-        );
-    }
-    if kind_ready && kanidm_present && !runnable.is_empty() {
-        println!(
-            "The kind backend can run Kubernetes {} here: `cargo xtask e2e --backend kind --k8s {}`.",
-            runnable.join(", "),
-            runnable.join(",")
-        );
-    } else if kind_ready {
-        println!(
-            "The kind backend can run where the images above can be pulled (or are given with --node-image / --kanidm-image)."
-        );
-    } else {
-        println!("The kind backend cannot run here yet (see above).");
-    }
-    Ok(if missing_local && !kind_ready {
-        setup_error()
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// `--scenario`: names matched as globs against the shipped scenarios, and files given by path.
@@ -1033,48 +874,6 @@ fn lab_dir(with_cluster: bool) -> PathBuf {
 }
 
 /// How to use a lab that is up: URLs, the CA, a kubectl line per person.
-fn print_lab_up(what: &str, st: &harness::labkit::LabState) {
-    println!("{what} `{}` is up.", st.scenario);
-    println!(
-        "  Kanidm UI:      {}/ui  (the browser must trust {} or accept the lab certificate)",
-        st.kanidm_origin,
-        st.ca_file.display()
-    );
-    println!("  lab CA:         {}", st.ca_file.display());
-    if let Some(api) = &st.api_server {
-        println!("  API server:     {api}");
-        if let Some(a) = &st.admin_kubeconfig {
-            println!(
-                "  admin:          kubectl --kubeconfig {} get ns",
-                a.display()
-            );
-        }
-    }
-    for (name, p) in &st.persons {
-        match &p.kubeconfig {
-            Some(k) => println!(
-                "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
-                k.display()
-            ),
-            None => println!("  {name:<14}  log in at {}/ui", st.kanidm_origin),
-        }
-    }
-    println!("  passwords/TOTP: cargo xtask {what} creds <person>");
-    if !st.auth_args.is_empty() {
-        let mut line = format!("cargo xtask verify --scenario {}", st.scenario);
-        for (name, p) in &st.persons {
-            if let Some(k) = &p.kubeconfig {
-                line.push_str(&format!(" --user {name}={}", k.display()));
-            }
-        }
-        for a in &st.auth_args {
-            line.push(' ');
-            line.push_str(&shell_quote(a));
-        }
-        println!("  check it as a user's own cluster:\n    {line}");
-    }
-}
-
 async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
     let dir = lab_dir(with_cluster);
     let what = if with_cluster { "lab" } else { "kanidm" };
@@ -1113,7 +912,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
                     return Ok(ExitCode::from(130));
                 }
             };
-            print_lab_up(what, &running.state);
+            print!("{}", harness::labkit::up_message(what, &running.state));
             println!("Stop with Ctrl-C or `cargo xtask {what} down`.");
             stop_signal().await;
             running.shutdown().await;
@@ -1322,15 +1121,4 @@ async fn verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         expectation_failed()
     })
-}
-
-/// `s` as one shell word.
-fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }

@@ -46,6 +46,17 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
     if stderr.contains("(Forbidden)") || stderr.contains("is forbidden") {
         return Verdict::Forbidden;
     }
+    // `auth can-i` answers "no" for a resource the API server does not serve, with only a
+    // warning: that tests nothing, so it is an error, never "forbidden".
+    if let Some(l) = stderr
+        .lines()
+        .find(|l| l.contains("the server doesn't have a resource type"))
+    {
+        return Verdict::Error(format!(
+            "{} (check the action's resource name against `kubectl api-resources`)",
+            l.trim().trim_start_matches("Warning: ")
+        ));
+    }
     // `auth can-i` says "no" on stdout with exit 1.
     if stdout.trim_start().starts_with("no") {
         return Verdict::Forbidden;
@@ -224,5 +235,19 @@ mod tests {
         assert_eq!(l, ["get", "pods", "-o", "name", "-A"]);
         let w = args_for(&Action::parse("watch secrets -n default").unwrap());
         assert_eq!(w, ["auth", "can-i", "watch", "secrets", "-n", "default"]);
+    }
+
+    #[test]
+    fn can_i_on_an_unknown_resource_is_an_error_not_forbidden() {
+        let v = classify(
+            false,
+            "no\n",
+            "Warning: the server doesn't have a resource type 'podz'\n",
+        );
+        assert!(
+            matches!(&v, Verdict::Error(m) if m.contains("podz")),
+            "{v:?}"
+        );
+        assert_eq!(classify(false, "no\n", ""), Verdict::Forbidden);
     }
 }
