@@ -128,7 +128,7 @@ use std::time::{Duration, Instant};
     "idm-group-reserved",
     4,
     13,
-    "names starting with `idm_` are reserved by Kanidm"
+    "is a name Kanidm reserves for its own entries (names starting with `idm_`"
 )]
 #[case::empty_person_list_expect("empty-person-list-expect", 32, 13, "unknown person ``")]
 #[case::binding_subject_empty(
