@@ -130,48 +130,27 @@ pub fn selects_claim(expr: &str, field: &str) -> bool {
     .unwrap_or(false)
 }
 
-fn walk_selects(e: &cel::IdedExpr, field: &str) -> bool {
-    use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+fn walk_selects(root: &cel::IdedExpr, field: &str) -> bool {
+    use cel::common::ast::{Expr, LiteralValue};
     let on_claims = |x: &cel::IdedExpr| matches!(&x.expr, Expr::Ident(n) if n == "claims");
-    match &e.expr {
-        Expr::Select(s) => {
-            (s.field == field && on_claims(&s.operand)) || walk_selects(&s.operand, field)
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        let hit = match &e.expr {
+            Expr::Select(s) => s.field == field && on_claims(&s.operand),
+            Expr::Call(c) => {
+                c.func_name == "_?._"
+                    && c.args.len() == 2
+                    && on_claims(&c.args[0])
+                    && matches!(&c.args[1].expr, Expr::Literal(LiteralValue::String(s)) if s.to_string() == field)
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
         }
-        Expr::Call(c) => {
-            if c.func_name == "_?._"
-                && c.args.len() == 2
-                && on_claims(&c.args[0])
-                && matches!(&c.args[1].expr, Expr::Literal(LiteralValue::String(s)) if s.to_string() == field)
-            {
-                return true;
-            }
-            c.target.as_deref().is_some_and(|t| walk_selects(t, field))
-                || c.args.iter().any(|a| walk_selects(a, field))
-        }
-        Expr::List(l) => l.elements.iter().any(|x| walk_selects(x, field)),
-        Expr::Map(m) => m.entries.iter().any(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => {
-                walk_selects(&me.key, field) || walk_selects(&me.value, field)
-            }
-            EntryExpr::StructField(sf) => walk_selects(&sf.value, field),
-        }),
-        Expr::Struct(st) => st.entries.iter().any(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => {
-                walk_selects(&me.key, field) || walk_selects(&me.value, field)
-            }
-            EntryExpr::StructField(sf) => walk_selects(&sf.value, field),
-        }),
-        Expr::Comprehension(c) => [
-            &c.iter_range,
-            &c.accu_init,
-            &c.loop_cond,
-            &c.loop_step,
-            &c.result,
-        ]
-        .into_iter()
-        .any(|x| walk_selects(x, field)),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => false,
+        stack.extend(cel_types::children(e));
     }
+    false
 }
 
 /// Run `f` on a thread with a large stack, and wait for it.
@@ -284,7 +263,7 @@ const MAX_VISIT_DEPTH: usize = 250;
 /// member call it was; the nodes it expands into are partly counted, so an expression within
 /// one or two levels of the limit through a macro may be judged differently (a caveat).
 fn depth(root: &cel::IdedExpr) -> usize {
-    use cel::common::ast::{EntryExpr, Expr};
+    use cel::common::ast::Expr;
     let mut max = 0;
     let mut stack: Vec<(&cel::IdedExpr, usize)> = vec![(root, 0)];
     while let Some((e, d)) = stack.pop() {
@@ -301,28 +280,11 @@ fn depth(root: &cel::IdedExpr) -> usize {
         };
         let d = d + counted;
         max = max.max(d);
-        let mut children: Vec<&cel::IdedExpr> = Vec::new();
-        match &e.expr {
-            Expr::Select(s) => children.push(&s.operand),
-            Expr::Call(c) => {
-                children.extend(c.target.as_deref());
-                children.extend(c.args.iter());
-            }
-            Expr::List(l) => children.extend(l.elements.iter()),
-            Expr::Map(m) => {
-                for en in &m.entries {
-                    if let EntryExpr::MapEntry(me) = &en.expr {
-                        children.push(&me.key);
-                        children.push(&me.value);
-                    }
-                }
-            }
-            Expr::Comprehension(c) => {
-                children.push(&c.iter_range);
-                children.push(&c.loop_step);
-            }
-            _ => {}
-        }
+        // A macro's expansion: only its range and step hold what was written.
+        let children = match &e.expr {
+            Expr::Comprehension(c) => vec![&c.iter_range, &c.loop_step],
+            _ => cel_types::children(e),
+        };
         stack.extend(children.into_iter().map(|x| (x, d)));
     }
     max
