@@ -232,7 +232,41 @@ pub(super) fn check_image(c: &mut Checker<'_>, path: &Path, f: &str, o: &OAuth2C
                 format!("image `{}` not found", file.display()),
             )
             .help = Some("the path is relative to the scenario file".into());
+        } else if let Err(why) = image_content(&file, img) {
+            c.err(o.name.referenced, format!("{f}.image"), why).help = Some(format!(
+                "Kanidm takes an image of at most {} KiB whose content is the type its name says",
+                MAX_IMAGE_BYTES / 1024
+            ));
         }
+    }
+}
+
+/// Kanidm refuses a client image over 128 KiB, or one whose bytes are not its type.
+const MAX_IMAGE_BYTES: u64 = 128 * 1024;
+
+fn image_content(file: &Path, name: &str) -> Result<(), String> {
+    let bytes =
+        crate::input_file::read_bytes(file, MAX_IMAGE_BYTES, "the image").map_err(|e| e.0)?;
+    let lower = name.to_lowercase();
+    let ok = if lower.ends_with(".png") {
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+    } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+        bytes.starts_with(&[0xff, 0xd8, 0xff])
+    } else if lower.ends_with(".gif") {
+        bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a")
+    } else if lower.ends_with(".webp") {
+        bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP"
+    } else {
+        // SVG: XML text with an <svg element.
+        std::str::from_utf8(&bytes).is_ok_and(|t| t.contains("<svg"))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` does not hold what its name says (its bytes are not that image type)",
+            name.escape_debug()
+        ))
     }
 }
 
