@@ -219,6 +219,8 @@ impl Issuer {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
+                    // Out of descriptors or similar: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let (acceptor, jwks, base) = (acceptor.clone(), jwks.clone(), base.clone());
