@@ -255,3 +255,27 @@ fn extreme_numeric_claims_get_an_answer() {
         }
     }
 }
+
+/// A claim holding a terminal escape is printed escaped: a token cannot clear the screen or
+/// forge a line of the report.
+#[test]
+fn control_characters_in_claims_are_printed_escaped() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": ISS, "aud": "k8s", "sub": "u-1\u{1b}[2J", "exp": now + 600, "iat": now, "nbf": now,
+        "preferred_username": "alice\u{1b}[2J\rverdict: forged",
+    });
+    let t = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode([7u8; 64])
+    );
+    let (code, out, err) = explain(t.as_bytes(), &["--auth-config", &config()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+}

@@ -230,7 +230,11 @@ pub fn render(e: &Explained, k8s: K8sVersion) -> String {
         }
         Verdict::Undetermined(_) => {}
     }
-    out
+    // Values from the token and the configuration may hold control characters (a terminal
+    // escape in a claim): every line is printed with them escaped.
+    out.lines()
+        .map(|l| crate::input_file::printable(l).into_owned() + "\n")
+        .collect()
 }
 
 #[cfg(test)]
