@@ -116,10 +116,36 @@ pub fn redact_values(msg: &str) -> String {
         )
         .ok()
     });
-    match re {
+    let msg = match re {
         Some(re) => re.replace_all(msg, "$1").into_owned(),
         None => msg.to_string(),
+    };
+    // An unknown field is named only when its name looks like a key: a file that is not YAML
+    // at all (a password file) would otherwise be echoed as one long "field name".
+    static FIELD: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let field = FIELD.get_or_init(|| regex::Regex::new(r"unknown field `([^`]*)`").ok());
+    match field {
+        Some(f) => f
+            .replace_all(&msg, |c: &regex::Captures<'_>| {
+                let name = &c[1];
+                let plain = name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch));
+                if plain {
+                    format!("unknown field `{name}`")
+                } else {
+                    "unknown field (not shown: it is not a plain key)".to_string()
+                }
+            })
+            .into_owned(),
+        None => msg,
     }
+}
+
+/// A YAML decoder's error without the source lines it quotes and the values it names.
+pub fn yaml_error(e: &serde_saphyr::Error) -> String {
+    redact_values(&e.without_snippet().to_string())
 }
 
 /// `s` as it may be printed to a terminal: control characters (escape sequences, carriage
@@ -209,6 +235,10 @@ mod tests {
         assert_eq!(
             redact_values("unknown field `jwts`"),
             "unknown field `jwts`"
+        );
+        assert_eq!(
+            redact_values("unknown field `root:$6$SECRET:19000::`, expected one of name"),
+            "unknown field (not shown: it is not a plain key), expected one of name"
         );
     }
 

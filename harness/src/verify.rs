@@ -326,7 +326,7 @@ fn token_kubeconfig(cluster: &Path, token: &str, out: &Path) -> Result<()> {
         anyhow::anyhow!(
             "{} is not a kubeconfig: {}",
             cluster.display(),
-            crate::input_file::redact_values(&e.to_string())
+            crate::input_file::yaml_error(&e)
         )
     })?;
     let ctx_name = cfg["current-context"]

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 #[case::image_path_traversal("image-path-traversal", 10, 13, "not a plain path")]
 #[case::image_absolute_path("image-absolute-path", 10, 13, "not a plain path")]
 #[case::image_not_image("image-not-image", 10, 13, "is not png")]
+#[case::password_file("password-file", 1, 1, "not shown: it is not a plain key")]
 #[case::image_wrong_content("image-wrong-content", 10, 13, "does not hold what its name says")]
 #[case::image_too_large("image-too-large", 10, 13, "at most 131072 are read")]
 #[case::binding_name_uppercase("binding-name-uppercase", 25, 13, "not a Kubernetes name")]

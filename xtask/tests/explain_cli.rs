@@ -279,3 +279,24 @@ fn control_characters_in_claims_are_printed_escaped() {
     assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
     assert!(out.contains("\\u{1b}"), "{out}");
 }
+
+/// A file that is not what it should be is refused without quoting it: no line of it, no
+/// value from it, reaches the terminal.
+#[test]
+fn refusals_do_not_quote_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "SECRETVALUE-7f3a";
+    let manifest = dir.path().join("kube-apiserver.yaml");
+    std::fs::write(&manifest, format!("kind: Pod\nspec: {secret}\n")).unwrap();
+    let config = dir.path().join("auth.yaml");
+    std::fs::write(&config, format!("root:$6${secret}:19000:0:99999:7:::\n")).unwrap();
+    let good = token("k8s");
+    for auth in [
+        ["--manifest", manifest.to_str().unwrap()],
+        ["--auth-config", config.to_str().unwrap()],
+    ] {
+        let (code, out, err) = explain(good.as_bytes(), &auth);
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert!(!err.contains(secret) && !out.contains(secret), "{err}");
+    }
+}

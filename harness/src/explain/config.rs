@@ -188,7 +188,7 @@ pub fn from_config(
         ))
     };
     let value: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| undecodable(e.to_string()))?;
+        serde_saphyr::from_str(text).map_err(|e| undecodable(crate::input_file::yaml_error(&e)))?;
     let cfg: FileConfig = serde_json::from_value(value).map_err(|e| undecodable(e.to_string()))?;
     // Fields a minor's schema does not have yet are unknown fields to it.
     if minor.minor < 34

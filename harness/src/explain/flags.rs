@@ -179,7 +179,7 @@ pub(super) fn manifest_words(path: &Path) -> Result<Vec<String>, InputError> {
         InputError(format!(
             "{}: not a Pod manifest: {}",
             path.display(),
-            crate::input_file::redact_values(&e.to_string())
+            crate::input_file::yaml_error(&e)
         ))
     })?;
     let containers = pod.spec.map(|s| s.containers).unwrap_or_default();

@@ -244,7 +244,7 @@ pub async fn from_kubeconfig(
         InputError(format!(
             "{}: not a kubeconfig: {}",
             path.display(),
-            crate::input_file::redact_values(&e.to_string())
+            crate::input_file::yaml_error(&e)
         ))
     })?;
     let ctx_name = match context {
