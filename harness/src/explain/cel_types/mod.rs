@@ -683,7 +683,7 @@ impl Checker {
                 return self.resolve(e.id, &full, false, args);
             }
         }
-        if let Some(t) = self.two_var(e, call) {
+        if let Some(t) = self.two_var(call) {
             return t;
         }
         if name == "_?._" && call.args.len() == 2 {
@@ -713,7 +713,7 @@ impl Checker {
 
     /// The two-variable comprehensions (`all(k, v, …)`, `transformList(i, v, …)`, …), which
     /// the `cel` crate's parser leaves as plain calls: typed here as cel-go expands them.
-    fn two_var(&mut self, e: &IdedExpr, call: &cel::common::ast::CallExpr) -> Option<Ty> {
+    fn two_var(&mut self, call: &cel::common::ast::CallExpr) -> Option<Ty> {
         let name = call.func_name.as_str();
         let target = call.target.as_ref()?;
         let quantifier = matches!(name, "all" | "exists" | "existsOne" | "exists_one");
@@ -753,7 +753,6 @@ impl Checker {
             last = t;
         }
         self.scope.truncate(self.scope.len() - 2);
-        let _ = e;
         Some(match name {
             "transformList" => list(last),
             "transformMap" => map(t1, last),
