@@ -135,6 +135,27 @@ pub fn write_junit(results: &[CheckResult], path: &Path, suite_name: &str) -> Re
     Ok(())
 }
 
+/// Several runs' JUnit files (the shards of a CI matrix) as one report: every suite of every
+/// file, in the order given. Returns the number of suites and of test cases.
+pub fn merge_junit(inputs: &[std::path::PathBuf], out: &Path) -> Result<(usize, usize)> {
+    let mut merged = quick_junit::Report::new("kanidm-k8s-lab");
+    for p in inputs {
+        let text = crate::input_file::read_text(p, 64 << 20, "the JUnit file")?;
+        let report = quick_junit::Report::deserialize_from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a JUnit report: {e}", p.display()))?;
+        for suite in report.test_suites {
+            merged.add_test_suite(suite);
+        }
+    }
+    let suites = merged.test_suites.len();
+    let cases = merged.test_suites.iter().map(|s| s.test_cases.len()).sum();
+    let xml = merged
+        .to_string()
+        .map_err(|e| anyhow::anyhow!("junit: {e}"))?;
+    std::fs::write(out, xml)?;
+    Ok((suites, cases))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +197,33 @@ mod tests {
         // One cell: no headers, the table as before.
         let one = summary_table(&[result(a, true)]);
         assert!(!one.contains("──"), "{one}");
+    }
+
+    #[test]
+    fn shards_merge_into_one_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = |scenario: &str, passed: bool| CheckResult {
+            scenario: scenario.into(),
+            ..result("Kubernetes 1.36 (v1.36.2), kanidmd 1.10.4", passed)
+        };
+        let a = dir.path().join("a.xml");
+        let b = dir.path().join("b.xml");
+        write_junit(&[result("post1-structured", true)], &a, "e2e").unwrap();
+        write_junit(
+            &[
+                result("post2-as-written", false),
+                result("wrong-audience", true),
+            ],
+            &b,
+            "e2e",
+        )
+        .unwrap();
+        let out = dir.path().join("all.xml");
+        assert_eq!(merge_junit(&[a, b], &out).unwrap(), (3, 3));
+        let merged = std::fs::read_to_string(&out).unwrap();
+        let report = quick_junit::Report::deserialize_from_str(&merged).unwrap();
+        assert_eq!(report.failures, 1, "{merged}");
+        assert!(merged.contains("post2-as-written"));
+        assert!(merge_junit(&[dir.path().join("missing.xml")], &out).is_err());
     }
 }

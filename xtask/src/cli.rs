@@ -74,6 +74,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: LabCmd,
     },
+    /// Merge JUnit reports (the shards of a CI matrix) into one.
+    JunitMerge {
+        /// The reports to merge, in order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Remove leftovers of interrupted runs: labelled Kanidm containers, kind clusters named
     /// kanidm-lab-*, and lab directories whose process is gone.
     Clean,
@@ -331,6 +340,11 @@ pub(crate) enum ScenariosCmd {
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct E2eArgs {
+    /// Run only this shard of the selected scenarios, `k/n` (CI fans a matrix out over n
+    /// runners): a scenario's shard is a hash of its name, stable as scenarios come and go;
+    /// all its matrix cells run there. Merge the shards' junit.xml with `junit-merge`.
+    #[arg(long, value_name = "K/N")]
+    pub(crate) shard: Option<harness::run::shard::Shard>,
     /// Cluster backend; default: local if its binaries are found, else kind.
     #[arg(long, value_enum)]
     pub(crate) backend: Option<Backend>,

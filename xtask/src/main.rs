@@ -271,6 +271,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Clean => clean().await,
+        Command::JunitMerge { inputs, output } => {
+            let (suites, cases) = harness::report::merge_junit(&inputs, &output)?;
+            println!(
+                "{}: {suites} suites, {cases} test cases from {} reports",
+                output.display(),
+                inputs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Lab { action } => lab(action, true).await,
         Command::Kanidm { action } => lab(action, false).await,
         Command::ExecCredential { lab, person } => {
@@ -383,7 +392,24 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
-    let scenarios = select_scenarios(&args.scenario, &args.k8s)?;
+    let mut scenarios = select_scenarios(&args.scenario, &args.k8s)?;
+    if let Some(shard) = args.shard {
+        let all = scenarios.len();
+        scenarios.retain(|s| shard.holds(&s.name));
+        eprintln!(
+            "shard {shard}: {} of the {all} selected scenarios ({})",
+            scenarios.len(),
+            scenarios
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if scenarios.is_empty() {
+            println!("shard {shard} holds none of the selected scenarios: nothing to run");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let places = harness::tools::Places::from_env();
     let backend = match args.backend {
         Some(b) => b,

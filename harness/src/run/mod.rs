@@ -7,6 +7,7 @@ mod checks;
 pub mod kanidm_lab;
 pub mod lab;
 pub mod scenario;
+pub mod shard;
 mod steps;
 
 pub use lab::{Lab, LabDir};
