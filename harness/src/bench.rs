@@ -89,3 +89,41 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     server.stop().await;
     Ok(out)
 }
+
+/// What a run cost, for `cargo xtask bench`: wall time, CPU time and peak resident memory of
+/// the harness and, together, of the processes it started and reaped (etcd, kube-apiserver,
+/// kube-controller-manager, kanidmd, chromedriver and its Chromium, kubectl), and the
+/// concurrency it ran with.
+pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
+    let usage = |who: libc::c_int| {
+        // SAFETY: getrusage writes only into the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::getrusage(who, &mut u) } == 0;
+        ok.then_some(u)
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let mut out = format!(
+        "  wall time                           {:>7.1} s\n  concurrency                         {concurrency:>7} (scenarios and cells one at a time)\n",
+        wall.as_secs_f64()
+    );
+    for (name, who) in [
+        ("harness", libc::RUSAGE_SELF),
+        ("components (all children)", libc::RUSAGE_CHILDREN),
+    ] {
+        if let Some(u) = usage(who) {
+            out.push_str(&format!(
+                "  {name:<26} CPU {:>7.1} s (user {:.1} s, system {:.1} s), peak RSS {:>7.1} MB{}\n",
+                secs(u.ru_utime) + secs(u.ru_stime),
+                secs(u.ru_utime),
+                secs(u.ru_stime),
+                u.ru_maxrss as f64 / 1024.0,
+                if who == libc::RUSAGE_CHILDREN {
+                    " (the largest one)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    out
+}

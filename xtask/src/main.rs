@@ -392,6 +392,7 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let mut scenarios = select_scenarios(&args.scenario, &args.k8s)?;
     if let Some(shard) = args.shard {
         let all = scenarios.len();
@@ -467,12 +468,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     println!("\n{}", harness::report::summary_table(&report.results));
     if bench {
         println!("timings (benchmark)\n{}", report.timings.render());
-        if let Some(hwm) = peak_rss_kib() {
-            println!(
-                "  harness process peak RSS            {:>7.1} MB",
-                hwm as f64 / 1024.0
-            );
-        }
+        print!("{}", harness::bench::resources(started.elapsed(), 1));
     }
     if !report.versions.is_empty() {
         let v: Vec<String> = report
@@ -602,13 +598,6 @@ async fn stop_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = hup.recv() => "SIGHUP",
     }
-}
-
-/// This process's peak resident set size (VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn clean() -> Result<ExitCode> {
