@@ -26,6 +26,11 @@ fn token(aud: &str) -> String {
         "iss": ISS, "aud": aud, "sub": "u-1", "exp": now + 600, "iat": now, "nbf": now,
         "preferred_username": "alice@idm.example.com", "groups": ["k8s_users@idm.example.com"],
     });
+    jwt(&claims)
+}
+
+/// An ES256-shaped compact JWT of `claims` (the signature is not checked offline).
+fn jwt(claims: &serde_json::Value) -> String {
     format!(
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
@@ -237,12 +242,7 @@ fn extreme_numeric_claims_get_an_answer() {
                 "preferred_username": "alice@idm.example.com",
             });
             claims[claim] = v.clone();
-            let t = format!(
-                "{}.{}.{}",
-                URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
-                URL_SAFE_NO_PAD.encode(claims.to_string()),
-                URL_SAFE_NO_PAD.encode([7u8; 64])
-            );
+            let t = jwt(&claims);
             let (code, out, err) = explain(t.as_bytes(), &["--auth-config", &config()]);
             assert!(
                 matches!(code, Some(0 | 1)),
@@ -268,12 +268,7 @@ fn control_characters_in_claims_are_printed_escaped() {
         "iss": ISS, "aud": "k8s", "sub": "u-1\u{1b}[2J", "exp": now + 600, "iat": now, "nbf": now,
         "preferred_username": "alice\u{1b}[2J\rverdict: forged",
     });
-    let t = format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode([7u8; 64])
-    );
+    let t = jwt(&claims);
     let (code, out, err) = explain(t.as_bytes(), &["--auth-config", &config()]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");

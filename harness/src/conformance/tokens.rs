@@ -117,12 +117,13 @@ pub fn cases(issuer_a: &str, issuer_b: &str, now: i64) -> Vec<TokenCase> {
         add("base".into(), &header, base.to_string(), Signer::Issuer);
         let with = |k: &str, v: Value| {
             let mut c = base.clone();
-            if v.is_null() && k.starts_with('-') {
-                if let Some(o) = c.as_object_mut() {
-                    o.remove(&k[1..]);
-                }
-            } else {
-                c[k] = v;
+            c[k] = v;
+            c.to_string()
+        };
+        let without = |k: &str| {
+            let mut c = base.clone();
+            if let Some(o) = c.as_object_mut() {
+                o.remove(k);
             }
             c.to_string()
         };
@@ -162,7 +163,7 @@ pub fn cases(issuer_a: &str, issuer_b: &str, now: i64) -> Vec<TokenCase> {
             add(
                 format!("{claim}-missing"),
                 &header,
-                with(&format!("-{claim}"), Value::Null),
+                without(claim),
                 Signer::Issuer,
             );
         }
@@ -186,7 +187,7 @@ pub fn cases(issuer_a: &str, issuer_b: &str, now: i64) -> Vec<TokenCase> {
         add(
             "aud-missing".into(),
             &header,
-            with("-aud", Value::Null),
+            without("aud"),
             Signer::Issuer,
         );
         // Issuer forms.
@@ -202,7 +203,7 @@ pub fn cases(issuer_a: &str, issuer_b: &str, now: i64) -> Vec<TokenCase> {
         add(
             "iss-missing".into(),
             &header,
-            with("-iss", Value::Null),
+            without("iss"),
             Signer::Issuer,
         );
         // Headers: algorithm and key id.
@@ -331,7 +332,7 @@ pub fn cases(issuer_a: &str, issuer_b: &str, now: i64) -> Vec<TokenCase> {
             add(
                 format!("{claim}-missing"),
                 &header,
-                with(&format!("-{claim}"), Value::Null),
+                without(claim),
                 Signer::Issuer,
             );
         }
