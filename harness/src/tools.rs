@@ -66,7 +66,14 @@ pub const KIND: Tool = Tool {
     how_to_get: "`cargo xtask setup --kind` downloads kind; it also needs a Docker engine",
 };
 
-pub const ALL: [Tool; 8] = [
+pub const KUBELOGIN: Tool = Tool {
+    name: "kubectl-oidc_login",
+    env: "KUBELOGIN_BIN",
+    in_assets_dir: false,
+    how_to_get: "`cargo xtask setup --kubelogin` downloads int128/kubelogin (checksum-verified); or `kubectl krew install oidc-login`; or set KUBELOGIN_BIN. Only scenarios with `login.via: kubelogin` need it",
+};
+
+pub const ALL: [Tool; 9] = [
     KANIDMD,
     KUBE_APISERVER,
     KUBE_CONTROLLER_MANAGER,
@@ -75,6 +82,7 @@ pub const ALL: [Tool; 8] = [
     CHROMEDRIVER,
     CHROMIUM,
     KIND,
+    KUBELOGIN,
 ];
 
 /// Where a tool was found, and how.

@@ -174,7 +174,7 @@ impl Kubectl<'_> {
     async fn run(&self, args: &[String]) -> Result<KubectlRun> {
         let mut all = self.user_flag.to_vec();
         all.extend_from_slice(args);
-        kubectl::run(self.bin, self.kubeconfig, &all).await
+        kubectl::run(self.bin, &kubectl::Kubeconfig::file(self.kubeconfig), &all).await
     }
 }
 

@@ -5,7 +5,7 @@ use super::cause::{Cause, auth_error_of, classify, init_failure_of};
 use super::kubectl::{self, KubectlRun, Verdict};
 use crate::cluster::ClusterBackend;
 use anyhow::Result;
-use std::path::Path;
+
 use std::time::Duration;
 
 /// The latest discovery failure in the current API server log.
@@ -35,7 +35,10 @@ pub fn find_auth_line(lines: &[String]) -> Option<String> {
 struct NotReady(u64);
 
 /// Gives up quietly after 45 s: the check that follows reports the cause.
-pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<()> {
+pub async fn wait_oidc_ready(
+    cluster: &impl ClusterBackend,
+    kubeconfig_path: &kubectl::Kubeconfig,
+) -> Result<()> {
     let settled = crate::wait::until(
         Duration::from_secs(45),
         Duration::from_millis(250),
@@ -53,7 +56,10 @@ pub async fn wait_oidc_ready(cluster: &impl ClusterBackend, kubeconfig_path: &Pa
 
 /// Has the API server's answer to a real token stopped being "authenticator not initialized"
 /// (accepted, or rejected for a reason that will not heal)?
-async fn oidc_settled(cluster: &impl ClusterBackend, kubeconfig_path: &Path) -> Result<Option<()>> {
+async fn oidc_settled(
+    cluster: &impl ClusterBackend,
+    kubeconfig_path: &kubectl::Kubeconfig,
+) -> Result<Option<()>> {
     let mark = cluster.log_mark().await;
     let run = kubectl::whoami(cluster.kubectl(), kubeconfig_path).await?;
     if run.verdict != Verdict::Unauthorized {
@@ -87,7 +93,7 @@ pub struct Observed401 {
 /// `kubectl auth whoami` with the token, then the API server's reason if it said 401.
 pub async fn observe_401(
     cluster: &impl ClusterBackend,
-    kubeconfig_path: &Path,
+    kubeconfig_path: &kubectl::Kubeconfig,
 ) -> Result<Observed401> {
     let mark = cluster.log_mark().await;
     let run = kubectl::whoami(cluster.kubectl(), kubeconfig_path).await?;

@@ -6,7 +6,7 @@
 use super::kubectl::{KubectlRun, Verdict};
 use crate::login::flow::LoginOutcomeActual;
 use crate::scenario::cause::Cause;
-use crate::scenario::model::{LoginOutcome, WhoamiExpect};
+use crate::scenario::model::{LoginOutcome, RefreshExpect, WhoamiExpect};
 use crate::scenario::placeholder::{self, Values};
 
 /// The verdict on one check.
@@ -45,6 +45,71 @@ pub fn login(want: LoginOutcome, got: &LoginOutcomeActual) -> Judgement {
         }
         (LoginOutcomeActual::LoginFailed(_), LoginOutcome::Refused) => Judgement::pass(got.label()),
         (got, want) => Judgement::fail(got.label(), format!("expected login {want:?}")),
+    }
+}
+
+/// How a kubelogin refresh went, from its runs' outcomes: `silent` wants every run to give a
+/// token without the browser; `browser` wants the refresh refused and kubelogin back at
+/// Kanidm's pages (whatever they then decide: a token, or Login Failed).
+pub fn refresh(want: RefreshExpect, outs: &[LoginOutcomeActual]) -> Judgement {
+    let n = outs.len();
+    let used_browser = |o: &LoginOutcomeActual| match o {
+        LoginOutcomeActual::Token(t) => t.kubelogin.as_ref().map(|k| k.browser),
+        LoginOutcomeActual::AccessDenied | LoginOutcomeActual::LoginFailed(_) => Some(true),
+        LoginOutcomeActual::Error(_) => None,
+    };
+    if let Some(e) = outs.iter().find(|o| used_browser(o).is_none()) {
+        return Judgement::fail(
+            e.label(),
+            format!("expected a {want:?} refresh; kubelogin did not give a token"),
+        );
+    }
+    let browsers = outs
+        .iter()
+        .filter(|o| used_browser(o) == Some(true))
+        .count();
+    let tokens = outs
+        .iter()
+        .filter(|o| matches!(o, LoginOutcomeActual::Token(_)))
+        .count();
+    let at_once = if n > 1 {
+        format!(" ({n} at once on one cache)")
+    } else {
+        String::new()
+    };
+    let jtis: std::collections::BTreeSet<&str> = outs
+        .iter()
+        .filter_map(|o| match o {
+            LoginOutcomeActual::Token(t) => t.claims["jti"].as_str(),
+            _ => None,
+        })
+        .collect();
+    match want {
+        RefreshExpect::Silent if browsers == 0 && tokens == n => Judgement::pass(format!(
+            "silent: {n} new id_token{} without the browser{at_once}, {} distinct session id{}",
+            if n == 1 { "" } else { "s" },
+            jtis.len(),
+            if jtis.len() == 1 { "" } else { "s" }
+        )),
+        RefreshExpect::Silent => Judgement::fail(
+            format!(
+                "{browsers} of {n} refresh{} needed the browser{at_once}",
+                if n == 1 { "" } else { "es" }
+            ),
+            "expected kubelogin to refresh with Kanidm's refresh token, without the browser".into(),
+        ),
+        RefreshExpect::Browser if browsers == n => Judgement::pass(format!(
+            "refused: kubelogin fell back to the browser ({})",
+            outs.first().map(|o| o.label()).unwrap_or_default()
+        )),
+        RefreshExpect::Browser => Judgement::fail(
+            format!(
+                "silent: {tokens} new id_token{} without the browser",
+                if tokens == 1 { "" } else { "s" }
+            ),
+            "expected Kanidm to refuse the refresh token, sending kubelogin back to the browser"
+                .into(),
+        ),
     }
 }
 

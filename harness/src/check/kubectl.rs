@@ -75,14 +75,34 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
     )
 }
 
+/// A kubeconfig file, and the PATH its exec plugin resolves against (kubelogin's exec block
+/// names `kubectl`, which finds `kubectl-oidc_login` on PATH); None: the harness's own.
+#[derive(Debug, Clone)]
+pub struct Kubeconfig {
+    pub path: std::path::PathBuf,
+    pub exec_path: Option<String>,
+}
+
+impl Kubeconfig {
+    pub fn file(path: impl Into<std::path::PathBuf>) -> Kubeconfig {
+        Kubeconfig {
+            path: path.into(),
+            exec_path: None,
+        }
+    }
+}
+
 /// A whole kubectl run (exec plugin included) never takes longer than this.
 const KUBECTL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub async fn run(kubectl: &Path, kubeconfig: &Path, args: &[String]) -> Result<KubectlRun> {
+pub async fn run(kubectl: &Path, kubeconfig: &Kubeconfig, args: &[String]) -> Result<KubectlRun> {
     let mut cmd = tokio::process::Command::new(kubectl);
     crate::process::die_with_parent(cmd.as_std_mut());
+    if let Some(p) = &kubeconfig.exec_path {
+        cmd.env("PATH", p);
+    }
     let child = cmd
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--kubeconfig={}", kubeconfig.path.display()))
         .args(["--request-timeout=10s"])
         .args(args)
         .kill_on_drop(true)
@@ -108,7 +128,7 @@ pub async fn run(kubectl: &Path, kubeconfig: &Path, args: &[String]) -> Result<K
 }
 
 /// `kubectl auth whoami -o json`: who the API server thinks the token is.
-pub async fn whoami(kubectl: &Path, kubeconfig: &Path) -> Result<KubectlRun> {
+pub async fn whoami(kubectl: &Path, kubeconfig: &Kubeconfig) -> Result<KubectlRun> {
     run(
         kubectl,
         kubeconfig,

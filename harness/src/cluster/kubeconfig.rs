@@ -16,6 +16,13 @@ pub enum UserAuth<'a> {
         command: &'a str,
         args: Vec<String>,
     },
+    /// An exec block exactly as given (kubelogin's, from a scenario or `oidc-login setup`).
+    ExecBlock {
+        api_version: &'a str,
+        command: &'a str,
+        args: &'a [String],
+        interactive_mode: Option<&'a str>,
+    },
 }
 
 /// Write a one-context kubeconfig (mode 0600: it may hold a token).
@@ -34,6 +41,18 @@ pub fn write(
             "apiVersion": "client.authentication.k8s.io/v1",
             "command": command, "args": args, "interactiveMode": "Never",
             "provideClusterInfo": false }}),
+        UserAuth::ExecBlock {
+            api_version,
+            command,
+            args,
+            interactive_mode,
+        } => {
+            let mut exec = json!({ "apiVersion": api_version, "command": command, "args": args });
+            if let Some(m) = interactive_mode {
+                exec["interactiveMode"] = json!(m);
+            }
+            json!({ "exec": exec })
+        }
     };
     let doc = json!({
         "apiVersion": "v1", "kind": "Config",

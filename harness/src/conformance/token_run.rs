@@ -114,13 +114,21 @@ async fn judge_all(
     };
     // The authenticators initialise (discovery) before any verdict counts.
     write(&sign(&cases[0], key, stranger)?)?;
-    wait_oidc_ready(cp, &kubeconfig_path).await?;
+    wait_oidc_ready(
+        cp,
+        &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path),
+    )
+    .await?;
     let total = cases.len();
     let mut out = Vec::new();
     for (i, case) in cases.into_iter().enumerate() {
         let token = sign(&case, key, stranger)?;
         write(&token)?;
-        let seen = observe_401(cp, &kubeconfig_path).await?;
+        let seen = observe_401(
+            cp,
+            &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path),
+        )
+        .await?;
         let apiserver = match seen.run.verdict {
             Seen::Unauthorized => format!(
                 "Unauthorized (401): {}",

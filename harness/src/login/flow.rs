@@ -29,7 +29,10 @@ pub enum LoginOutcomeActual {
 impl LoginOutcomeActual {
     pub fn label(&self) -> String {
         match self {
-            Self::Token(t) => format!("token ({})", t.alg),
+            Self::Token(t) => match &t.kubelogin {
+                Some(k) => format!("token ({}) from kubelogin: {}", t.alg, k.note),
+                None => format!("token ({})", t.alg),
+            },
             Self::AccessDenied => "access denied".into(),
             Self::LoginFailed(r) => format!("login failed: {r}"),
             Self::Error(e) => format!("error page: {e}"),
@@ -181,6 +184,44 @@ async fn login_in_unbounded(
         }
     };
     Ok(outcome)
+}
+
+/// Walk Kanidm's pages from `url` (opened by someone else's login, such as kubelogin's)
+/// until the browser reaches `redirect_prefix` (Ok(None)) or a terminal Kanidm page
+/// (Ok(Some)); within the login deadline, with screenshots and HTML saved unless it ended at
+/// the redirect or on "Access Denied".
+pub async fn drive_to_redirect(
+    client: &Client,
+    url: &url::Url,
+    redirect_prefix: &str,
+    person: &Person<'_>,
+    artifacts: &Path,
+) -> Result<Option<LoginOutcomeActual>> {
+    let mut trail = Vec::new();
+    let out = tokio::time::timeout(
+        LOGIN_DEADLINE,
+        drive(client, url, redirect_prefix, person, &mut trail),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow!(
+            "the login of {} did not finish within {} s",
+            person.name,
+            LOGIN_DEADLINE.as_secs()
+        ))
+    });
+    let dir = artifacts.join(format!("login-{}", person.name));
+    match &out {
+        Ok(None) | Ok(Some(LoginOutcomeActual::AccessDenied)) => {}
+        _ => browser::save_artifacts(client, &dir, &trail).await,
+    }
+    out.map_err(|e| {
+        e.context(format!(
+            "logging {} in through the Kanidm UI; screenshot and page HTML are in {}",
+            person.name,
+            dir.display()
+        ))
+    })
 }
 
 /// Walk the pages until the redirect (Ok(None)) or a terminal Kanidm page (Ok(Some)).

@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod flow;
+pub mod kubelogin;
 pub mod oidc;
 pub mod signins;
 pub mod webauthn;

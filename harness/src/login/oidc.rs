@@ -240,6 +240,8 @@ pub struct VerifiedToken {
     pub alg: String,
     pub claims: serde_json::Value,
     pub expires_at: u64,
+    /// Set when kubelogin obtained the token: its exec block and cache.
+    pub kubelogin: Option<std::sync::Arc<super::kubelogin::KubeloginCred>>,
 }
 
 impl std::fmt::Debug for VerifiedToken {
@@ -296,6 +298,27 @@ pub async fn exchange_and_verify(
     verify(&id_token, &jwks, &d.issuer, client_id, Some(&req.nonce))
 }
 
+/// A token someone else obtained (kubelogin), verified against the issuer's discovery and
+/// JWKS like our own.
+pub async fn verify_from_issuer(
+    http: &reqwest::Client,
+    issuer: &str,
+    client_id: &str,
+    id_token: &str,
+) -> Result<VerifiedToken> {
+    let d = discover(http, issuer).await?;
+    let jwks: JwkSet = http
+        .get(&d.jwks_uri)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .context("fetching the JWKS")?
+        .json()
+        .await
+        .context("parsing the JWKS")?;
+    verify(id_token, &jwks, &d.issuer, client_id, None)
+}
+
 /// Verify signature (ES256 or RS256), issuer, audience, expiry and nonce.
 pub fn verify(
     id_token: &str,
@@ -334,6 +357,7 @@ pub fn verify(
         alg: format!("{:?}", header.alg),
         claims: data.claims,
         expires_at,
+        kubelogin: None,
     })
 }
 

@@ -127,6 +127,25 @@ impl SignIns {
         Ok((out, kind))
     }
 
+    /// The browser `person` logs in with (the shared one, holding their Kanidm session),
+    /// for a login someone else starts (kubelogin's). Passkey people are not supported here.
+    pub async fn browser_for(
+        &mut self,
+        browser: &Browser,
+        spki_pin: &str,
+        person: &str,
+    ) -> Result<(Client, Kind)> {
+        if self.shared.is_none() {
+            self.shared = Some(browser.session("lab", spki_pin).await?);
+        }
+        let kind = self.switch_to(person).await?;
+        let c = self
+            .shared
+            .as_ref()
+            .ok_or_else(|| anyhow!("no shared browser"))?;
+        Ok((c.clone(), kind))
+    }
+
     /// Put `name`'s cookies into the shared browser (saving the current person's).
     async fn switch_to(&mut self, name: &str) -> Result<Kind> {
         if self.current.as_deref() == Some(name) {

@@ -5,7 +5,7 @@ use super::kanidm_lab::KanidmLab;
 use crate::check::CheckResult;
 use crate::check::expect::{Observed401, observe_401, wait_oidc_ready};
 use crate::check::judge::{self, Judgement};
-use crate::check::kubectl;
+use crate::check::kubectl::{self, Kubeconfig};
 use crate::cluster::AuthSetup;
 use crate::cluster::{ClusterBackend, kubeconfig};
 use crate::explain;
@@ -14,7 +14,7 @@ use crate::login::signins::Kind;
 use crate::render::K8sVersion;
 use crate::render::LabFacts;
 use crate::scenario::LoadedScenario;
-use crate::scenario::model::{CredentialKind, Expectation};
+use crate::scenario::model::{CredentialKind, Expectation, LoginVia};
 use crate::timings::Timings;
 use anyhow::{Result, anyhow};
 use std::path::{Path, PathBuf};
@@ -160,14 +160,7 @@ pub(super) async fn check_expectation(
     if !passed {
         return Ok(());
     }
-    let kubeconfig_path = dirs.secret.join(format!("{}.kubeconfig", rec.person));
-    kubeconfig::write(
-        &kubeconfig_path,
-        cluster.server_url(),
-        &cluster.server_ca_file(),
-        &rec.person,
-        kubeconfig::UserAuth::Token(&token.id_token),
-    )?;
+    let kubeconfig_path = person_kubeconfig(cluster, token, dirs, &rec.person)?;
     if !*oidc_ready {
         let t = Instant::now();
         wait_oidc_ready(cluster, &kubeconfig_path).await?;
@@ -213,6 +206,38 @@ pub(super) async fn check_expectation(
     Ok(())
 }
 
+/// The person's kubeconfig for this token: the token itself, or kubelogin's exec block
+/// (every kubectl then runs kubelogin, which answers from this token's cache).
+fn person_kubeconfig(
+    cluster: &impl ClusterBackend,
+    token: &crate::login::oidc::VerifiedToken,
+    dirs: &Dirs,
+    person: &str,
+) -> Result<Kubeconfig> {
+    let path = dirs.secret.join(format!("{person}.kubeconfig"));
+    let (user, auth, exec_path) = match &token.kubelogin {
+        Some(k) => (
+            k.user.as_str(),
+            kubeconfig::UserAuth::ExecBlock {
+                api_version: &k.api_version,
+                command: &k.command,
+                args: &k.args,
+                interactive_mode: k.interactive_mode.as_deref(),
+            },
+            Some(k.exec_path.clone()),
+        ),
+        None => (person, kubeconfig::UserAuth::Token(&token.id_token), None),
+    };
+    kubeconfig::write(
+        &path,
+        cluster.server_url(),
+        &cluster.server_ca_file(),
+        user,
+        auth,
+    )?;
+    Ok(Kubeconfig { path, exec_path })
+}
+
 /// `explain` on the token the API server just answered, judged against that answer.
 async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut Recorder) {
     let req = explain::Request {
@@ -237,10 +262,11 @@ async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut
 pub(super) async fn login_all(
     s: &LoadedScenario,
     k: &mut KanidmLab,
-    lab: &super::lab::Lab,
+    site: &super::kanidm_lab::KanidmSite<'_>,
     art_dir: &Path,
     people: &[String],
 ) -> Result<Vec<(String, Duration)>> {
+    let lab = site.lab;
     let login = &s.scenario.login;
     let issuer = k.server.endpoint().issuer(&login.client.value);
     let origin = k.server.endpoint().origin.clone();
@@ -277,6 +303,20 @@ pub(super) async fn login_all(
     // time); post 2 also pins the redirect listener to one port.
     let mut times = Vec::new();
     for p in &todo {
+        if s.scenario.login.via == LoginVia::Kubelogin {
+            let t = Instant::now();
+            let (out, kind) = super::kubelogin_login::login(s, k, site, art_dir, p).await?;
+            k.tokens
+                .entry(k.fingerprint.clone())
+                .or_default()
+                .insert(p.clone(), out);
+            let label = match kind {
+                Kind::First => format!("{p} (kubelogin)"),
+                Kind::SingleSignOn => format!("{p} (kubelogin, sso)"),
+            };
+            times.push((label, t.elapsed()));
+            continue;
+        }
         let secrets = k
             .provisioned
             .secrets

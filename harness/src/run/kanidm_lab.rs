@@ -336,6 +336,8 @@ pub struct KanidmSite<'a> {
     pub source: KanidmSource,
     /// Never change Kanidm in place (`--fresh-kanidm`).
     pub fresh_kanidm: bool,
+    /// The lab's kubelogin, when a scenario logs in through it.
+    pub kubelogin: Option<crate::login::kubelogin::Kubelogin>,
 }
 
 async fn start_lab(

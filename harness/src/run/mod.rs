@@ -5,6 +5,7 @@
 
 mod checks;
 pub mod kanidm_lab;
+mod kubelogin_login;
 pub mod lab;
 pub mod scenario;
 pub mod shard;
@@ -59,6 +60,20 @@ pub async fn run_scenarios(
     progress: &Progress,
 ) -> Result<RunReport> {
     let placement = cluster.kanidm_placement();
+    let kubelogin = match opts.scenarios.iter().any(uses_kubelogin) {
+        true => Some(
+            crate::login::kubelogin::Kubelogin::prepare(
+                &lab.dir,
+                &crate::tools::KUBELOGIN.require()?,
+                cluster.kubectl(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    if let Some(k) = &kubelogin {
+        progress.step(&format!("kubelogin {} ({})", k.version, k.bin.display()));
+    }
     let mut ctx = RunCtx {
         cluster,
         site: KanidmSite {
@@ -66,6 +81,7 @@ pub async fn run_scenarios(
             placement,
             source: opts.kanidm.clone(),
             fresh_kanidm: opts.fresh_kanidm,
+            kubelogin,
         },
         k8s: opts.k8s,
         artifacts: &opts.artifacts,
@@ -180,6 +196,11 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         false => opts.kanidm.clone(),
     };
     // Everything the matrix needs, before anything starts.
+    if opts.scenarios.iter().any(uses_kubelogin) {
+        let bin = crate::tools::KUBELOGIN.require()?;
+        let v = crate::login::kubelogin::version_of(&bin).await?;
+        all.versions.insert("kubelogin".into(), v);
+    }
     for k in &sources {
         kanidm_lab::check_source(on_host, k).await?;
     }
@@ -276,6 +297,11 @@ async fn local_binaries(
             crate::tools::control_plane_for(&opts.places, v.minor).await
         }
     }
+}
+
+/// Whether a scenario logs in through real kubelogin.
+fn uses_kubelogin(s: &LoadedScenario) -> bool {
+    s.scenario.login.via == crate::scenario::model::LoginVia::Kubelogin
 }
 
 /// One cell: a lab, a cluster on the chosen backend, every scenario.

@@ -143,7 +143,7 @@ async fn configure_and_log_in<C: ClusterBackend>(
         .is_some_and(|done| people.iter().any(|p| done.contains_key(p)));
     let (configured, logins) = tokio::join!(
         cluster.configure_auth(auth),
-        login_all(s, k, site.lab, &dirs.artifacts, &people)
+        login_all(s, k, site, &dirs.artifacts, &people)
     );
     configured.context("configuring the API server")?;
     let login_times = logins?;

@@ -60,6 +60,19 @@ impl Kept {
         Ok(self.held[at].1.get(then).cloned())
     }
 
+    /// The kubelogin cache behind `person`'s latest kubelogin token (a refresh starts there).
+    fn latest_kubelogin(
+        &self,
+        person: &str,
+    ) -> Option<std::sync::Arc<crate::login::kubelogin::KubeloginCred>> {
+        self.held.iter().rev().find_map(|(point, _)| {
+            match self.token(point, person).ok().flatten() {
+                Some(LoginOutcomeActual::Token(t)) => t.kubelogin.clone(),
+                _ => None,
+            }
+        })
+    }
+
     /// `<point>:<person>` → the `jti` of every kept token (for `${jti:…}`).
     fn jtis(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -125,7 +138,13 @@ pub(super) async fn run_steps<C: ClusterBackend>(
                 ));
             }
         }
-        let fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
+        let mut fresh = fresh_logins(&at, p, k, ctx.site, ctx.dirs, ctx.timings).await?;
+        let refreshed = refreshes(&at, p, k, ctx.site, ctx.dirs, &kept, ctx.timings).await?;
+        for (person, outs) in &refreshed {
+            if let Some(first) = outs.first() {
+                fresh.insert(person.clone(), first.clone());
+            }
+        }
         keys_changed |= has_key_events(p);
         if needs_cache_wait(p, keys_changed, &*ctx.cluster) {
             wait_token_cache(
@@ -136,7 +155,7 @@ pub(super) async fn run_steps<C: ClusterBackend>(
             )
             .await;
         }
-        results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &kept).await?);
+        results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &kept, &refreshed).await?);
         k.last_token_use = Some(Instant::now());
         kept.held.push((name.clone(), fresh));
         ctx.timings.add(&format!("step {name}"), t.elapsed());
@@ -152,6 +171,7 @@ async fn check_step<C: ClusterBackend>(
     k: &KanidmLab,
     fresh: &Held,
     kept: &Kept,
+    refreshed: &BTreeMap<String, Vec<LoginOutcomeActual>>,
 ) -> Result<Vec<CheckResult>> {
     let name = &p.step.name.value;
     let facts = k.facts(
@@ -170,10 +190,16 @@ async fn check_step<C: ClusterBackend>(
             Some(from) => (kept.token(&from.value, person)?, from.value.as_str()),
             None => (fresh.get(person).cloned(), name.as_str()),
         };
-        rec.prefix = match &e.token_from {
-            Some(from) => format!("{name} [token from {}]: ", from.value),
-            None => format!("{name} [fresh login]: "),
+        rec.prefix = match (&e.token_from, &e.refresh) {
+            (Some(from), _) => format!("{name} [token from {}]: ", from.value),
+            (None, Some(_)) => format!("{name} [kubelogin refresh]: "),
+            (None, None) => format!("{name} [fresh login]: "),
         };
+        if let Some(want) = &e.refresh {
+            let outs = refreshed.get(person).map(Vec::as_slice).unwrap_or(&[]);
+            let j = judge::refresh(want.value, outs);
+            rec.push("refresh".into(), j, None);
+        }
         let Some(outcome) = outcome else {
             rec.push("token".into(), judge::no_kept_token(person, point), None);
             results.append(&mut rec.results);
@@ -235,7 +261,7 @@ async fn fresh_logins(
         .step
         .expect
         .iter()
-        .filter(|e| e.token_from.is_none())
+        .filter(|e| e.token_from.is_none() && e.refresh.is_none())
         .map(|e| e.person.value.clone())
         .collect();
     people.sort();
@@ -245,10 +271,45 @@ async fn fresh_logins(
     }
     // Nothing from an earlier state counts as fresh.
     k.tokens.remove(&k.fingerprint);
-    for (who, d) in login_all(at, k, site.lab, &dirs.artifacts, &people).await? {
+    for (who, d) in login_all(at, k, site, &dirs.artifacts, &people).await? {
         timings.add(&format!("login {who}"), d);
     }
     Ok(k.current_tokens().cloned().unwrap_or_default())
+}
+
+/// Everyone the step refreshes through kubelogin (`refresh:`), from the cache of their
+/// latest kubelogin token; several runs at once with `concurrent:`.
+async fn refreshes(
+    at: &LoadedScenario,
+    p: &StepPlan<'_>,
+    k: &mut KanidmLab,
+    site: &KanidmSite<'_>,
+    dirs: &Dirs,
+    kept: &Kept,
+    timings: &mut Timings,
+) -> Result<BTreeMap<String, Vec<LoginOutcomeActual>>> {
+    let mut out = BTreeMap::new();
+    for e in p.step.expect.iter().filter(|e| e.refresh.is_some()) {
+        let person = &e.person.value;
+        if out.contains_key(person) {
+            continue;
+        }
+        let t = Instant::now();
+        let outs = match kept.latest_kubelogin(person) {
+            Some(from) => {
+                let n = e.concurrent.as_ref().map(|c| c.value).unwrap_or(1);
+                super::kubelogin_login::refresh(at, k, site, &dirs.artifacts, person, &from, n)
+                    .await
+                    .with_context(|| format!("step `{}`: refreshing {person}", p.step.name.value))?
+            }
+            None => vec![LoginOutcomeActual::Error(format!(
+                "{person} has no kubelogin token from an earlier point to refresh"
+            ))],
+        };
+        timings.add(&format!("refresh {person} (kubelogin)"), t.elapsed());
+        out.insert(person.clone(), outs);
+    }
+    Ok(out)
 }
 
 fn has_key_events(p: &StepPlan<'_>) -> bool {

@@ -3,6 +3,7 @@
 pub mod action;
 pub mod cause;
 pub mod error;
+pub mod kubelogin;
 pub mod load;
 pub mod model;
 pub mod placeholder;

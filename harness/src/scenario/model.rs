@@ -424,14 +424,67 @@ pub struct Binding {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoginSettings {
     pub client: Name,
-    /// Scopes requested at the authorize endpoint (kubelogin's `--oidc-extra-scope` plus openid).
+    /// Who logs people in: the harness's own PKCE client (default) or real kubelogin.
+    #[serde(default)]
+    pub via: LoginVia,
+    /// Scopes requested at the authorize endpoint by the built-in client (kubelogin's
+    /// `--oidc-extra-scope` plus openid). With `via: kubelogin` kubelogin decides.
+    #[serde(default)]
     pub scopes: Vec<String>,
+    /// `via: kubelogin`: the exec block or the `setup` flags, as the post writes them.
+    #[serde(default)]
+    pub kubelogin: Option<KubeloginLogin>,
     /// Fixed redirect listener port (post 2 registers 8000); unset = an ephemeral port.
     #[serde(default)]
     pub redirect_port: Option<u16>,
     /// Redirect path on the listener.
     #[serde(default)]
     pub redirect_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginVia {
+    /// The harness's PKCE client and exec plugin.
+    #[default]
+    Builtin,
+    /// int128/kubelogin (`kubectl oidc-login`), found at run time.
+    Kubelogin,
+}
+
+/// How kubelogin is configured: post 1 writes the exec block by hand, post 2 runs
+/// `kubectl oidc-login setup` and pastes the command it prints. Exactly one of the two.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubeloginLogin {
+    #[serde(default)]
+    pub exec: Option<Spanned<ExecBlock>>,
+    /// The flags given to `kubectl oidc-login setup` (placeholders allowed).
+    #[serde(default)]
+    pub setup: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A kubeconfig user's `exec:` block, as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecBlock {
+    pub api_version: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
+    /// `IfAvailable`, `Always` or `Never` (required by `client.authentication.k8s.io/v1`).
+    #[serde(default)]
+    pub interactive_mode: Option<String>,
+}
+
+/// How a kubelogin refresh must go.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefreshExpect {
+    /// `get-token --force-refresh` gets a new id_token without the browser.
+    Silent,
+    /// The refresh is refused and kubelogin falls back to the browser.
+    Browser,
 }
 
 // ----------------------------------------------------------- expectations --
@@ -446,6 +499,15 @@ pub struct Expectation {
     pub token_from: Option<Name>,
     #[serde(default)]
     pub login: LoginOutcome,
+    /// `via: kubelogin`, in a step: the token comes from `get-token --force-refresh` on a
+    /// copy of the person's kubelogin cache from the step before (what kubectl does when
+    /// the id_token expires), and the refresh must go this way.
+    #[serde(default)]
+    pub refresh: Option<Spanned<RefreshExpect>>,
+    /// With `refresh`: this many `get-token --force-refresh` at once on the one cache
+    /// (kubelogin's file lock); every one must give a token.
+    #[serde(default)]
+    pub concurrent: Option<Spanned<u8>>,
     /// `kubectl auth whoami` as the API server maps this person.
     #[serde(default)]
     pub whoami: Option<WhoamiExpect>,

@@ -15,12 +15,150 @@ pub(super) fn check_login(c: &mut Checker<'_>, login: &LoginSettings, known: &Kn
         clients,
         "kanidm.oauth2Clients",
     );
-    if !login.scopes.iter().any(|sc| sc == "openid") {
-        c.err(
-            login.client.referenced,
-            "login.scopes",
-            "`openid` must be requested, or Kanidm issues no id_token",
+    match login.via {
+        LoginVia::Builtin => {
+            if let Some(k) = &login.kubelogin {
+                let at = k
+                    .exec
+                    .as_ref()
+                    .map(|e| e.referenced)
+                    .or(k.setup.as_ref().map(|s| s.referenced))
+                    .unwrap_or(login.client.referenced);
+                c.err(
+                    at,
+                    "login.kubelogin",
+                    "`kubelogin:` is read only with `via: kubelogin`",
+                )
+                .help = Some("add `via: kubelogin` to `login:`, or remove `kubelogin:`".into());
+            }
+            if !login.scopes.iter().any(|sc| sc == "openid") {
+                c.err(
+                    login.client.referenced,
+                    "login.scopes",
+                    "`openid` must be requested, or Kanidm issues no id_token",
+                );
+            }
+        }
+        LoginVia::Kubelogin => check_kubelogin(c, login, known),
+    }
+}
+
+/// `via: kubelogin`: an exec block or setup flags kubelogin itself would accept, for the
+/// scenario's client; the lab's additions (CA, browser, cache) are never the scenario's.
+fn check_kubelogin(c: &mut Checker<'_>, login: &LoginSettings, known: &Known<'_>) {
+    use crate::scenario::kubelogin as args;
+    let at = login.client.referenced;
+    if !login.scopes.is_empty() {
+        c.err(at, "login.scopes", "with `via: kubelogin` kubelogin decides the scopes")
+            .help = Some("write them as kubelogin's `--oidc-extra-scope` in the exec block (it adds `openid` itself)".into());
+    }
+    if login.redirect_port.is_some() || login.redirect_path.is_some() {
+        c.err(at, "login.redirectPort", "with `via: kubelogin` kubelogin's own listener receives the redirect")
+            .help = Some("kubelogin listens on 127.0.0.1:8000 (then 18000); `--listen-address` / `--oidc-redirect-url` in its arguments change that".into());
+    }
+    let Some(k) = &login.kubelogin else {
+        c.err(at, "login.kubelogin", "`via: kubelogin` needs `kubelogin: {exec: …}` or `kubelogin: {setup: […]}`")
+            .help = Some("post 1: `exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: kubectl, args: [oidc-login, get-token, --oidc-issuer-url, '${issuer:k8s}', --oidc-client-id, k8s]}`; post 2: `setup: [--oidc-issuer-url=${issuer:k8s}, --oidc-client-id=k8s]`".into());
+        return;
+    };
+    let (field, command, words, anchor) = match (&k.exec, &k.setup) {
+        (Some(e), None) => {
+            let b = &e.value;
+            if !matches!(
+                b.api_version.as_str(),
+                "client.authentication.k8s.io/v1beta1" | "client.authentication.k8s.io/v1"
+            ) {
+                c.err(e.referenced, "login.kubelogin.exec.apiVersion", format!("kubectl has no exec credential API `{}`", shown(&b.api_version)))
+                    .help = Some("client.authentication.k8s.io/v1beta1 (post 1) or client.authentication.k8s.io/v1".into());
+            }
+            match b.interactive_mode.as_deref() {
+                None if b.api_version.ends_with("/v1") => {
+                    c.err(e.referenced, "login.kubelogin.exec.interactiveMode", "client.authentication.k8s.io/v1 requires `interactiveMode`")
+                        .help = Some("`interactiveMode: Never` (what `oidc-login setup` prints) or `IfAvailable`".into());
+                }
+                Some(m) if !matches!(m, "Never" | "IfAvailable" | "Always") => {
+                    c.err(
+                        e.referenced,
+                        "login.kubelogin.exec.interactiveMode",
+                        format!("`{}` is not an interactive mode", shown(m)),
+                    )
+                    .help = Some("Never, IfAvailable or Always".into());
+                }
+                _ => {}
+            }
+            let mut words: Vec<&Spanned<String>> = Vec::new();
+            words.extend(b.args.iter());
+            (
+                "login.kubelogin.exec.args",
+                b.command.clone(),
+                words,
+                e.referenced,
+            )
+        }
+        (None, Some(s)) => (
+            "login.kubelogin.setup",
+            "kubectl".to_string(),
+            s.value.iter().collect(),
+            s.referenced,
+        ),
+        _ => {
+            let loc = k.exec.as_ref().map(|e| e.referenced).unwrap_or(at);
+            c.err(loc, "login.kubelogin", "give exactly one of `exec` (the kubeconfig's exec block) and `setup` (the flags of `kubectl oidc-login setup`)");
+            return;
+        }
+    };
+    for w in &words {
+        c.placeholders(
+            &w.value,
+            w.referenced,
+            field,
+            &known.clients,
+            &known.persons,
         );
+    }
+    let mut argv: Vec<String> = words.iter().map(|w| w.value.clone()).collect();
+    let offset = if k.setup.is_some() {
+        argv.splice(0..0, ["oidc-login".to_string(), "setup".to_string()]);
+        2
+    } else {
+        0
+    };
+    match args::parse(&command, &argv) {
+        Ok(parsed) => {
+            if k.exec.is_some() && parsed.subcommand != "get-token" {
+                c.err(anchor, field, "an exec block runs `get-token`");
+            }
+            if let Some(id) = &parsed.client_id
+                && id != &login.client.value
+            {
+                c.err(
+                    anchor,
+                    field,
+                    format!(
+                        "kubelogin's `--oidc-client-id` is `{}` but `login.client` is `{}`",
+                        shown(id),
+                        login.client.value
+                    ),
+                )
+                .help = Some(
+                    "the exec block and `login.client` name the same Kanidm OAuth2 client".into(),
+                );
+            }
+            for sc in &parsed.extra_scopes {
+                if sc.split_whitespace().next().is_none() {
+                    c.err(anchor, field, "an empty `--oidc-extra-scope` value");
+                }
+            }
+        }
+        Err(e) => {
+            let loc = e
+                .index
+                .and_then(|i| i.checked_sub(offset))
+                .and_then(|i| words.get(i))
+                .map(|w| w.referenced)
+                .unwrap_or(anchor);
+            c.err(loc, field, e.message).help = e.help;
+        }
     }
 }
 
@@ -247,5 +385,66 @@ pub(super) fn check_change(c: &mut Checker<'_>, ch: &Spanned<Change>, f: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// `refresh:` and `concurrent:`: kubelogin's refresh of a token the person already has, so
+/// only with `via: kubelogin`, only in a step, never together with `tokenFrom`.
+pub(super) fn check_refreshes(c: &mut Checker<'_>, s: &Scenario) {
+    let kubelogin = s.login.via == LoginVia::Kubelogin;
+    if kubelogin {
+        for p in s
+            .kanidm
+            .persons
+            .iter()
+            .filter(|p| p.credential == CredentialKind::Passkey)
+        {
+            c.err(p.name.referenced, "kanidm.persons", format!("`{}` logs in with a passkey, which the lab drives only through its built-in client", p.name.value))
+                .help = Some("use `via: builtin` for passkey people (post2-passkey), or a password/TOTP person here".into());
+        }
+    }
+    let all = s
+        .expect
+        .iter()
+        .map(|e| ("expect".to_string(), e, true))
+        .chain(s.steps.iter().enumerate().flat_map(|(i, st)| {
+            st.expect
+                .iter()
+                .map(move |e| (format!("steps[{i}].expect"), e, false))
+        }));
+    for (f, e, initial) in all {
+        if let Some(n) = &e.concurrent {
+            if e.refresh.is_none() {
+                c.err(
+                    n.referenced,
+                    format!("{f}.concurrent"),
+                    "`concurrent` runs refreshes at once: it needs `refresh:`",
+                );
+            } else if !(2..=8).contains(&n.value) {
+                c.err(
+                    n.referenced,
+                    format!("{f}.concurrent"),
+                    format!("{} refreshes at once: the lab runs 2 to 8", n.value),
+                );
+            }
+        }
+        let Some(r) = &e.refresh else { continue };
+        if !kubelogin {
+            c.err(r.referenced, format!("{f}.refresh"), "a refresh is kubelogin's (`get-token --force-refresh`): it needs `login.via: kubelogin`")
+                .help = Some("the built-in client logs in afresh for each step".into());
+        } else if initial {
+            c.err(
+                r.referenced,
+                format!("{f}.refresh"),
+                "a refresh needs a token from before: put it in a step",
+            )
+            .help = Some(
+                "`steps: [{name: refresh, expect: [{person: …, refresh: silent, whoami: …}]}]`"
+                    .into(),
+            );
+        }
+        if e.token_from.is_some() {
+            c.err(r.referenced, format!("{f}.refresh"), "`refresh` refreshes the person's latest kubelogin cache; `tokenFrom` looks at a kept token: choose one");
+        }
     }
 }

@@ -667,6 +667,7 @@ fn check(path: &Path, s: &Scenario) -> Vec<ScenarioError> {
         }
     }
     check_steps(&mut c, s);
+    check_refreshes(&mut c, s);
     check_values(&mut c, s);
     c.errors
 }
