@@ -79,10 +79,21 @@ pub async fn execute(
                 .await
                 .map_err(|e| anyhow!("clearing {}'s expiry: {e:?}", person.value)),
             Change::RevokeSessions { person } => {
-                let sessions = kc
-                    .idm_account_list_user_auth_token(&person.value)
-                    .await
-                    .map_err(|e| anyhow!("listing {}'s sessions: {e:?}", person.value))?;
+                // Kanidm records a login's session a moment after the login (a delayed
+                // write): a revocation right after a login must wait for it to show, or
+                // it would miss the very session the person's tokens hang from (their
+                // refresh would then succeed within Kanidm's 5-minute grace window).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                let sessions = loop {
+                    let s = kc
+                        .idm_account_list_user_auth_token(&person.value)
+                        .await
+                        .map_err(|e| anyhow!("listing {}'s sessions: {e:?}", person.value))?;
+                    if !s.is_empty() || std::time::Instant::now() > deadline {
+                        break s;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                };
                 for s in sessions {
                     kc.idm_account_destroy_user_auth_token(&person.value, s.session_id)
                         .await

@@ -74,6 +74,7 @@ pub fn render_all(
     };
     out.push_str("\n## RBAC\n");
     out.push_str(&super::rbac::render(s, facts)?.to_yaml()?);
+    out.push_str(&render_kubelogin(s, facts)?);
     out.push_str(&render_steps(s, facts, v)?);
     let base_path = super::kind_config::base_config_path(kind_configs, v);
     let base_name = base_path
@@ -206,4 +207,57 @@ pub fn kanidm_plan(s: &LoadedScenario) -> String {
         Ok(p) => p.ops.iter().map(|op| format!("{op}\n")).collect(),
         Err(why) => format!("# cannot plan: {why}\n"),
     }
+}
+
+/// `via: kubelogin`: the kubeconfig user every person gets (post 1's exec block, placeholders
+/// resolved) or the `oidc-login setup` a run performs (post 2), and what the lab adds.
+fn render_kubelogin(s: &LoadedScenario, facts: &LabFacts) -> Result<String> {
+    use crate::scenario::model::LoginVia;
+    let login = &s.scenario.login;
+    let Some(k) = login
+        .kubelogin
+        .as_ref()
+        .filter(|_| login.via == LoginVia::Kubelogin)
+    else {
+        return Ok(String::new());
+    };
+    let resolve = |w: &str| {
+        crate::scenario::placeholder::resolve(w, &facts.values).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut out = String::from("\n## Login: kubelogin (int128/kubelogin, `kubectl oidc-login`)\n");
+    out.push_str("# the lab adds --certificate-authority=<lab CA>, --browser-command=<lab browser hand-off>, --token-cache-dir=<lab>/kubelogin/cache/<state>/<person>\n");
+    if let Some(e) = &k.exec {
+        let b = &e.value;
+        out.push_str("# each person's kubeconfig user:\nexec:\n");
+        out.push_str(&format!(
+            "  apiVersion: {}\n  command: {}\n  args:\n",
+            b.api_version, b.command
+        ));
+        for a in &b.args {
+            let v = resolve(&a.value)?;
+            let plain = !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./:=-".contains(c))
+                && !v.starts_with('-') | v.starts_with("--");
+            let shown = if plain {
+                v
+            } else {
+                serde_json::Value::String(v).to_string()
+            };
+            out.push_str(&format!("  - {shown}\n"));
+        }
+        if let Some(m) = &b.interactive_mode {
+            out.push_str(&format!("  interactiveMode: {m}\n"));
+        }
+    }
+    if let Some(flags) = &k.setup {
+        let words: Vec<String> = flags
+            .value
+            .iter()
+            .map(|f| resolve(&f.value))
+            .collect::<Result<_>>()?;
+        out.push_str(&format!("kubectl oidc-login setup {}\n", words.join(" ")));
+        out.push_str("# then the `kubectl config set-credentials …` command setup prints, run as printed; kubectl uses that user\n");
+    }
+    Ok(out)
 }

@@ -12,7 +12,7 @@ use crate::scenario::model::ExecBlock;
 use crate::scenario::placeholder;
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The exec block a person's kubeconfig holds, before a cache directory is chosen.
@@ -369,18 +369,13 @@ async fn outcome(
     client_id: &str,
     t: &Template,
     argv: Vec<String>,
-    cache: &PathBuf,
+    cache: &Path,
     run: Run,
     what: &str,
 ) -> Result<LoginOutcomeActual> {
     let browser = run.browser.is_some();
     if let Some((_, Some(terminal))) = &run.browser {
-        return Ok(match terminal.clone() {
-            LoginOutcomeActual::LoginFailed(r) => LoginOutcomeActual::LoginFailed(format!(
-                "{r} (kubelogin {what} fell back to the browser)"
-            )),
-            other => other,
-        });
+        return Ok(terminal.clone());
     }
     if !run.success {
         return Ok(LoginOutcomeActual::Error(format!(
@@ -417,7 +412,7 @@ async fn outcome(
         command: t.command.clone(),
         args: argv,
         interactive_mode: t.interactive_mode.clone(),
-        cache_dir: cache.clone(),
+        cache_dir: cache.to_path_buf(),
         exec_path: kl.path_env(),
         browser,
         note,

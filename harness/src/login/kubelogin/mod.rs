@@ -415,10 +415,11 @@ pub fn cache_contents(dir: &Path) -> Vec<String> {
                     })
                 })
                 .unwrap_or_default();
-            let short = if name.len() > 12 {
-                format!("{}…", &name[..12])
-            } else {
-                name
+            // kubelogin names an entry by a SHA-256 of its settings: shorten the hash only.
+            let short = match name.split_once('.') {
+                Some((h, ext)) if h.len() > 12 => format!("{}….{ext}", &h[..12]),
+                None if name.len() > 12 => format!("{}…", &name[..12]),
+                _ => name,
             };
             if keys.is_empty() {
                 format!("{short} ({mode:o})")
@@ -466,7 +467,7 @@ mod tests {
         assert_eq!(s.access_type.as_deref(), Some("offline"));
         assert_eq!(
             redirect_prefix(Some(&s), "http://localhost:8000/"),
-            "http://localhost:8000?"
+            "http://localhost:8000/?"
         );
         assert_eq!(
             redirect_prefix(None, "http://localhost:8000/"),
