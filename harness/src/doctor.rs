@@ -15,7 +15,19 @@ pub async fn components(minors: &[(u32, String, String)]) -> bool {
         if per_minor.contains(&t.name) {
             continue;
         }
+        let optional = t.name == crate::tools::KIND.name || t.name == crate::tools::KUBELOGIN.name;
         match t.find() {
+            Some(f) if t.name == crate::tools::KUBELOGIN.name => {
+                let v = crate::login::kubelogin::version_of(&f.path)
+                    .await
+                    .unwrap_or_else(|e| format!("version unknown: {e:#}"));
+                println!(
+                    "{:<24} {:<10} {} (kubelogin {v}; `login.via: kubelogin` scenarios and `lab up` use it)",
+                    t.name,
+                    f.via,
+                    f.path.display()
+                )
+            }
             Some(f) => println!("{:<24} {:<10} {}", t.name, f.via, f.path.display()),
             None if t.name == crate::tools::KANIDMD.name
                 && crate::tools::docker_socket_present() =>
@@ -26,7 +38,7 @@ pub async fn components(minors: &[(u32, String, String)]) -> bool {
                 )
             }
             None => {
-                if t.name != "kind" {
+                if !optional {
                     missing_local = true;
                 }
                 println!(

@@ -42,6 +42,40 @@ pub struct TotpKey {
 }
 
 impl TotpKey {
+    /// A code for a time step not used yet (Kanidm rejects a code twice): waits for the
+    /// next 30 s step when this one is spent. The caller marks the step used once submitted.
+    pub async fn next_unused_code(&self) -> Result<(u32, u64)> {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let (code, step) = self.code_at(now)?;
+            let fresh = {
+                let last = self
+                    .last_used_step
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("TOTP state poisoned"))?;
+                step > *last
+            };
+            if fresh {
+                return Ok((code, step));
+            }
+            let wait = self.step - now % self.step;
+            tracing::info!(
+                "TOTP code of this 30 s step already used; waiting {wait} s for the next one"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        }
+    }
+
+    /// Record that `step`'s code was submitted.
+    pub fn mark_used(&self, step: u64) {
+        if let Ok(mut last) = self.last_used_step.lock() {
+            *last = (*last).max(step);
+        }
+    }
+
     pub fn code_at(&self, unix_secs: u64) -> Result<(u32, u64)> {
         // Kanidm uses 30 s; a step read back from a (hand-edited) lab state must not divide
         // by zero or make a login wait for hours.

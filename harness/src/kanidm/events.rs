@@ -23,10 +23,14 @@ pub fn cli_lines(c: &Change) -> Vec<String> {
             person.value
         )],
         Change::RevokeSessions { person } => vec![
-            format!("kanidm person session list {}", person.value),
+            format!("kanidm login -D {}", person.value),
             format!(
-                "kanidm person session destroy {} <each session id>",
-                person.value
+                "kanidm person session list {} -D {}",
+                person.value, person.value
+            ),
+            format!(
+                "kanidm person session destroy {} <each session id> -D {}",
+                person.value, person.value
             ),
         ],
         Change::ResetSecrets { client } => vec![format!(
@@ -78,29 +82,10 @@ pub async fn execute(
                 .idm_person_account_purge_attr(&person.value, "account_expire")
                 .await
                 .map_err(|e| anyhow!("clearing {}'s expiry: {e:?}", person.value)),
-            Change::RevokeSessions { person } => {
-                // Kanidm records a login's session a moment after the login (a delayed
-                // write): a revocation right after a login must wait for it to show, or
-                // it would miss the very session the person's tokens hang from (their
-                // refresh would then succeed within Kanidm's 5-minute grace window).
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-                let sessions = loop {
-                    let s = kc
-                        .idm_account_list_user_auth_token(&person.value)
-                        .await
-                        .map_err(|e| anyhow!("listing {}'s sessions: {e:?}", person.value))?;
-                    if !s.is_empty() || std::time::Instant::now() > deadline {
-                        break s;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                };
-                for s in sessions {
-                    kc.idm_account_destroy_user_auth_token(&person.value, s.session_id)
-                        .await
-                        .map_err(|e| anyhow!("destroying a session of {}: {e:?}", person.value))?;
-                }
-                Ok(())
-            }
+            Change::RevokeSessions { person } => Err(anyhow!(
+                "revoking {}'s sessions takes their own login: see `revoke_sessions`",
+                person.value
+            )),
             Change::ResetSecrets { client } => kc
                 .idm_oauth2_rs_update(&client.value, None, None, None, true)
                 .await
@@ -168,4 +153,42 @@ async fn rotate_signing_key(
         },
     )
     .await
+}
+
+/// Revoke every session of the person `as_person` is logged in as, through their own
+/// client: Kanidm lets only the person read and revoke their sessions (an admin's list
+/// comes back empty). The browser session their OAuth2 sessions hang from is recorded a
+/// moment after the login, so it is waited for (3 s at most); the client's own session goes
+/// last. Returns how many sessions were revoked.
+pub async fn revoke_sessions(as_person: &KanidmClient, name: &str) -> Result<usize> {
+    let call = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let sessions = loop {
+            let s = as_person
+                .idm_account_list_user_auth_token(name)
+                .await
+                .map_err(|e| anyhow!("listing {name}'s sessions as {name}: {e:?}"))?;
+            // Their own CLI session is always there; a login's session joins it shortly.
+            if s.len() > 1 || std::time::Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut sorted = sessions;
+        // Newest last: the client's own session (just issued) is revoked at the end.
+        sorted.sort_by_key(|s| s.issued_at);
+        let n = sorted.len();
+        for (i, s) in sorted.into_iter().enumerate() {
+            let r = as_person
+                .idm_account_destroy_user_auth_token(name, s.session_id)
+                .await;
+            if i + 1 < n {
+                r.map_err(|e| anyhow!("destroying a session of {name}: {e:?}"))?;
+            }
+        }
+        Ok::<usize, anyhow::Error>(n.saturating_sub(1))
+    };
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .map_err(|_| anyhow!("revoking {name}'s sessions did not finish within 30 s"))?
 }

@@ -53,13 +53,6 @@ pub struct LoginRequest<'a> {
     pub artifacts: &'a Path,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// One login in a fresh browser profile, closed afterwards.
 pub async fn login(
     browser: &Browser,
@@ -319,7 +312,7 @@ async fn act(client: &Client, page: &Page, person: &Person<'_>) -> Result<()> {
                     person.name
                 )
             })?;
-            let (code, step) = next_unused_code(key).await?;
+            let (code, step) = key.next_unused_code().await?;
             browser::fill_and_submit(
                 client,
                 "totp",
@@ -366,28 +359,5 @@ async fn act(client: &Client, page: &Page, person: &Person<'_>) -> Result<()> {
             .await
             .context("consent page"),
         other => bail!("no action for page {other:?}"),
-    }
-}
-
-/// A TOTP code for a time step that has not been used yet (Kanidm rejects reuse).
-async fn next_unused_code(key: &crate::kanidm::credentials::TotpKey) -> Result<(u32, u64)> {
-    loop {
-        let now = unix_now();
-        let (code, step) = key.code_at(now)?;
-        let fresh = {
-            let last = key
-                .last_used_step
-                .lock()
-                .map_err(|_| anyhow!("TOTP state poisoned"))?;
-            step > *last
-        };
-        if fresh {
-            return Ok((code, step));
-        }
-        let wait = key.step - now % key.step;
-        tracing::info!(
-            "TOTP code of this 30 s step already used; waiting {wait} s for the next one"
-        );
-        tokio::time::sleep(Duration::from_secs(wait)).await;
     }
 }

@@ -277,8 +277,17 @@ impl KanidmLab {
                 Ok(())
             }
             Change::RevokeSessions { person } => {
-                let endpoint = self.server.endpoint().clone();
-                events::execute(&self.admin, ch, http, |c| endpoint.jwks_url(c)).await?;
+                let name = person.value.as_str();
+                let secrets = self
+                    .provisioned
+                    .secrets
+                    .get(name)
+                    .ok_or_else(|| anyhow!("no credentials for {name}"))?;
+                let as_person =
+                    crate::kanidm::admin::person_client(self.server.endpoint(), name, secrets)
+                        .await?;
+                let n = events::revoke_sessions(&as_person, name).await?;
+                tracing::debug!(person = name, revoked = n, "sessions revoked");
                 // Their Kanidm sign-in is gone: the next login walks the pages again.
                 self.signins.forget(&person.value).await;
                 Ok(())
