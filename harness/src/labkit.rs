@@ -45,6 +45,10 @@ pub struct LabState {
     pub redirect_port: Option<u16>,
     pub redirect_path: String,
     pub persons: BTreeMap<String, StoredPerson>,
+    /// How the kubeconfigs log people in: `kubelogin <version> (<path>)`, or the built-in
+    /// exec plugin (None).
+    #[serde(default)]
+    pub kubelogin: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -145,6 +149,9 @@ pub struct UpOptions {
     pub kind: KindSettings,
     /// Which Kanidm; None: a kanidmd binary if found, else the default image.
     pub kanidm: Option<crate::kanidm::KanidmSource>,
+    /// Kubeconfigs through kubelogin when it is found (true), or always the built-in exec
+    /// plugin (false, `--builtin-login`).
+    pub kubelogin: bool,
 }
 
 impl LabState {
@@ -177,6 +184,7 @@ impl LabState {
                 .clone()
                 .unwrap_or_else(|| "/callback".into()),
             persons,
+            kubelogin: None,
         }
     }
 }
@@ -300,10 +308,12 @@ pub async fn up(
         let values = p.placeholder_values(&endpoint);
         match &mut cp {
             LabCluster::Local(c) => {
-                apply_to_cluster(c, s, values, &pki, v, dir, exe, &mut state).await?
+                apply_to_cluster(c, s, values, &pki, v, dir, exe, opts.kubelogin, &mut state)
+                    .await?
             }
             LabCluster::Kind(c) => {
-                apply_to_cluster(c, s, values, &pki, v, dir, exe, &mut state).await?
+                apply_to_cluster(c, s, values, &pki, v, dir, exe, opts.kubelogin, &mut state)
+                    .await?
             }
         }
         cluster = Some(cp);
@@ -327,6 +337,7 @@ async fn apply_to_cluster(
     v: K8sVersion,
     dir: &Path,
     exe: &Path,
+    use_kubelogin: bool,
     state: &mut LabState,
 ) -> Result<()> {
     let facts = LabFacts {
@@ -352,6 +363,9 @@ async fn apply_to_cluster(
     state.api_server = Some(cluster.server_url().to_string());
     state.admin_kubeconfig = Some(cluster.admin_kubeconfig().to_path_buf());
     let exe_s = exe.to_string_lossy().into_owned();
+    if let Some(found) = crate::tools::KUBELOGIN.find().filter(|_| use_kubelogin) {
+        return kubelogin_kubeconfigs(cluster, s, &facts, pki, dir, exe, &found.path, state).await;
+    }
     for (name, person) in state.persons.iter_mut() {
         let path = dir.join(format!("{name}.kubeconfig"));
         let args = vec![
@@ -374,6 +388,171 @@ async fn apply_to_cluster(
         person.kubeconfig = Some(path);
     }
     Ok(())
+}
+
+/// With kubelogin found: each person's kubeconfig user is kubelogin's exec block, the
+/// scenario's own (`login.via: kubelogin`, `exec`) or post 1's flags for the scenario's
+/// client and scopes, plus the lab's CA, a token cache in the lab and a `--browser-command`
+/// that logs the person in headlessly (`<exe> kubelogin-browser`). The command is kubelogin's
+/// path, so kubectl needs no PATH change.
+#[allow(clippy::too_many_arguments)]
+async fn kubelogin_kubeconfigs(
+    cluster: &mut impl ClusterBackend,
+    s: &LoadedScenario,
+    facts: &LabFacts,
+    pki: &pki::LabPki,
+    dir: &Path,
+    exe: &Path,
+    kubelogin: &Path,
+    state: &mut LabState,
+) -> Result<()> {
+    use crate::scenario::model::LoginVia;
+    let version = crate::login::kubelogin::version_of(kubelogin).await?;
+    let login = &s.scenario.login;
+    let written: Option<(String, Vec<String>)> = match (&login.via, &login.kubelogin) {
+        (LoginVia::Kubelogin, Some(k)) => match (&k.exec, &k.setup) {
+            (Some(e), _) => Some((
+                e.value.api_version.clone(),
+                e.value.args.iter().map(|a| a.value.clone()).collect(),
+            )),
+            (None, Some(f)) => Some((
+                "client.authentication.k8s.io/v1".into(),
+                ["oidc-login", "get-token"]
+                    .iter()
+                    .map(|w| w.to_string())
+                    .chain(f.value.iter().map(|a| a.value.clone()))
+                    .collect(),
+            )),
+            (None, None) => None,
+        },
+        _ => None,
+    };
+    let (api_version, mut args) = match written {
+        Some((v, a)) => {
+            let resolved: Result<Vec<String>, String> = a
+                .iter()
+                .map(|w| crate::scenario::placeholder::resolve(w, &facts.values))
+                .collect();
+            (
+                v,
+                resolved.map_err(|e| anyhow!("kubelogin arguments: {e}"))?,
+            )
+        }
+        None => {
+            let issuer =
+                crate::scenario::placeholder::issuer_url(&facts.values.origin, &login.client.value);
+            let mut a = vec![
+                "oidc-login".to_string(),
+                "get-token".into(),
+                format!("--oidc-issuer-url={issuer}"),
+                format!("--oidc-client-id={}", login.client.value),
+            ];
+            let extra: Vec<&str> = login
+                .scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|sc| *sc != "openid")
+                .collect();
+            if !extra.is_empty() {
+                a.push(format!("--oidc-extra-scope={}", extra.join(",")));
+            }
+            ("client.authentication.k8s.io/v1beta1".into(), a)
+        }
+    };
+    // `kubectl oidc-login …` → kubelogin itself, so no PATH change is needed.
+    if args.first().map(String::as_str) == Some("oidc-login") {
+        args.remove(0);
+    }
+    let cache = dir.join("kubelogin-cache");
+    std::fs::create_dir_all(&cache)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;
+    let command = kubelogin.to_string_lossy().into_owned();
+    for (name, person) in state.persons.iter_mut() {
+        let browser = dir.join(format!("browser-{name}"));
+        std::fs::write(
+            &browser,
+            format!(
+                "#!/bin/sh\n# kanidm-k8s-lab: kubelogin's --browser-command for {name}: logs {name} in headlessly through Kanidm's pages\nexec {} kubelogin-browser --lab {} --person {} \"$1\"\n",
+                shell_quote(&exe.to_string_lossy()),
+                shell_quote(&dir.to_string_lossy()),
+                shell_quote(name)
+            ),
+        )?;
+        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o700))?;
+        let mut a = args.clone();
+        a.push(format!("--certificate-authority={}", pki.ca_cert.display()));
+        a.push(format!("--token-cache-dir={}", cache.join(name).display()));
+        a.push(format!("--browser-command={}", browser.display()));
+        let path = dir.join(format!("{name}.kubeconfig"));
+        kubeconfig::write(
+            &path,
+            cluster.server_url(),
+            &cluster.server_ca_file(),
+            name,
+            kubeconfig::UserAuth::ExecBlock {
+                api_version: &api_version,
+                command: &command,
+                args: &a,
+                interactive_mode: api_version.ends_with("/v1").then_some("Never"),
+            },
+        )?;
+        person.kubeconfig = Some(path);
+    }
+    state.kubelogin = Some(format!("kubelogin {version} ({command})"));
+    Ok(())
+}
+
+/// kubelogin's `--browser-command` in a lab: log `person` in through Kanidm's pages in a
+/// headless browser, ending at kubelogin's own redirect listener (which then has the code).
+pub async fn kubelogin_browser(dir: &Path, person: &str, url: &str) -> Result<()> {
+    let state = read_state(dir)?;
+    let stored = state
+        .persons
+        .get(person)
+        .ok_or_else(|| anyhow!("no person `{person}` in lab {}", state.scenario))?;
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let step_file = tokens.join(format!("{person}.totp-step"));
+    let last: u64 = std::fs::read_to_string(&step_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let secrets = stored.secrets(last);
+    let listener = url::Url::parse(url).map_err(|e| anyhow!("kubelogin's URL `{url}`: {e}"))?;
+    let seen = crate::login::kubelogin::authorize_request(url).await;
+    let prefix = crate::login::kubelogin::redirect_prefix(seen.as_ref(), url);
+    let bdir = dir.join(format!("kubelogin-browser-{}", std::process::id()));
+    let mut browser = Browser::start(&bdir).await?;
+    let out = async {
+        let client = browser.session(person, &state.spki_pin).await?;
+        let r = crate::login::flow::drive_to_redirect(
+            &client,
+            &listener,
+            &prefix,
+            &Person {
+                name: person,
+                secrets: &secrets,
+                passkey: stored.passkey,
+            },
+            &dir.join("artifacts"),
+        )
+        .await;
+        let _ = client.close().await;
+        r
+    }
+    .await;
+    browser.stop().await;
+    let _ = std::fs::remove_dir_all(&bdir);
+    if let Some(t) = &secrets.totp
+        && let Ok(g) = t.last_used_step.lock()
+    {
+        std::fs::write(&step_file, g.to_string())?;
+    }
+    match out? {
+        None => Ok(()),
+        Some(page) => bail!("Kanidm ended {person}'s login: {}", page.label()),
+    }
 }
 
 pub fn process_alive(pid: u32) -> bool {
@@ -611,8 +790,12 @@ pub fn up_message(what: &str, st: &LabState) -> String {
         let _ = match &p.kubeconfig {
             Some(k) => writeln!(
                 out,
-                "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through the browser)",
-                k.display()
+                "  {name:<14}  kubectl --kubeconfig {} auth whoami   (logs in through {})",
+                k.display(),
+                match &st.kubelogin {
+                    Some(kl) => format!("{kl}, its --browser-command a headless lab browser"),
+                    None => "the lab's exec plugin and a headless browser".into(),
+                }
             ),
             None => writeln!(out, "  {name:<14}  log in at {}/ui", st.kanidm_origin),
         };

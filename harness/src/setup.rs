@@ -1,4 +1,4 @@
-//! `cargo xtask setup`: the pinned Kubernetes control plane of each minor, etcd and kind,
+//! `cargo xtask setup`: the pinned Kubernetes control plane of each minor, etcd, kind and kubelogin,
 //! downloaded into the user cache ([`crate::tools::cache_dir`], never the repository), each
 //! file verified against the checksum file published next to it.
 //!
@@ -6,8 +6,11 @@
 //! - `https://dl.k8s.io/release/v1.36.2/bin/linux/amd64/kube-apiserver` and `….sha256`
 //! - `https://github.com/etcd-io/etcd/releases/download/v3.6.4/etcd-v3.6.4-linux-amd64.tar.gz`
 //!   and `SHA256SUMS` in the same folder
-//! - `https://github.com/kubernetes-sigs/kind/releases/download/v0.32.0/kind-linux-amd64` and
-//!   `….sha256sum`
+//! - `https://github.com/kubernetes-sigs/kind/releases/download/v0.33.0/kind-linux-amd64` and
+//!   `….sha256sum` (v0.33.0: the release that published the node images `kind-configs/` pins
+//!   for 1.34–1.37)
+//! - `https://github.com/int128/kubelogin/releases/download/v1.36.3/kubelogin_linux_amd64.zip`
+//!   and `….zip.sha256`; its `kubelogin` becomes `<cache>/bin/kubectl-oidc_login`
 //!
 //! Nothing is ever half-installed: a minor is downloaded into a `.partial` folder that is
 //! renamed into place only when every file verified, and removed on any error or
@@ -31,7 +34,9 @@ pub const K8S_RELEASES: [(u32, &str); 5] = [
     (36, "v1.36.2"),
 ];
 pub const ETCD_RELEASE: &str = "v3.6.4";
-pub const KIND_RELEASE: &str = "v0.32.0";
+pub const KIND_RELEASE: &str = "v0.33.0";
+/// int128/kubelogin, the client both posts use (`kubectl oidc-login`).
+pub const KUBELOGIN_RELEASE: &str = "v1.36.3";
 
 /// The control-plane binaries of a minor, as named in the release.
 pub const K8S_BINARIES: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kubectl"];
@@ -310,6 +315,61 @@ pub async fn install_kind(src: &Source, cache: &Path, progress: &Progress) -> Re
     install_file(src, cache, &url, &want, "kind", progress).await
 }
 
+/// kubelogin's release zip, verified, and its `kubelogin` binary into
+/// `<cache>/bin/kubectl-oidc_login` (the name kubectl's plugin lookup wants).
+pub async fn install_kubelogin(src: &Source, cache: &Path, progress: &Progress) -> Result<PathBuf> {
+    let file = format!("kubelogin_linux_{}.zip", arch()?);
+    let url = format!(
+        "{}/int128/kubelogin/releases/download/{KUBELOGIN_RELEASE}/{file}",
+        src.github_base
+    );
+    progress.phase(&format!(
+        "kubelogin {KUBELOGIN_RELEASE} from {}",
+        src.github_base
+    ));
+    let want = expected_digest(&fetch_text(src, &format!("{url}.sha256")).await?, &file)
+        .with_context(|| format!("{url}.sha256"))?;
+    let bin = cache.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    remove_stale_partials(&bin);
+    let zip = Partial {
+        path: bin.join(format!(".{file}.partial-{}", std::process::id())),
+        armed: true,
+    };
+    download_verified(src, &url, &want, &zip.path, progress).await?;
+    let partial = Partial {
+        path: bin.join(format!(
+            ".kubectl-oidc_login.partial-{}",
+            std::process::id()
+        )),
+        armed: true,
+    };
+    unzip_one(&zip.path, "kubelogin", &partial.path)?;
+    make_executable(&partial.path)?;
+    let target = bin.join(crate::tools::KUBELOGIN.name);
+    std::fs::rename(&partial.path, &target)?;
+    let mut partial = partial;
+    partial.armed = false;
+    Ok(target)
+}
+
+/// The one member `inner` of a zip archive, written to `dest` (bounded: 512 MiB).
+fn unzip_one(archive: &Path, inner: &str, dest: &Path) -> Result<()> {
+    use std::io::Read;
+    let f = std::fs::File::open(archive)?;
+    let mut z = zip::ZipArchive::new(f).context("reading the kubelogin zip")?;
+    let mut member = z
+        .by_name(inner)
+        .map_err(|e| anyhow!("the kubelogin zip has no `{inner}`: {e}"))?;
+    let mut out = std::fs::File::create(dest)?;
+    let copied = std::io::copy(&mut (&mut member).take(512 << 20), &mut out)
+        .context("extracting kubelogin")?;
+    if copied >= 512 << 20 {
+        bail!("`{inner}` in the kubelogin zip is larger than 512 MiB");
+    }
+    Ok(())
+}
+
 /// etcd's release tarball, verified, and its `etcd` binary into `<cache>/bin/etcd`.
 pub async fn install_etcd(src: &Source, cache: &Path, progress: &Progress) -> Result<PathBuf> {
     let stem = format!("etcd-{ETCD_RELEASE}-linux-{}", arch()?);
@@ -369,6 +429,7 @@ pub struct Plan {
     pub k8s: Vec<K8sVersion>,
     pub etcd: bool,
     pub kind: bool,
+    pub kubelogin: bool,
 }
 
 /// Install everything in `plan` into `cache`; lines saying what is where.
@@ -403,6 +464,15 @@ pub async fn run(
         let p = install_kind(src, cache, progress).await?;
         out.push(format!(
             "kind {KIND_RELEASE}: {} ({:.1} s)",
+            p.display(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    if plan.kubelogin {
+        let t = Instant::now();
+        let p = install_kubelogin(src, cache, progress).await?;
+        out.push(format!(
+            "kubelogin {KUBELOGIN_RELEASE}: {} ({:.1} s)",
             p.display(),
             t.elapsed().as_secs_f64()
         ));

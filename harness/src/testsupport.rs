@@ -72,6 +72,16 @@ pub async fn local_lab(
     dir: &std::path::Path,
     exe: &std::path::Path,
 ) -> anyhow::Result<crate::labkit::RunningLab> {
+    local_lab_with(s, dir, exe, false).await
+}
+
+/// [`local_lab`], its kubeconfigs through kubelogin (`true`, when found) or the built-in plugin.
+pub async fn local_lab_with(
+    s: &crate::scenario::LoadedScenario,
+    dir: &std::path::Path,
+    exe: &std::path::Path,
+    kubelogin: bool,
+) -> anyhow::Result<crate::labkit::RunningLab> {
     crate::labkit::up(
         s,
         dir,
@@ -81,6 +91,7 @@ pub async fn local_lab(
             backend: crate::cluster::Backend::Local,
             kind: Default::default(),
             kanidm: None,
+            kubelogin,
         },
         exe,
     )

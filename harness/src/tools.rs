@@ -70,7 +70,7 @@ pub const KUBELOGIN: Tool = Tool {
     name: "kubectl-oidc_login",
     env: "KUBELOGIN_BIN",
     in_assets_dir: false,
-    how_to_get: "`cargo xtask setup --kubelogin` downloads int128/kubelogin (checksum-verified); or `kubectl krew install oidc-login`; or set KUBELOGIN_BIN. Only scenarios with `login.via: kubelogin` need it",
+    how_to_get: "`cargo xtask setup` downloads int128/kubelogin (checksum-verified); or `kubectl krew install oidc-login`; or set KUBELOGIN_BIN. Only scenarios with `login.via: kubelogin` need it",
 };
 
 pub const ALL: [Tool; 9] = [

@@ -214,3 +214,64 @@ async fn etcd_comes_out_of_its_verified_tarball_and_kind_is_verified_too() {
         "only etcd and kind, no tarball or partials: {names:?}"
     );
 }
+
+#[tokio::test]
+async fn kubelogin_comes_out_of_its_verified_zip_under_the_plugin_name() {
+    use std::io::Write;
+    let m = Mirror::start();
+    let arch = setup::arch().unwrap();
+    let file = format!("kubelogin_linux_{arch}.zip");
+    let body = b"#!/bin/sh\necho kubelogin version v1.36.3\n".to_vec();
+    let mut zipped = Vec::new();
+    {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut zipped));
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("LICENSE", opts).unwrap();
+        z.write_all(b"license").unwrap();
+        z.start_file("kubelogin", opts).unwrap();
+        z.write_all(&body).unwrap();
+        z.finish().unwrap();
+    }
+    let url = format!(
+        "/int128/kubelogin/releases/download/{}/{file}",
+        setup::KUBELOGIN_RELEASE
+    );
+    let src = Source::new(Some(&m.url)).unwrap();
+    // A zip that does not match its published checksum installs nothing.
+    m.put(
+        &format!("{url}.sha256"),
+        Serve::Whole(format!("{}  {file}\n", "0".repeat(64)).into_bytes()),
+    );
+    m.put(&url, Serve::Whole(zipped.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let e = setup::install_kubelogin(&src, cache.path(), &quiet())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("SHA-256") || format!("{e:#}").contains("checksum"),
+        "{e:#}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cache.path().join("bin"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a failed install leaves nothing: {left:?}");
+    m.put(
+        &format!("{url}.sha256"),
+        Serve::Whole(format!("{}  {file}\n", sha256_hex(&zipped)).into_bytes()),
+    );
+    let p = setup::install_kubelogin(&src, cache.path(), &quiet())
+        .await
+        .unwrap();
+    assert_eq!(p, cache.path().join("bin/kubectl-oidc_login"));
+    assert_eq!(std::fs::read(&p).unwrap(), body);
+    let names: Vec<String> = std::fs::read_dir(cache.path().join("bin"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["kubectl-oidc_login".to_string()],
+        "no zip or partials left"
+    );
+}

@@ -118,6 +118,17 @@ pub(crate) enum Command {
         #[arg(long)]
         person: String,
     },
+    /// kubelogin's --browser-command in a lab: log the person in headlessly through Kanidm's
+    /// pages, ending at kubelogin's redirect listener.
+    #[command(hide = true)]
+    KubeloginBrowser {
+        #[arg(long)]
+        lab: PathBuf,
+        #[arg(long)]
+        person: String,
+        /// The URL kubelogin opens.
+        url: String,
+    },
 }
 
 /// Real output (post 2 as written: kanidmd 1.10.4, the lab's kube-apiserver 1.36.2 flags).
@@ -297,6 +308,9 @@ pub(crate) struct SetupArgs {
     /// Leave kind alone.
     #[arg(long)]
     pub(crate) skip_kind: bool,
+    /// Leave kubelogin alone.
+    #[arg(long)]
+    pub(crate) skip_kubelogin: bool,
     /// Download even what is already installed.
     #[arg(long)]
     pub(crate) force: bool,
@@ -313,6 +327,10 @@ pub(crate) enum LabCmd {
         /// Cluster backend for `lab up` (`kanidm up` starts only Kanidm, locally).
         #[arg(long, value_enum, default_value_t = Backend::Local)]
         backend: Backend,
+        /// Kubeconfigs through the lab's built-in exec plugin even when kubelogin is found
+        /// (by default they use kubelogin's exec block, as the posts do).
+        #[arg(long)]
+        builtin_login: bool,
         #[command(flatten)]
         images: ImageArgs,
     },

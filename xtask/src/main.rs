@@ -282,6 +282,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lab { action } => lab(action, true).await,
         Command::Kanidm { action } => lab(action, false).await,
+        Command::KubeloginBrowser { lab, person, url } => {
+            harness::labkit::kubelogin_browser(&lab, &person, &url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExecCredential { lab, person } => {
             println!("{}", harness::labkit::exec_credential(&lab, &person).await?);
             Ok(ExitCode::SUCCESS)
@@ -343,6 +347,7 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
         k8s: Vec::new(),
         etcd: false,
         kind: false,
+        kubelogin: false,
     };
     for v in &args.k8s {
         setup::k8s_release(*v)?;
@@ -359,6 +364,11 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
     for (tool, skip, wanted) in [
         (harness::tools::ETCD, args.skip_etcd, &mut plan.etcd),
         (harness::tools::KIND, args.skip_kind, &mut plan.kind),
+        (
+            harness::tools::KUBELOGIN,
+            args.skip_kubelogin,
+            &mut plan.kubelogin,
+        ),
     ] {
         match tool.find() {
             _ if skip => {}
@@ -501,6 +511,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
             scenario,
             k8s,
             backend,
+            builtin_login,
             images,
         } => {
             let s = scenario::load_file(&resolve_scenario(&scenario)?)?;
@@ -520,6 +531,7 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
                     .kanidm_image
                     .first()
                     .map(|i| harness::kanidm::KanidmSource::Image(i.clone())),
+                kubelogin: !builtin_login,
             };
             // Interrupted start-up (Ctrl-C, SIGTERM, SIGHUP) drops what was started: processes,
             // the Kanidm container and the kind cluster clean up on drop.
@@ -573,6 +585,14 @@ async fn lab(action: LabCmd, with_cluster: bool) -> Result<ExitCode> {
                 .with_context(|| format!("no person `{person}` in this {what}"))?;
             println!("username: {person}");
             println!("password: {}", p.password);
+            match &st.kubelogin {
+                Some(k) => println!(
+                    "kubectl logs in through {k} (its --browser-command is a headless lab browser)"
+                ),
+                None => {
+                    println!("kubectl logs in through the lab's exec plugin (kubelogin not found)")
+                }
+            }
             if let Some(code) = p.current_totp() {
                 println!(
                     "TOTP now: {code}  (codes are single-use; wait for the next 30 s step if it was just used)"

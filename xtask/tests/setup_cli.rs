@@ -34,6 +34,7 @@ fn setup_cmd(m: &Mirror, cache: &Path) -> Command {
         "1.34",
         "--skip-etcd",
         "--skip-kind",
+        "--skip-kubelogin",
         "--mirror",
     ])
     .arg(&m.url)

@@ -211,7 +211,7 @@ pub struct BrowserSide<'a> {
 }
 
 /// Read kubelogin's listener redirect (without following it): the authorize URL.
-async fn authorize_request(listener_url: &str) -> Option<AuthorizeSeen> {
+pub async fn authorize_request(listener_url: &str) -> Option<AuthorizeSeen> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -229,7 +229,7 @@ async fn authorize_request(listener_url: &str) -> Option<AuthorizeSeen> {
 
 /// Where kubelogin's listener receives the code: the redirect URI, with `?` so kubelogin's
 /// own start page (the same origin, no query) does not count as the redirect.
-fn redirect_prefix(seen: Option<&AuthorizeSeen>, listener_url: &str) -> String {
+pub fn redirect_prefix(seen: Option<&AuthorizeSeen>, listener_url: &str) -> String {
     let base = seen
         .map(|s| s.redirect_uri.clone())
         .filter(|r| !r.is_empty())
