@@ -853,6 +853,7 @@ mod tests {
             redirect_port: None,
             redirect_path: String::new(),
             persons: BTreeMap::new(),
+            kubelogin: None,
         };
         assert!(state(Some(start)).owner_running());
         // Same pid, another start time: a different process got the pid.
