@@ -1,6 +1,7 @@
 //! Headless login through Kanidm's real web UI, returning verified id_tokens.
 
 pub mod browser;
+pub mod exec_block;
 pub mod flow;
 pub mod kubelogin;
 pub mod oidc;

@@ -241,7 +241,7 @@ pub struct VerifiedToken {
     pub claims: serde_json::Value,
     pub expires_at: u64,
     /// Set when kubelogin obtained the token: its exec block and cache.
-    pub kubelogin: Option<std::sync::Arc<super::kubelogin::KubeloginCred>>,
+    pub kubelogin: Option<std::sync::Arc<super::exec_block::KubeloginCred>>,
 }
 
 impl std::fmt::Debug for VerifiedToken {

@@ -178,7 +178,11 @@ pub(super) async fn check_expectation(
         return Ok(());
     }
     if let Some(w) = &e.whoami {
+        let t = Instant::now();
         let run = kubectl::whoami(cluster.kubectl(), &kubeconfig_path).await?;
+        if token.kubelogin.is_some() {
+            timings.add("kubectl auth whoami through kubelogin's cache", t.elapsed());
+        }
         rec.push("whoami".into(), judge::whoami(&run, w, &facts.values), None);
     }
     for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {

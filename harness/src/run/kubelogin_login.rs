@@ -353,7 +353,7 @@ async fn setup(
             .unwrap_or_default(),
         interactive_mode: s("interactiveMode"),
         origin: format!(
-            "`oidc-login setup` printed `kubectl config set-credentials {user} …` ({} exec args), run as printed",
+            "`oidc-login setup` printed `kubectl config set-credentials {user} …` ({} flags), run as printed",
             set.len().saturating_sub(3)
         ),
     }))
