@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod doctor;
 pub mod explain;
 pub mod image_ref;
+pub mod import;
 pub mod input_file;
 pub mod kanidm;
 pub mod labkit;

@@ -354,6 +354,51 @@ pub(crate) enum ScenariosCmd {
         #[arg(long, value_delimiter = ',', default_value = "1.36")]
         k8s: Vec<K8sVersion>,
     },
+    /// Turn your own files into a scenario: the API server's authentication, RBAC, the
+    /// kubeconfig user, the `kanidm` commands you ran (a script or a console transcript).
+    /// Your issuer, domain and UUIDs become the lab's placeholders; the header says where
+    /// each section came from, what was rewritten and what was not imported.
+    ///
+    /// Exit 0 = written (stdout or -o), 2 = an input the importer cannot map (each located).
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The API server's `--authentication-config` file.
+    #[arg(long, group = "auth")]
+    pub(crate) auth_config: Option<PathBuf>,
+    /// The kube-apiserver static pod manifest (its `--oidc-*` flags or config file).
+    #[arg(long, group = "auth")]
+    pub(crate) manifest: Option<PathBuf>,
+    /// The `--oidc-*` flags, as one string.
+    #[arg(long, group = "auth", allow_hyphen_values = true)]
+    pub(crate) oidc_flags: Option<String>,
+    /// RBAC manifests (files or directories of multi-document YAML); repeatable.
+    #[arg(long)]
+    pub(crate) rbac: Vec<PathBuf>,
+    /// A kubeconfig whose user's exec block (kubelogin) becomes the login.
+    #[arg(long)]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig user (default: the current context's, else the one with an exec block).
+    #[arg(long, requires = "kubeconfig")]
+    pub(crate) kube_user: Option<String>,
+    /// The `kanidm` (and `kubectl create …binding`) commands you ran.
+    #[arg(long)]
+    pub(crate) kanidm_commands: Option<PathBuf>,
+    /// `NAME=VALUE` for `${NAME}` and `$(NAME)` in the commands (`--set whoami=alice`), or
+    /// `<uuid>=<person>` for a subject bound by UUID; repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub(crate) set: Vec<String>,
+    /// The scenario's name (default: imported).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// The Kubernetes minor whose kube-apiserver validates your authentication.
+    #[arg(long, default_value = "1.36")]
+    pub(crate) k8s: K8sVersion,
+    /// Write the scenario here instead of stdout.
+    #[arg(short, long)]
+    pub(crate) output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]

@@ -233,6 +233,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 setup_error()
             })
         }
+        Command::Scenarios {
+            action: ScenariosCmd::Import(a),
+        } => import(a),
         Command::Render {
             scenario,
             k8s,
@@ -399,6 +402,64 @@ async fn setup(args: SetupArgs) -> Result<ExitCode> {
         t.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `scenarios import`: the user's files in, a scenario out (or every located error).
+fn import(a: cli::ImportArgs) -> Result<ExitCode> {
+    use harness::explain::source::AuthSource;
+    let auth = match (&a.auth_config, &a.manifest, &a.oidc_flags) {
+        (Some(f), _, _) => Some((
+            AuthSource::ConfigFile(f.clone()),
+            format!("--auth-config {}", f.display()),
+        )),
+        (_, Some(f), _) => Some((
+            AuthSource::Manifest(f.clone()),
+            format!("--manifest {}", f.display()),
+        )),
+        (_, _, Some(s)) => Some((AuthSource::Flags(s.clone()), "--oidc-flags".to_string())),
+        _ => None,
+    };
+    let mut set = std::collections::BTreeMap::new();
+    for kv in &a.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("error: --set {kv}: write NAME=VALUE");
+            return Ok(setup_error());
+        };
+        set.insert(k.to_string(), v.to_string());
+    }
+    let inputs = harness::import::Inputs {
+        auth,
+        rbac: a.rbac,
+        kubeconfig: a.kubeconfig,
+        kube_user: a.kube_user,
+        kanidm_commands: a.kanidm_commands,
+        set,
+        name: a.name,
+        k8s: Some(a.k8s),
+        kubelogin_found: harness::tools::KUBELOGIN.find().is_some(),
+    };
+    match harness::import::import(&inputs) {
+        Ok(yaml) => {
+            match &a.output {
+                Some(p) => {
+                    std::fs::write(p, &yaml).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!(
+                        "wrote {}; next: cargo xtask scenarios check {0}, then cargo xtask e2e --scenario {0}",
+                        p.display()
+                    );
+                }
+                None => print!("{yaml}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error {e}");
+            }
+            eprintln!("{} input error(s); nothing written", errors.len());
+            Ok(setup_error())
+        }
+    }
 }
 
 async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {

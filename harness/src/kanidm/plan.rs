@@ -7,7 +7,9 @@
 //! What cannot change in place (the `idm_all_persons` credential policy) is refused, and the
 //! run starts a fresh Kanidm instead.
 
-use crate::scenario::model::{ClaimJoin, ClaimMap, KanidmState, OAuth2Client, Person, ScopeMap};
+use crate::scenario::model::{
+    ClaimJoin, ClaimMap, CredentialKind, KanidmState, OAuth2Client, Person, ScopeMap,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -35,7 +37,7 @@ pub enum Op {
         members: Vec<String>,
     },
     /// Credentials for a new person (password+TOTP, password, or a passkey reset token).
-    Enrol(String),
+    Enrol(String, CredentialKind),
     CreateClient {
         name: String,
         public: bool,
@@ -156,7 +158,8 @@ pub fn plan(prev: Option<&KanidmState>, next: &KanidmState) -> Result<Plan, Stri
     server_state.persons.extend(d.dormant(&mut p));
     let enrol = d.persons(&mut p);
     d.memberships(&mut p);
-    p.ops.extend(enrol.into_iter().map(Op::Enrol));
+    p.ops
+        .extend(enrol.into_iter().map(|(n, k)| Op::Enrol(n, k)));
     d.clients(&mut p);
     p.server_state = server_state;
     Ok(p)
@@ -269,7 +272,7 @@ impl<'a> Diff<'a> {
     }
 
     /// Create new (and recreated) persons, update kept ones; returns who needs credentials.
-    fn persons(&self, p: &mut Plan) -> Vec<String> {
+    fn persons(&self, p: &mut Plan) -> Vec<(String, CredentialKind)> {
         let mut enrol = Vec::new();
         for x in &self.next.persons {
             let name = x.name.value.as_str();
@@ -294,7 +297,7 @@ impl<'a> Diff<'a> {
                         display_name: x.display_name.clone(),
                         mail: x.mail.clone(),
                     });
-                    enrol.push(name.to_string());
+                    enrol.push((name.to_string(), x.credential));
                 }
             }
         }
@@ -621,9 +624,14 @@ impl fmt::Display for Op {
                     words(members)
                 )
             }
-            Op::Enrol(n) => write!(
+            Op::Enrol(n, kind) => write!(
                 f,
-                "# credentials for {n}: generated and enrolled by the harness, never printed"
+                "# credentials for {n} ({}): generated and enrolled by the harness, never printed",
+                match kind {
+                    CredentialKind::PasswordTotp => "password + TOTP",
+                    CredentialKind::Password => "password",
+                    CredentialKind::Passkey => "passkey",
+                }
             ),
             Op::CreateClient {
                 name,
@@ -794,7 +802,7 @@ mod tests {
             group: "k8s_users".into(),
             members: vec!["alice".into()],
         });
-        let enrol = pos(&Op::Enrol("alice".into()));
+        let enrol = pos(&Op::Enrol("alice".into(), CredentialKind::PasswordTotp));
         let client = pos(&Op::CreateClient {
             name: "k8s".into(),
             public: true,
@@ -860,7 +868,7 @@ mod tests {
                     group: "k8s_users".into(),
                     members: vec!["datosh".into()],
                 },
-                Op::Enrol("datosh".into()),
+                Op::Enrol("datosh".into(), CredentialKind::Passkey),
             ]
         );
     }

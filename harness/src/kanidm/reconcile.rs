@@ -185,7 +185,7 @@ async fn execute(
                 .await
                 .map_err(ce("set group members"))
         }
-        Op::Enrol(name) => {
+        Op::Enrol(name, _) => {
             let person = want
                 .state
                 .persons

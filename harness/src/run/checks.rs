@@ -183,7 +183,25 @@ pub(super) async fn check_expectation(
         if token.kubelogin.is_some() {
             timings.add("kubectl auth whoami through kubelogin's cache", t.elapsed());
         }
-        rec.push("whoami".into(), judge::whoami(&run, w, &facts.values), None);
+        let mut j = judge::whoami(&run, w, &facts.values);
+        let mut line = None;
+        // An unexpected 401: the API server's own reason, as for an `unauthorized` check.
+        if run.verdict == kubectl::Verdict::Unauthorized {
+            let seen = observe_401(cluster, &kubeconfig_path).await?;
+            if let Some(c) = seen.cause {
+                let why = format!(
+                    "the API server rejected the token: cause {} ({})",
+                    c.as_str(),
+                    c.hint()
+                );
+                j.detail = Some(match j.detail.take() {
+                    Some(d) => format!("{d}; {why}"),
+                    None => why,
+                });
+            }
+            line = seen.err.map(|e| format!("err=\"{e}\""));
+        }
+        rec.push("whoami".into(), j, line);
     }
     for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
         for a in list {

@@ -239,6 +239,12 @@ impl KanidmLab {
     ) -> Result<String> {
         let mut done = Vec::new();
         let step_fp = format!("{}#{}", self.fingerprint, p.step.name.value);
+        // Until the step has gone through, the server is in no known state: a step that
+        // fails half-way must not hand its Kanidm to the next scenario.
+        let before = self.dirty.replace(format!(
+            "step `{}` did not finish changing Kanidm",
+            p.step.name.value
+        ));
         for op in steps::ops(&self.state, p.step).map_err(|e| anyhow!("{e}"))? {
             match op {
                 StepOp::Reconcile(next) => {
@@ -254,6 +260,7 @@ impl KanidmLab {
             }
         }
         self.fingerprint = step_fp;
+        self.dirty = before;
         if !p.events.is_empty() || !p.kanidm_running {
             self.dirty = Some(format!(
                 "step `{}` changed Kanidm beyond its state (events or a stop)",
@@ -283,11 +290,24 @@ impl KanidmLab {
                     .secrets
                     .get(name)
                     .ok_or_else(|| anyhow!("no credentials for {name}"))?;
-                let as_person =
-                    crate::kanidm::admin::person_client(self.server.endpoint(), name, secrets)
-                        .await?;
-                let n = events::revoke_sessions(&as_person, name).await?;
-                tracing::debug!(person = name, revoked = n, "sessions revoked");
+                // Only the person may revoke their sessions; an expired or locked person
+                // cannot log in to do it, and Kanidm already refuses every session of an
+                // account outside its validity (refresh included).
+                match crate::kanidm::admin::person_client(self.server.endpoint(), name, secrets)
+                    .await
+                {
+                    Ok(as_person) => {
+                        let n = events::revoke_sessions(&as_person, name).await?;
+                        tracing::debug!(person = name, revoked = n, "sessions revoked");
+                    }
+                    Err(e) if format!("{e:#}").contains("AuthenticationFailed") => {
+                        tracing::info!(
+                            person = name,
+                            "{name} cannot log in (expired or locked): Kanidm lets only the person revoke their sessions, and refuses an invalid account's sessions anyway"
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
                 // Their Kanidm sign-in is gone: the next login walks the pages again.
                 self.signins.forget(&person.value).await;
                 Ok(())

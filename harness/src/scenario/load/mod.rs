@@ -448,6 +448,14 @@ fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ScenarioErr
     }
 }
 
+/// A Kanidm name: `^[a-z][a-z0-9-_.]{0,63}$`.
+pub fn valid_iname(v: &str) -> bool {
+    v.len() <= 64
+        && v.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
 struct Checker<'a> {
     path: &'a Path,
     errors: Vec<ScenarioError>,
@@ -493,11 +501,7 @@ impl Checker<'_> {
 
     fn iname(&mut self, name: &Spanned<String>, field: &str) {
         let v = &name.value;
-        let ok = v.len() <= 64
-            && v.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && v.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-        if !ok {
+        if !valid_iname(v) {
             self.err(
                 name.referenced,
                 field,
