@@ -103,8 +103,13 @@ pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let mut out = format!(
-        "  wall time                           {:>7.1} s\n  concurrency                         {concurrency:>7} (scenarios and cells one at a time)\n",
-        wall.as_secs_f64()
+        "  wall time                           {:>7.1} s\n  concurrency                         {concurrency:>7} ({})\n",
+        wall.as_secs_f64(),
+        if concurrency <= 1 {
+            "scenarios and cells one at a time".to_string()
+        } else {
+            "workers per cell, each its own lab; cells one at a time".to_string()
+        }
     );
     for (name, who) in [
         ("harness", libc::RUSAGE_SELF),

@@ -62,6 +62,8 @@ pub fn e2e_options(
         places: crate::tools::Places::from_env(),
         fetch_missing: None,
         explain_check: false,
+        // `LAB_JOBS=1` runs the suite one scenario at a time; unset: the machine's default.
+        jobs: std::env::var("LAB_JOBS").ok().and_then(|v| v.parse().ok()),
     }
 }
 

@@ -11,7 +11,9 @@ use harness::skipped;
 use std::path::{Path, PathBuf};
 
 fn fixture(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/import").join(p)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/import")
+        .join(p)
 }
 
 #[cfg_attr(
@@ -26,7 +28,10 @@ async fn the_posts_imported_reproduce_the_posts() {
         missing.push("kubelogin (KUBELOGIN_BIN)");
     }
     if !missing.is_empty() {
-        skipped!("importing and running the posts needs {}", missing.join(", "));
+        skipped!(
+            "importing and running the posts needs {}",
+            missing.join(", ")
+        );
         return;
     }
     let post1 = import(&Inputs {
@@ -57,16 +62,25 @@ async fn the_posts_imported_reproduce_the_posts() {
         load_str(Path::new("post2-imported.yaml"), &post2).unwrap(),
     ];
     let artifacts = tempfile::tempdir().unwrap();
-    let report = e2e(harness::testsupport::e2e_options(scenarios, artifacts.path()))
-        .await
-        .unwrap();
+    let report = e2e(harness::testsupport::e2e_options(
+        scenarios,
+        artifacts.path(),
+    ))
+    .await
+    .unwrap();
     let table = harness::report::summary_table(&report.results);
     let failed: Vec<_> = report.results.iter().filter(|r| !r.passed).collect();
     // Post 1 as imported holds: every check of it passes.
-    assert!(failed.iter().all(|r| r.scenario == "post2-imported"), "{table}");
+    assert!(
+        failed.iter().all(|r| r.scenario == "post2-imported"),
+        "{table}"
+    );
     let find =
         |scenario: &str, check: &str| harness::testsupport::find_check(&report, scenario, check);
-    assert_eq!(find("post1-imported", "forbidden: delete namespace scratch").actual, "Forbidden (403)");
+    assert_eq!(
+        find("post1-imported", "forbidden: delete namespace scratch").actual,
+        "Forbidden (403)"
+    );
     // Post 2 as imported: datosh logs in (kubelogin, openid only) and gets the post's 401.
     assert!(find("post2-imported", "login").passed, "{table}");
     let w = find("post2-imported", "whoami");
@@ -79,7 +93,10 @@ async fn the_posts_imported_reproduce_the_posts() {
         "{table}"
     );
     assert!(
-        w.detail.as_deref().unwrap_or("").contains("cause unsupported-signing-alg"),
+        w.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("cause unsupported-signing-alg"),
         "{table}"
     );
 }

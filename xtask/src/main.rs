@@ -527,6 +527,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         places,
         fetch_missing,
         explain_check: args.explain_check,
+        jobs: args.jobs.map(usize::from),
     };
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
@@ -539,7 +540,10 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     println!("\n{}", harness::report::summary_table(&report.results));
     if bench {
         println!("timings (benchmark)\n{}", report.timings.render());
-        print!("{}", harness::bench::resources(started.elapsed(), 1));
+        print!(
+            "{}",
+            harness::bench::resources(started.elapsed(), report.concurrency)
+        );
     }
     if !report.versions.is_empty() {
         let v: Vec<String> = report

@@ -128,3 +128,49 @@ fn the_readmes_explain_and_verify_commands_run_as_printed() {
         );
     }
 }
+
+/// Every `cargo xtask scenarios import` line the README prints runs as printed (from a folder
+/// where the repository's `harness/` is at hand): exit 0, the scenario written where `-o`
+/// says, and the lab loads it.
+#[test]
+fn the_readmes_import_commands_run_as_printed() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let cmds: Vec<&str> = readme
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo xtask scenarios import ") && !l.contains('<'))
+        .collect();
+    assert!(cmds.len() >= 2, "{cmds:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../harness"),
+        dir.path().join("harness"),
+    )
+    .unwrap();
+    for cmd in cmds {
+        let words = shlex::split(cmd).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(&words[2..])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "`{cmd}` exited {:?}\n{stderr}",
+            out.status
+        );
+        let o = words
+            .iter()
+            .position(|w| w == "-o")
+            .map(|i| words[i + 1].clone())
+            .unwrap();
+        let written = dir.path().join(&o);
+        let s = harness::scenario::load_file(&written)
+            .unwrap_or_else(|e| panic!("`{cmd}` wrote a scenario the lab does not load: {e}"));
+        assert!(stderr.contains(&format!("wrote {o}")), "{stderr}");
+        assert!(!s.scenario.expect.is_empty());
+    }
+}

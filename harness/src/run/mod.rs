@@ -4,6 +4,7 @@
 //! `kanidm_lab.rs` the run's Kanidm, `scenario.rs` one scenario from Kanidm state to judged checks.
 
 mod checks;
+pub mod jobs;
 pub mod kanidm_lab;
 mod kubelogin_login;
 pub mod lab;
@@ -44,6 +45,8 @@ pub struct RunReport {
     pub timings: Timings,
     pub artifacts: PathBuf,
     pub versions: BTreeMap<String, String>,
+    /// The most workers a cell ran at once (1: one scenario at a time).
+    pub concurrency: usize,
 }
 
 impl RunReport {
@@ -138,6 +141,7 @@ pub async fn run_scenarios(
         timings,
         artifacts: opts.artifacts,
         versions,
+        concurrency: 1,
     })
 }
 
@@ -164,6 +168,9 @@ pub struct E2eOptions {
     /// Also run `explain` on every token the API server answers, and check it agrees
     /// (verdict, cause, mapped user): the differential test of `explain`.
     pub explain_check: bool,
+    /// Local backend: scenarios side by side on this many workers (each a lab of its own);
+    /// None: what the machine holds ([`jobs::default_jobs`]); Some(1): one at a time.
+    pub jobs: Option<usize>,
 }
 
 /// One cell of the matrix: a Kubernetes minor and a Kanidm.
@@ -186,6 +193,7 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         timings: Timings::default(),
         artifacts: opts.artifacts.clone(),
         versions: BTreeMap::new(),
+        concurrency: 1,
     };
     let on_host = opts.backend == Backend::Local;
     let sources = match opts.kanidm.is_empty() {
@@ -248,6 +256,7 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         all.results.append(&mut report.results);
         all.timings.entries.append(&mut report.timings.entries);
         all.versions.append(&mut report.versions);
+        all.concurrency = all.concurrency.max(report.concurrency);
     }
     all.timings.add("total", total.elapsed());
     crate::report::write_junit(&all.results, &opts.artifacts.join("junit.xml"), "e2e")?;
@@ -257,6 +266,125 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     )?;
     std::fs::write(opts.artifacts.join("timings.txt"), all.timings.render())?;
     Ok(all)
+}
+
+/// A cell's scenarios on several workers at once, each a lab of its own (PKI, browser,
+/// etcd + kube-apiserver + kube-controller-manager, Kanidm) under `<cell>/w<i>`; the results
+/// in the scenarios' order, as one worker would have given them.
+#[allow(clippy::too_many_arguments)]
+async fn run_workers(
+    opts: &E2eOptions,
+    cell: &Cell<'_>,
+    bins: &crate::tools::ControlPlaneBins,
+    dir: &std::path::Path,
+    artifacts: &std::path::Path,
+    scenarios: Vec<LoadedScenario>,
+    workers: Vec<Vec<usize>>,
+    progress: &Progress,
+    timings: &mut Timings,
+) -> Result<RunReport> {
+    let n = workers.len();
+    progress.step(&format!(
+        "{} scenarios on {n} workers: {}",
+        scenarios.len(),
+        workers
+            .iter()
+            .enumerate()
+            .map(|(w, idx)| format!("w{} {}", w + 1, idx.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let runs = workers.iter().enumerate().map(|(w, idx)| {
+        let subset: Vec<LoadedScenario> = idx.iter().map(|&i| scenarios[i].clone()).collect();
+        let wdir = dir.join(format!("w{}", w + 1));
+        let wart = artifacts.join(format!("w{}", w + 1));
+        async move {
+            let t = Instant::now();
+            let lab = Lab::new(&wdir).await?;
+            let mut cluster = crate::cluster::local::LocalControlPlane::start(
+                &wdir.join("cluster"),
+                &lab.pki,
+                bins,
+            )
+            .await?;
+            let run_opts = RunOptions {
+                scenarios: subset,
+                k8s: cell.k8s,
+                kanidm: cell.kanidm.clone(),
+                artifacts: wart.clone(),
+                fresh_kanidm: opts.fresh_kanidm,
+                explain_check: opts.explain_check,
+            };
+            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
+            let mut extra = Timings::default();
+            for (i, d) in cluster.ready_times.iter().enumerate() {
+                extra.add(
+                    &format!("w{}: api server start #{} to /readyz", w + 1, i + 1),
+                    *d,
+                );
+            }
+            cluster.shutdown().await;
+            lab::copy_artifacts(&wdir, &wart);
+            extra.add(&format!("w{}: worker wall time", w + 1), t.elapsed());
+            r.map(|r| (r, extra))
+        }
+    });
+    let done = join_all(runs.collect()).await;
+    let order: BTreeMap<&str, usize> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut all = RunReport {
+        results: Vec::new(),
+        timings: Timings::default(),
+        artifacts: artifacts.to_path_buf(),
+        versions: BTreeMap::new(),
+        concurrency: n,
+    };
+    for d in done {
+        let (mut r, extra) = d?;
+        all.results.append(&mut r.results);
+        all.timings.entries.append(&mut r.timings.entries);
+        timings.entries.extend(extra.entries);
+        all.versions.append(&mut r.versions);
+    }
+    // The report's order: the scenarios' (stable within one scenario).
+    all.results.sort_by_key(|r| {
+        order
+            .get(r.scenario.as_str())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    Ok(all)
+}
+
+/// Every future at once on this task (they borrow the cell's data); outputs in order.
+async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        fs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, result) in pending.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// `Kubernetes 1.33 (v1.33.13), kanidmd 1.10.4`: what a cell really ran.
@@ -320,12 +448,33 @@ async fn run_cell(
         opts.backend, cell.kanidm
     ));
     let dir = labdir.path.join(&cell.slug);
-    let lab = Lab::new(&dir).await?;
     let mut scenarios = opts.scenarios.clone();
     if opts.backend == Backend::Kind && opts.order_for_speed {
         crate::scenario::order_for_fewest_switches(&mut scenarios);
     }
     let artifacts = opts.artifacts.join(&cell.slug);
+    if let (Backend::Local, Some(bins)) = (opts.backend, bins) {
+        let n = match opts.jobs {
+            Some(n) => n,
+            None => {
+                let cores = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                let (n, why) =
+                    jobs::default_jobs(cores, jobs::available_memory(), jobs::groups(&scenarios));
+                progress.step(&format!("concurrency {n} ({why}; --jobs overrides)"));
+                n
+            }
+        };
+        let workers = jobs::partition(&scenarios, n);
+        if workers.len() > 1 {
+            return run_workers(
+                opts, cell, bins, &dir, &artifacts, scenarios, workers, progress, timings,
+            )
+            .await;
+        }
+    }
+    let lab = Lab::new(&dir).await?;
     let run_opts = RunOptions {
         scenarios,
         k8s: v,

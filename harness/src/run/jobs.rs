@@ -1,0 +1,138 @@
+//! Scenarios side by side on the local backend (pure): how many workers the machine holds,
+//! and which scenarios go together. Each worker is a lab of its own (PKI, browser,
+//! kube-apiserver, Kanidm); scenarios that share a Kanidm state stay together so their
+//! Kanidm and tokens are reused, and scenarios that need the fixed redirect port (post 2's
+//! `localhost:8000`, kubelogin's listener) share one worker instead of queueing on the port.
+
+use crate::scenario::LoadedScenario;
+use crate::scenario::model::LoginVia;
+
+/// What one worker costs at its peak, measured: kube-apiserver ~280 MB, etcd, kanidmd,
+/// chromedriver and Chromium; with room to spare.
+pub const MEMORY_PER_WORKER: u64 = 1_500 << 20;
+
+/// The concurrency the machine can hold: one worker per core, as many as memory allows,
+/// never more than there are groups of scenarios. Returns the number and why.
+pub fn default_jobs(cores: usize, available_memory: Option<u64>, groups: usize) -> (usize, String) {
+    let by_memory = available_memory
+        .map(|m| (m / MEMORY_PER_WORKER).max(1) as usize)
+        .unwrap_or(1);
+    let n = cores.min(by_memory).min(groups).max(1);
+    let mem = available_memory
+        .map(|m| format!("{:.1} GiB available", m as f64 / (1u64 << 30) as f64))
+        .unwrap_or_else(|| "memory unknown".into());
+    (
+        n,
+        format!("{cores} core(s), {mem}, {groups} group(s) of scenarios"),
+    )
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Which scenarios must stay together (the same key).
+fn key(s: &LoadedScenario) -> String {
+    let l = &s.scenario.login;
+    if l.via == LoginVia::Kubelogin || l.redirect_port.is_some() {
+        return "fixed redirect port".into();
+    }
+    super::kanidm_lab::fingerprint(s)
+}
+
+/// What a scenario costs, roughly: its steps each reconfigure or log in again.
+fn weight(s: &LoadedScenario) -> usize {
+    1 + s.scenario.steps.len()
+}
+
+/// Scenario indexes per worker: groups (in order of first appearance) assigned heaviest
+/// first to the least loaded worker; within a worker, the original order.
+pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in scenarios.iter().enumerate() {
+        let k = key(s);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    let jobs = jobs.max(1).min(groups.len().max(1));
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    let cost = |g: &Vec<usize>| g.iter().map(|&i| weight(&scenarios[i])).sum::<usize>();
+    order.sort_by_key(|&g| std::cmp::Reverse(cost(&groups[g].1)));
+    let mut workers: Vec<Vec<usize>> = vec![Vec::new(); jobs];
+    let mut load = vec![0usize; jobs];
+    for g in order {
+        let w = (0..jobs).min_by_key(|&w| (load[w], w)).unwrap_or(0);
+        load[w] += cost(&groups[g].1);
+        workers[w].extend(&groups[g].1);
+    }
+    for w in &mut workers {
+        w.sort_unstable();
+    }
+    workers.retain(|w| !w.is_empty());
+    workers
+}
+
+/// How many groups `partition` would make (the most workers that can be busy).
+pub fn groups(scenarios: &[LoadedScenario]) -> usize {
+    let mut keys: Vec<String> = scenarios.iter().map(key).collect();
+    keys.sort();
+    keys.dedup();
+    keys.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str) -> LoadedScenario {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        crate::scenario::load_file(&root.join(format!("scenarios/{name}.yaml"))).unwrap()
+    }
+
+    #[test]
+    fn the_machine_decides_unless_told() {
+        assert_eq!(default_jobs(2, Some(24 << 30), 10).0, 2);
+        assert_eq!(default_jobs(8, Some(3 << 30), 10).0, 2, "memory caps it");
+        assert_eq!(
+            default_jobs(8, Some(24 << 30), 1).0,
+            1,
+            "one group: one worker"
+        );
+        assert_eq!(default_jobs(2, None, 10).0, 1);
+        assert!(default_jobs(2, Some(24 << 30), 3).1.contains("2 core(s)"));
+    }
+
+    #[test]
+    fn fixed_ports_and_shared_kanidm_stay_together_and_everyone_runs_once() {
+        let names = [
+            "post1-structured",
+            "post2-as-written",
+            "post2-fix-signing-algs",
+            "kubelogin-post1",
+            "wrong-audience",
+            "lifecycle-signing-keys",
+        ];
+        let all: Vec<LoadedScenario> = names.iter().map(|n| load(n)).collect();
+        let w = partition(&all, 2);
+        assert_eq!(w.len(), 2);
+        let mut seen: Vec<usize> = w.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..names.len()).collect::<Vec<_>>());
+        let together = |a: usize, b: usize| w.iter().any(|x| x.contains(&a) && x.contains(&b));
+        assert!(
+            together(1, 2),
+            "post 2's port 8000 scenarios share a worker: {w:?}"
+        );
+        assert!(together(1, 3), "kubelogin listens on 8000 too: {w:?}");
+        assert_eq!(
+            partition(&all, 1),
+            vec![(0..names.len()).collect::<Vec<_>>()]
+        );
+    }
+}
