@@ -112,3 +112,80 @@ async fn verify_on_a_lab_reproduces_e2e_for_post1_and_post2() {
         assert!(junit.contains("<testsuite"), "{junit}");
     }
 }
+
+/// `scenarios import` of post 1's own files, then `verify` of that imported scenario,
+/// unchanged, against a cluster set up as post 1 (a `lab up` lab stands in for it): the
+/// placeholders resolve from the person's token, and alice has view and not more.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_accepts_an_imported_scenario_unchanged() {
+    harness::init_crypto();
+    let missing = harness::tools::missing_for_local();
+    if !missing.is_empty() {
+        skipped!("needs {} (see `cargo xtask doctor`)", missing.join(", "));
+        return;
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_xtask"));
+    let dir = tempfile::tempdir().unwrap();
+    let fx = root().join("harness/tests/import/post1");
+    let imported = dir.path().join("post1-imported.yaml");
+    let out = std::process::Command::new(&exe)
+        .args(["scenarios", "import", "--kanidm-commands"])
+        .arg(fx.join("commands.sh"))
+        .args(["--set", "whoami=alice", "--auth-config"])
+        .arg(fx.join("auth-config.yaml"))
+        .arg("--rbac")
+        .arg(fx.join("rbac.yaml"))
+        .arg("--kubeconfig")
+        .arg(fx.join("kubeconfig-user.yaml"))
+        .args(["--name", "post1-imported", "-o"])
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The user's cluster: post 1 done by hand (here: the shipped scenario's lab).
+    let s = harness::scenario::load_file(&root().join("scenarios/post1-structured.yaml")).unwrap();
+    let lab_dir = dir.path().join("lab");
+    let running = harness::testsupport::local_lab(&s, &lab_dir, &exe)
+        .await
+        .unwrap();
+    let alice = running.state.persons["alice"].kubeconfig.clone().unwrap();
+    let kubectl = harness::tools::KUBECTL.require().unwrap();
+    let out = tokio::process::Command::new(&exe)
+        .arg("verify")
+        .arg("--scenario")
+        .arg(&imported)
+        .arg("--user")
+        .arg(format!("alice={}", alice.display()))
+        .args(running.state.auth_args.clone())
+        .arg("--kubectl")
+        .arg(&kubectl)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    running.shutdown().await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for check in [
+        "whoami",
+        "allowed: list pods -A",
+        "forbidden: delete namespace scratch",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("ok")
+                && l.contains(" post1-imported ")
+                && l.contains(" alice ")
+                && l.contains(&format!(" {check} "))),
+            "no passing `alice {check}`:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
