@@ -503,6 +503,33 @@ async fn kubelogin_kubeconfigs(
     Ok(())
 }
 
+/// A person's secrets with the last TOTP step any process of this lab used (Kanidm refuses
+/// a code twice), and the file that step is kept in.
+fn secrets_with_step(
+    dir: &Path,
+    person: &str,
+    stored: &StoredPerson,
+) -> Result<(PersonSecrets, PathBuf)> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let step_file = tokens.join(format!("{person}.totp-step"));
+    let last: u64 = std::fs::read_to_string(&step_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((stored.secrets(last), step_file))
+}
+
+/// Keep the TOTP step a login used for the lab's next process.
+fn save_step(step_file: &Path, secrets: &PersonSecrets) -> Result<()> {
+    if let Some(t) = &secrets.totp
+        && let Ok(g) = t.last_used_step.lock()
+    {
+        std::fs::write(step_file, g.to_string())?;
+    }
+    Ok(())
+}
+
 /// kubelogin's `--browser-command` in a lab: log `person` in through Kanidm's pages in a
 /// headless browser, ending at kubelogin's own redirect listener (which then has the code).
 pub async fn kubelogin_browser(dir: &Path, person: &str, url: &str) -> Result<()> {
@@ -511,14 +538,7 @@ pub async fn kubelogin_browser(dir: &Path, person: &str, url: &str) -> Result<()
         .persons
         .get(person)
         .ok_or_else(|| anyhow!("no person `{person}` in lab {}", state.scenario))?;
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens)?;
-    let step_file = tokens.join(format!("{person}.totp-step"));
-    let last: u64 = std::fs::read_to_string(&step_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    let secrets = stored.secrets(last);
+    let (secrets, step_file) = secrets_with_step(dir, person, stored)?;
     let listener = url::Url::parse(url).map_err(|e| anyhow!("kubelogin's URL `{url}`: {e}"))?;
     let seen = crate::login::kubelogin::authorize_request(url).await;
     let prefix = crate::login::kubelogin::redirect_prefix(seen.as_ref(), url);
@@ -544,11 +564,7 @@ pub async fn kubelogin_browser(dir: &Path, person: &str, url: &str) -> Result<()
     .await;
     browser.stop().await;
     let _ = std::fs::remove_dir_all(&bdir);
-    if let Some(t) = &secrets.totp
-        && let Ok(g) = t.last_used_step.lock()
-    {
-        std::fs::write(&step_file, g.to_string())?;
-    }
+    save_step(&step_file, &secrets)?;
     match out? {
         None => Ok(()),
         Some(page) => bail!("Kanidm ended {person}'s login: {}", page.label()),
@@ -696,12 +712,7 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
     let (token, exp) = match cached {
         Some(c) => c,
         None => {
-            let step_file = tokens.join(format!("{person}.totp-step"));
-            let last: u64 = std::fs::read_to_string(&step_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            let secrets = stored.secrets(last);
+            let (secrets, step_file) = secrets_with_step(dir, person, stored)?;
             let ca_pem = std::fs::read_to_string(&state.ca_file)?;
             let http = lab_http_client(&ca_pem)?;
             let mut browser =
@@ -732,11 +743,7 @@ pub async fn exec_credential(dir: &Path, person: &str) -> Result<String> {
             browser.stop().await;
             let _ =
                 std::fs::remove_dir_all(dir.join(format!("exec-browser-{}", std::process::id())));
-            if let Some(t) = &secrets.totp
-                && let Ok(g) = t.last_used_step.lock()
-            {
-                std::fs::write(&step_file, g.to_string())?;
-            }
+            save_step(&step_file, &secrets)?;
             match out? {
                 LoginOutcomeActual::Token(t) => {
                     crate::pki::write_secret(

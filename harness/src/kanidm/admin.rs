@@ -10,12 +10,9 @@ pub(crate) fn ce(what: &str) -> impl FnOnce(kanidm_client::ClientError) -> anyho
     move |e| anyhow!("Kanidm refused to {what}: {e:?}")
 }
 
-/// An admin client for the lab's Kanidm, logged in as `idm_admin`.
-pub async fn admin_client(
-    endpoint: &KanidmEndpoint,
-    idm_admin_password: &str,
-) -> Result<KanidmClient> {
-    let client = KanidmClientBuilder::new()
+/// A client of the lab's Kanidm, trusting only the lab CA, with deadlines; not logged in.
+fn lab_client(endpoint: &KanidmEndpoint) -> Result<KanidmClient> {
+    KanidmClientBuilder::new()
         .address(endpoint.origin.clone())
         .enable_native_ca_roots(false)
         .add_root_certificate_filepath(&endpoint.ca_file.to_string_lossy())
@@ -24,7 +21,15 @@ pub async fn admin_client(
         .request_timeout(30)
         .no_proxy()
         .build()
-        .map_err(ce("build a client"))?;
+        .map_err(ce("build a client"))
+}
+
+/// An admin client for the lab's Kanidm, logged in as `idm_admin`.
+pub async fn admin_client(
+    endpoint: &KanidmEndpoint,
+    idm_admin_password: &str,
+) -> Result<KanidmClient> {
+    let client = lab_client(endpoint)?;
     client
         .auth_simple_password("idm_admin", idm_admin_password)
         .await
@@ -45,16 +50,7 @@ pub async fn person_client(
             "{name} has no password (a passkey person): the lab cannot log in as them without a browser"
         );
     }
-    let client = KanidmClientBuilder::new()
-        .address(endpoint.origin.clone())
-        .enable_native_ca_roots(false)
-        .add_root_certificate_filepath(&endpoint.ca_file.to_string_lossy())
-        .map_err(ce("load the lab CA"))?
-        .connect_timeout(10)
-        .request_timeout(30)
-        .no_proxy()
-        .build()
-        .map_err(ce("build a client"))?;
+    let client = lab_client(endpoint)?;
     match &secrets.totp {
         Some(key) => {
             let (code, step) = key.next_unused_code().await?;

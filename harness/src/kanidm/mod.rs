@@ -5,6 +5,7 @@
 //! `credentials`) → `readback` (what the server holds, `verify` against the scenario).
 
 pub mod admin;
+pub mod cli_lines;
 pub mod config;
 pub mod container;
 pub mod credentials;

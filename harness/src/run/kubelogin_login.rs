@@ -67,6 +67,25 @@ fn stderr_tail(run: &Run) -> String {
         .collect()
 }
 
+/// The person's credentials and the run's browser holding their Kanidm session.
+async fn person_browser(
+    k: &mut KanidmLab,
+    site: &KanidmSite<'_>,
+    person: &str,
+) -> Result<(crate::kanidm::PersonSecrets, fantoccini::Client, Kind)> {
+    let secrets = k
+        .provisioned
+        .secrets
+        .get(person)
+        .ok_or_else(|| anyhow!("no credentials for {person}"))?
+        .clone();
+    let (client, kind) = k
+        .signins
+        .browser_for(&site.lab.browser, &site.lab.pki.kanidm_spki_sha256, person)
+        .await?;
+    Ok((secrets, client, kind))
+}
+
 /// Log `person` in through kubelogin: a fresh cache for the current Kanidm state, then the
 /// exec block's `get-token` with the run's browser.
 pub(super) async fn login(
@@ -85,21 +104,12 @@ pub(super) async fn login(
         .kubelogin
         .as_ref()
         .ok_or_else(|| anyhow!("`via: kubelogin` without `kubelogin:`"))?;
-    let secrets = k
-        .provisioned
-        .secrets
-        .get(person)
-        .ok_or_else(|| anyhow!("no credentials for {person}"))?
-        .clone();
+    let (secrets, client, kind) = person_browser(k, site, person).await?;
     let who = Person {
         name: person,
         secrets: &secrets,
         passkey: false,
     };
-    let (client, kind) = k
-        .signins
-        .browser_for(&lab.browser, &lab.pki.kanidm_spki_sha256, person)
-        .await?;
     let side = || BrowserSide {
         client: &client,
         person: &who,
@@ -187,21 +197,12 @@ pub(super) async fn refresh(
     let issuer = k.server.endpoint().issuer(&login.client.value);
     let info = exec_info(&template.api_version);
     let runs: Vec<Result<Run>> = if n <= 1 {
-        let secrets = k
-            .provisioned
-            .secrets
-            .get(person)
-            .ok_or_else(|| anyhow!("no credentials for {person}"))?
-            .clone();
+        let (secrets, client, _) = person_browser(k, site, person).await?;
         let who = Person {
             name: person,
             secrets: &secrets,
             passkey: false,
         };
-        let (client, _) = k
-            .signins
-            .browser_for(&lab.browser, &lab.pki.kanidm_spki_sha256, person)
-            .await?;
         let side = BrowserSide {
             client: &client,
             person: &who,
