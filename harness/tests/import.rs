@@ -397,3 +397,102 @@ fn hostile_inputs_get_located_errors() {
     let all = format!("{:?}", import(&google).unwrap_err());
     assert!(all.contains("Kanidm"), "{all}");
 }
+
+#[test]
+fn a_static_pod_manifest_and_a_second_issuer_import_as_they_should() {
+    let d = tempfile::tempdir().unwrap();
+    let cmds = write(
+        d.path(),
+        "cmds.sh",
+        "kanidm group create k8s_users\nkanidm person create datosh 'Fabian Kammel'\nkanidm group add-members k8s_users datosh\nkanidm system oauth2 create-public k8s k8s http://localhost:8000\nkanidm system oauth2 update-scope-map k8s k8s_users openid groups\n",
+    );
+    // Post 2 with its fix, as the static pod manifest has it.
+    let manifest = write(
+        d.path(),
+        "kube-apiserver.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver, namespace: kube-system}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.36.2\n    command:\n    - kube-apiserver\n    - --oidc-issuer-url=https://sso.kammel.dev/oauth2/openid/k8s\n    - --oidc-client-id=k8s\n    - --oidc-signing-algs=ES256\n    - --oidc-groups-claim=groups\n",
+    );
+    let yaml = import(&Inputs {
+        auth: Some((
+            AuthSource::Manifest(manifest),
+            "--manifest kube-apiserver.yaml".into(),
+        )),
+        kanidm_commands: Some(cmds.clone()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let s = load_str(Path::new("m.yaml"), &yaml).unwrap();
+    let f = &s
+        .scenario
+        .api_server
+        .value
+        .legacy_flags
+        .as_ref()
+        .unwrap()
+        .value;
+    let algs: Vec<&str> = f.signing_algs.iter().map(|a| a.value.as_str()).collect();
+    assert_eq!(algs, ["ES256"]);
+    assert_eq!(f.groups_claim.as_deref(), Some("groups"));
+    // A structured config with a second, non-Kanidm issuer: that one is said, not dropped.
+    let cfg = write(
+        d.path(),
+        "auth.yaml",
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {url: https://sso.kammel.dev/oauth2/openid/k8s, audiences: [k8s]}\n  claimMappings: {username: {claim: sub, prefix: 'https://sso.kammel.dev/oauth2/openid/k8s#'}}\n- issuer: {url: https://accounts.google.com, audiences: [x]}\n  claimMappings: {username: {claim: email, prefix: ''}}\n",
+    );
+    let yaml = import(&Inputs {
+        auth: Some((
+            AuthSource::ConfigFile(cfg),
+            "--auth-config auth.yaml".into(),
+        )),
+        kanidm_commands: Some(cmds.clone()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        yaml.contains("# not imported: jwt[1] with issuer `https://accounts.google.com`"),
+        "{yaml}"
+    );
+    let s = load_str(Path::new("c.yaml"), &yaml).unwrap();
+    let jwt = &s
+        .scenario
+        .api_server
+        .value
+        .structured
+        .as_ref()
+        .unwrap()
+        .value
+        .jwt;
+    assert_eq!(jwt.len(), 1);
+    assert_eq!(
+        jwt[0].claim_mappings.username.prefix.as_deref(),
+        Some("${issuer:k8s}#")
+    );
+    assert_eq!(
+        s.scenario.expect[0]
+            .whoami
+            .as_ref()
+            .unwrap()
+            .username
+            .as_deref(),
+        Some("${issuer:k8s}#${uuid:datosh}")
+    );
+    // A config the API server would refuse is refused, in its words.
+    let bad = write(
+        d.path(),
+        "bad.yaml",
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {url: https://sso.kammel.dev/oauth2/openid/k8s, audiences: [k8s]}\n  claimMappings: {username: {claim: sub}}\n  bogus: 1\n",
+    );
+    let all = format!(
+        "{:?}",
+        import(&Inputs {
+            auth: Some((AuthSource::ConfigFile(bad), "--auth-config bad.yaml".into())),
+            kanidm_commands: Some(cmds),
+            ..Default::default()
+        })
+        .unwrap_err()
+    );
+    assert!(
+        all.contains("bogus") || all.contains("unknown field"),
+        "{all}"
+    );
+}
