@@ -69,5 +69,46 @@ pub fn flags_here(flags: &[String], apiserver_ca: &str, host_ca: &std::path::Pat
             false => f.clone(),
         })
         .collect();
-    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One shell word: as it is when it needs no quoting (flags, URLs, paths), else single-quoted.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && !w.starts_with('#')
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%#".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_here_reads_back_as_the_same_words_and_quotes_only_what_needs_it() {
+        let flags = vec![
+            "--oidc-issuer-url=https://localhost:1/oauth2/openid/k8s".to_string(),
+            "--oidc-ca-file=/node/ca.pem".into(),
+            "--oidc-username-prefix=a b'c".into(),
+        ];
+        let s = flags_here(&flags, "/node/ca.pem", std::path::Path::new("/host/ca.pem"));
+        assert!(s.starts_with("--oidc-issuer-url=https://localhost:1/oauth2/openid/k8s --oidc-ca-file=/host/ca.pem '"), "{s}");
+        assert_eq!(
+            shlex::split(&s).unwrap(),
+            [
+                "--oidc-issuer-url=https://localhost:1/oauth2/openid/k8s",
+                "--oidc-ca-file=/host/ca.pem",
+                "--oidc-username-prefix=a b'c"
+            ]
+        );
+    }
 }
