@@ -259,3 +259,38 @@ pub mod mirror {
         }
     }
 }
+
+/// `scenarios import`'s inputs for the posts' own files (`harness/tests/import/post{1,2}/`,
+/// copied verbatim from the posts): post 1 with `$(whoami)` = alice; post 2's console blocks
+/// and its two `--oidc-*` flags. `kubelogin_found` decides the login they import into.
+pub fn post_import_inputs(post: u8, kubelogin_found: bool) -> crate::import::Inputs {
+    use crate::explain::source::AuthSource;
+    let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/import");
+    match post {
+        1 => crate::import::Inputs {
+            auth: Some((
+                AuthSource::ConfigFile(fx.join("post1/auth-config.yaml")),
+                "--auth-config auth-config.yaml".into(),
+            )),
+            rbac: vec![fx.join("post1/rbac.yaml")],
+            kubeconfig: Some(fx.join("post1/kubeconfig-user.yaml")),
+            kanidm_commands: Some(fx.join("post1/commands.sh")),
+            set: [("whoami".to_string(), "alice".to_string())].into(),
+            name: Some("post1-imported".into()),
+            kubelogin_found,
+            ..Default::default()
+        },
+        _ => crate::import::Inputs {
+            auth: Some((
+                AuthSource::Flags(
+                    std::fs::read_to_string(fx.join("post2/oidc-flags.txt")).unwrap_or_default(),
+                ),
+                "--oidc-flags".into(),
+            )),
+            kanidm_commands: Some(fx.join("post2/transcript.txt")),
+            name: Some("post2-imported".into()),
+            kubelogin_found,
+            ..Default::default()
+        },
+    }
+}

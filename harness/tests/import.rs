@@ -13,12 +13,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn fixture(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/import")
-        .join(p)
-}
-
 /// A Kanidm state with everything in a fixed order, for comparing.
 fn normal(s: &harness::scenario::model::KanidmState) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap();
@@ -93,19 +87,7 @@ fn binding<'a>(
 
 #[test]
 fn post_1s_commands_and_files_import_into_post1_structured() {
-    let inputs = Inputs {
-        auth: Some((
-            AuthSource::ConfigFile(fixture("post1/auth-config.yaml")),
-            "--auth-config auth-config.yaml".into(),
-        )),
-        rbac: vec![fixture("post1/rbac.yaml")],
-        kubeconfig: Some(fixture("post1/kubeconfig-user.yaml")),
-        kanidm_commands: Some(fixture("post1/commands.sh")),
-        set: [("whoami".to_string(), "alice".to_string())].into(),
-        name: Some("post1-imported".into()),
-        kubelogin_found: true,
-        ..Default::default()
-    };
+    let inputs = harness::testsupport::post_import_inputs(1, true);
     let yaml = import(&inputs).unwrap_or_else(|e| panic!("{e:?}"));
     let s = load_str(Path::new("post1-imported.yaml"), &yaml).unwrap();
     let shipped = load_file(&root().join("scenarios/post1-structured.yaml")).unwrap();
@@ -203,14 +185,7 @@ fn post_1s_commands_and_files_import_into_post1_structured() {
 
 #[test]
 fn post_2s_console_blocks_and_flags_import_into_post2_as_written() {
-    let flags = std::fs::read_to_string(fixture("post2/oidc-flags.txt")).unwrap();
-    let inputs = Inputs {
-        auth: Some((AuthSource::Flags(flags.clone()), "--oidc-flags".into())),
-        kanidm_commands: Some(fixture("post2/transcript.txt")),
-        name: Some("post2-imported".into()),
-        kubelogin_found: true,
-        ..Default::default()
-    };
+    let inputs = harness::testsupport::post_import_inputs(2, true);
     let yaml = import(&inputs).unwrap_or_else(|e| panic!("{e:?}"));
     let s = load_str(Path::new("post2-imported.yaml"), &yaml).unwrap();
     let shipped = load_file(&root().join("scenarios/post2-as-written.yaml")).unwrap();

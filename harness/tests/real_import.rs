@@ -3,18 +3,11 @@
 //! post 2's import reproduces the post's 401 — ES256 against the flags' RS256 default, with
 //! the API server's own log line.
 
-use harness::explain::source::AuthSource;
-use harness::import::{Inputs, import};
+use harness::import::import;
 use harness::run::e2e;
 use harness::scenario::load_str;
 use harness::skipped;
-use std::path::{Path, PathBuf};
-
-fn fixture(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/import")
-        .join(p)
-}
+use std::path::Path;
 
 #[cfg_attr(
     not(lab_real),
@@ -34,29 +27,8 @@ async fn the_posts_imported_reproduce_the_posts() {
         );
         return;
     }
-    let post1 = import(&Inputs {
-        auth: Some((
-            AuthSource::ConfigFile(fixture("post1/auth-config.yaml")),
-            "--auth-config".into(),
-        )),
-        rbac: vec![fixture("post1/rbac.yaml")],
-        kubeconfig: Some(fixture("post1/kubeconfig-user.yaml")),
-        kanidm_commands: Some(fixture("post1/commands.sh")),
-        set: [("whoami".to_string(), "alice".to_string())].into(),
-        name: Some("post1-imported".into()),
-        kubelogin_found: true,
-        ..Default::default()
-    })
-    .unwrap();
-    let flags = std::fs::read_to_string(fixture("post2/oidc-flags.txt")).unwrap();
-    let post2 = import(&Inputs {
-        auth: Some((AuthSource::Flags(flags), "--oidc-flags".into())),
-        kanidm_commands: Some(fixture("post2/transcript.txt")),
-        name: Some("post2-imported".into()),
-        kubelogin_found: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let post1 = import(&harness::testsupport::post_import_inputs(1, true)).unwrap();
+    let post2 = import(&harness::testsupport::post_import_inputs(2, true)).unwrap();
     let scenarios = vec![
         load_str(Path::new("post1-imported.yaml"), &post1).unwrap(),
         load_str(Path::new("post2-imported.yaml"), &post2).unwrap(),

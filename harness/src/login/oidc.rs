@@ -286,16 +286,20 @@ pub async fn exchange_and_verify(
     let id_token = t
         .id_token
         .ok_or_else(|| anyhow!("no id_token in the token response: was `openid` granted?"))?;
-    let jwks: JwkSet = http
-        .get(&d.jwks_uri)
+    let jwks = fetch_jwks(http, d).await?;
+    verify(&id_token, &jwks, &d.issuer, client_id, Some(&req.nonce))
+}
+
+/// The issuer's signing keys.
+async fn fetch_jwks(http: &reqwest::Client, d: &Discovery) -> Result<JwkSet> {
+    http.get(&d.jwks_uri)
         .send()
         .await
         .and_then(|r| r.error_for_status())
         .context("fetching the JWKS")?
         .json()
         .await
-        .context("parsing the JWKS")?;
-    verify(&id_token, &jwks, &d.issuer, client_id, Some(&req.nonce))
+        .context("parsing the JWKS")
 }
 
 /// A token someone else obtained (kubelogin), verified against the issuer's discovery and
@@ -307,15 +311,7 @@ pub async fn verify_from_issuer(
     id_token: &str,
 ) -> Result<VerifiedToken> {
     let d = discover(http, issuer).await?;
-    let jwks: JwkSet = http
-        .get(&d.jwks_uri)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .context("fetching the JWKS")?
-        .json()
-        .await
-        .context("parsing the JWKS")?;
+    let jwks = fetch_jwks(http, &d).await?;
     verify(id_token, &jwks, &d.issuer, client_id, None)
 }
 
