@@ -111,6 +111,7 @@ pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
             "workers per cell, each its own lab; cells one at a time".to_string()
         }
     );
+    let parts = crate::process::usage::snapshot();
     for (name, who) in [
         ("harness", libc::RUSAGE_SELF),
         ("components (all children)", libc::RUSAGE_CHILDREN),
@@ -127,6 +128,18 @@ pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
                 } else {
                     ""
                 }
+            ));
+        }
+    }
+    if !parts.is_empty() {
+        out.push_str("  by component (read before each was stopped; kubectl and kubelogin runs are the rest):\n");
+        for (name, u) in &parts {
+            out.push_str(&format!(
+                "    {:<24} CPU {:>7.1} s over {} process(es), peak RSS {:>7.1} MB (the largest one)\n",
+                name,
+                u.cpu_secs,
+                u.processes,
+                u.peak_rss_bytes as f64 / (1u64 << 20) as f64
             ));
         }
     }

@@ -83,6 +83,7 @@ impl ManagedProcess {
             return;
         };
         if let Some(pid) = child.id() {
+            usage::record(&self.name, pid);
             // SAFETY: plain kill(2) on a pid we own.
             unsafe {
                 libc::kill(pid as i32, libc::SIGTERM);
@@ -100,12 +101,88 @@ impl Drop for ManagedProcess {
         if let Some(child) = self.child.as_mut() {
             // The whole group: whatever the child started (Chromium's helpers, say) goes too.
             if let Some(pid) = child.id() {
+                usage::record(&self.name, pid);
                 // SAFETY: kill(2) on the process group this child leads (process_group(0)).
                 unsafe {
                     libc::kill(-(pid as i32), libc::SIGKILL);
                 }
             }
             let _ = child.start_kill();
+        }
+    }
+}
+
+/// What each kind of component cost, read from `/proc` just before it is stopped: for
+/// `cargo xtask bench`'s breakdown ("kube-apiserver ×5: 11.2 s CPU").
+pub mod usage {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// Per component name: processes, CPU seconds (with their reaped children), largest peak RSS.
+    #[derive(Debug, Clone, Copy, Default, PartialEq)]
+    pub struct Usage {
+        pub processes: u32,
+        pub cpu_secs: f64,
+        pub peak_rss_bytes: u64,
+    }
+
+    static BY_NAME: Mutex<BTreeMap<String, Usage>> = Mutex::new(BTreeMap::new());
+
+    /// utime + stime + cutime + cstime, in clock ticks, from a `/proc/<pid>/stat` line (the
+    /// command name in parentheses may itself hold spaces and parentheses).
+    pub fn cpu_ticks(stat: &str) -> Option<u64> {
+        let after = stat.get(stat.rfind(')')? + 1..)?;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // After the name: state is field 3, utime 14 … cstime 17 (1-based over the line).
+        (11..=14)
+            .map(|i| f.get(i)?.parse::<u64>().ok())
+            .sum::<Option<u64>>()
+    }
+
+    /// `VmHWM` (peak resident set) from `/proc/<pid>/status`, in bytes.
+    pub fn peak_rss(status: &str) -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    }
+
+    pub fn record(name: &str, pid: u32) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let Some(ticks) = cpu_ticks(&stat) else {
+            return;
+        };
+        let mut all = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
+        let u = all.entry(name.to_string()).or_default();
+        u.processes += 1;
+        u.cpu_secs += ticks as f64 / hz;
+        u.peak_rss_bytes = u.peak_rss_bytes.max(peak_rss(&status).unwrap_or(0));
+    }
+
+    /// Everything recorded so far, by component name.
+    pub fn snapshot() -> BTreeMap<String, Usage> {
+        BY_NAME.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_cpu_and_peak_rss_from_proc_lines() {
+            let stat = "4242 (kube (api)server) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 12 0 1 2 3";
+            assert_eq!(cpu_ticks(stat), Some(310));
+            assert_eq!(cpu_ticks("garbage"), None);
+            assert_eq!(peak_rss("Name:\tx\nVmHWM:\t  2048 kB\n"), Some(2 << 20));
+            assert_eq!(peak_rss("Name:\tx\n"), None);
+        }
+
+        #[test]
+        fn the_harness_itself_can_be_read() {
+            let me = std::process::id();
+            let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+            assert!(cpu_ticks(&stat).is_some());
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Local control plane: etcd + kube-apiserver + kube-controller-manager as processes.
 //!
 //! Changing authentication restarts kube-apiserver (1–3 s to `/readyz` here; a structured
-//! config reload takes ~10 s to show). kube-controller-manager runs only until the
+//! config reload takes ~10 s to show). The run may name the configurations coming next
+//! ([`ClusterBackend::prepare`]): their kube-apiservers start at once on ports of their own,
+//! against the same etcd, and the scenario that needs one adopts it instead of waiting for a
+//! restart. kube-controller-manager runs only until the
 //! `view`/`edit`/`admin` roles are aggregated: the rules then live in etcd, and an API server
 //! with no watch clients stops in milliseconds instead of its 60 s graceful drain.
 
@@ -22,6 +25,10 @@ pub struct LocalControlPlane {
     /// server's first start waits for it.
     etcd_starting: Option<tokio::task::JoinHandle<Result<(ManagedProcess, String)>>>,
     apiserver: Option<ManagedProcess>,
+    /// The running API server's log.
+    log: PathBuf,
+    /// API servers started ahead for configurations the run said come next.
+    prepared: Vec<Prepared>,
     kcm: Option<ManagedProcess>,
     apiserver_bin: PathBuf,
     kcm_bin: PathBuf,
@@ -36,6 +43,63 @@ pub struct LocalControlPlane {
     roles_aggregated: bool,
     /// Seconds each API server start took to `/readyz`.
     pub ready_times: Vec<Duration>,
+    /// For each prepared API server a scenario adopted: how long it had run when adopted,
+    /// and how long the scenario still waited for its `/readyz`.
+    pub adopted: Vec<(Duration, Duration)>,
+}
+
+/// A kube-apiserver started ahead of the scenario that needs it, on a port of its own.
+struct Prepared {
+    auth: AuthSetup,
+    proc: ManagedProcess,
+    port: u16,
+    log: PathBuf,
+    spawned: Instant,
+}
+
+/// At most this many API servers run ahead of the one serving checks (each ~280 MB).
+pub const MAX_PREPARED: usize = 2;
+
+/// Which prepared API servers to keep (indexes into `have`) and which configurations to
+/// start, so that the first `limit` distinct wanted configurations other than the running
+/// one each have a server, and nothing else runs ahead.
+fn plan_prepared(
+    running: Option<&AuthSetup>,
+    have: &[AuthSetup],
+    wanted: &[AuthSetup],
+    limit: usize,
+) -> (Vec<usize>, Vec<AuthSetup>) {
+    let mut chosen: Vec<&AuthSetup> = Vec::new();
+    for a in wanted {
+        if chosen.len() == limit {
+            break;
+        }
+        if Some(a) != running && !chosen.contains(&a) {
+            chosen.push(a);
+        }
+    }
+    let mut keep = Vec::new();
+    let mut start = Vec::new();
+    for a in chosen {
+        match have
+            .iter()
+            .enumerate()
+            .position(|(i, h)| h == a && !keep.contains(&i))
+        {
+            Some(i) => keep.push(i),
+            None => start.push(a.clone()),
+        }
+    }
+    (keep, start)
+}
+
+/// `LAB_AHEAD=<n>` overrides [`MAX_PREPARED`] (0: the old one-at-a-time restarts, for
+/// paired measurements).
+fn ahead_limit() -> usize {
+    std::env::var("LAB_AHEAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_PREPARED)
 }
 
 /// Ports are picked free and bound later by the child, so a concurrent run can take one
@@ -201,6 +265,8 @@ impl LocalControlPlane {
             etcd: None,
             etcd_starting: Some(etcd_starting),
             apiserver: None,
+            log: dir.join("kube-apiserver-0.log"),
+            prepared: Vec::new(),
             kcm: None,
             apiserver_bin,
             kcm_bin,
@@ -214,14 +280,14 @@ impl LocalControlPlane {
             current: None,
             roles_aggregated: false,
             ready_times: Vec::new(),
+            adopted: Vec::new(),
         })
     }
 
-    fn apiserver_log(&self) -> PathBuf {
-        self.dir.join(format!("kube-apiserver-{}.log", self.starts))
-    }
-
-    fn apiserver_args(&self, auth: &AuthSetup) -> Result<Vec<String>> {
+    /// The arguments of one kube-apiserver; a structured config goes to a file of its own
+    /// (`authentication-config-<n>.yaml`): the API server reloads its file when it changes,
+    /// so a prepared server must never rewrite the running one's.
+    fn apiserver_args(&self, auth: &AuthSetup, port: u16, n: u32) -> Result<Vec<String>> {
         let p = &self.pki;
         let mut args = vec![
             format!("--etcd-servers={}", self.etcd_url),
@@ -229,7 +295,7 @@ impl LocalControlPlane {
             format!("--etcd-certfile={}", p.etcd_client_cert.display()),
             format!("--etcd-keyfile={}", p.etcd_client_key.display()),
             format!("--cert-dir={}", self.dir.join("apiserver").display()),
-            format!("--secure-port={}", self.port),
+            format!("--secure-port={port}"),
             "--bind-address=127.0.0.1".into(),
             format!("--tls-cert-file={}", p.apiserver_cert.display()),
             format!("--tls-private-key-file={}", p.apiserver_key.display()),
@@ -247,7 +313,7 @@ impl LocalControlPlane {
                 let file = self
                     .dir
                     .join("apiserver")
-                    .join("authentication-config.yaml");
+                    .join(format!("authentication-config-{n}.yaml"));
                 std::fs::write(&file, config_yaml)?;
                 args.push(format!("--authentication-config={}", file.display()));
             }
@@ -256,8 +322,8 @@ impl LocalControlPlane {
         Ok(args)
     }
 
-    async fn ready(&self) -> bool {
-        match self.http.get(format!("{}/readyz", self.url)).send().await {
+    async fn ready_at(&self, url: &str) -> bool {
+        match self.http.get(format!("{url}/readyz")).send().await {
             Ok(r) => r.status().is_success(),
             Err(_) => false,
         }
@@ -275,21 +341,91 @@ impl LocalControlPlane {
         Ok(())
     }
 
+    /// Start a kube-apiserver with `auth` on `port`; returns it with its log, not yet ready.
+    async fn spawn_apiserver(&mut self, auth: &AuthSetup, port: u16) -> Result<Prepared> {
+        self.ensure_etcd().await?;
+        self.starts += 1;
+        let args = self.apiserver_args(auth, port, self.starts)?;
+        let log = self.dir.join(format!("kube-apiserver-{}.log", self.starts));
+        let proc = ManagedProcess::spawn(
+            "kube-apiserver",
+            &self.apiserver_bin,
+            &args,
+            None,
+            &[],
+            &log,
+        )?;
+        Ok(Prepared {
+            auth: auth.clone(),
+            proc,
+            port,
+            log,
+            spawned: Instant::now(),
+        })
+    }
+
+    /// Wait until the API server answers `/readyz`; an error if it exits or takes 60 s.
+    async fn wait_ready(&self, a: &mut Prepared) -> Result<()> {
+        let url = format!("https://127.0.0.1:{}", a.port);
+        let log = a.log.clone();
+        let proc = &mut a.proc;
+        crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
+                let alive = proc.ensure_running().map_err(|e| {
+                    let hint = if std::fs::read_to_string(&log).unwrap_or_default().contains("authentication") {
+                        "\n  help: the API server rejected the authentication settings; run `cargo xtask render <scenario>` to see them"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("{e}{hint}")
+                });
+                let url = &url;
+                async move {
+                    alive?;
+                    Ok(self.ready_at(url).await.then_some(()))
+                }
+            },
+            |after| {
+                anyhow::anyhow!(
+                    "kube-apiserver not ready after {} s; log tail:\n{}",
+                    after.as_secs(),
+                    tail(&log, 20)
+                )
+            },
+        )
+        .await
+    }
+
     /// Start kube-apiserver; if another process took its port in the meantime, on a new port.
     async fn start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
-        self.ensure_etcd().await?;
+        let mut port = self.port;
         for attempt in 1..=PORT_ATTEMPTS {
-            match self.try_start_apiserver(auth).await {
-                Err(e) if attempt < PORT_ATTEMPTS && lost_port(&self.apiserver_log()) => {
-                    tracing::warn!(
-                        "kube-apiserver lost port {}: {e:#}; trying a new port",
-                        self.port
-                    );
-                    self.move_to_port(free_port()?)?;
+            let mut a = self.spawn_apiserver(auth, port).await?;
+            match self.wait_ready(&mut a).await {
+                Err(e) if attempt < PORT_ATTEMPTS && lost_port(&a.log) => {
+                    tracing::warn!("kube-apiserver lost port {port}: {e:#}; trying a new port");
+                    port = free_port()?;
                 }
-                other => return other,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    self.ready_times.push(a.spawned.elapsed());
+                    self.serve_from(a)?;
+                    return Ok(());
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Make a ready API server the one checks, logs and the admin kubeconfig go to.
+    fn serve_from(&mut self, a: Prepared) -> Result<()> {
+        if a.port != self.port {
+            self.move_to_port(a.port)?;
+        }
+        self.log = a.log;
+        self.apiserver = Some(a.proc);
         Ok(())
     }
 
@@ -308,49 +444,29 @@ impl LocalControlPlane {
         )
     }
 
-    async fn try_start_apiserver(&mut self, auth: &AuthSetup) -> Result<()> {
-        self.starts += 1;
-        let args = self.apiserver_args(auth)?;
-        let log = self.apiserver_log();
-        let mut proc = ManagedProcess::spawn(
-            "kube-apiserver",
-            &self.apiserver_bin,
-            &args,
-            None,
-            &[],
-            &log,
-        )?;
-        let start = Instant::now();
-        let this = &*self;
-        crate::wait::until(
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-            || {
-                let alive = proc.ensure_running().map_err(|e| {
-                    let hint = if std::fs::read_to_string(&log).unwrap_or_default().contains("authentication") {
-                        "\n  help: the API server rejected the authentication settings; run `cargo xtask render <scenario>` to see them"
-                    } else {
-                        ""
-                    };
-                    anyhow::anyhow!("{e}{hint}")
-                });
-                async move {
-                    alive?;
-                    Ok(this.ready().await.then_some(()))
-                }
-            },
-            |after| {
-                anyhow::anyhow!(
-                    "kube-apiserver not ready after {} s; log tail:\n{}",
-                    after.as_secs(),
-                    tail(&log, 20)
-                )
-            },
-        )
-        .await?;
-        self.ready_times.push(start.elapsed());
-        self.apiserver = Some(proc);
-        Ok(())
+    /// Adopt the prepared API server for `auth`, if there is one and it becomes ready;
+    /// false: there was none, or it failed (the caller starts one the usual way).
+    async fn adopt_prepared(&mut self, auth: &AuthSetup) -> Result<bool> {
+        let Some(i) = self.prepared.iter().position(|p| &p.auth == auth) else {
+            return Ok(false);
+        };
+        let mut a = self.prepared.remove(i);
+        let ran = a.spawned.elapsed();
+        let t = Instant::now();
+        match self.wait_ready(&mut a).await {
+            Ok(()) => {
+                self.adopted.push((ran, t.elapsed()));
+                self.serve_from(a)?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "a prepared kube-apiserver did not become ready: {e:#}; starting one now"
+                );
+                a.proc.stop(Duration::from_secs(2)).await;
+                Ok(false)
+            }
+        }
     }
 
     /// Is the built-in `view` role aggregated (has rules)?
@@ -451,6 +567,9 @@ impl ClusterBackend for LocalControlPlane {
     }
     fn forget_auth(&mut self) {
         self.current = None;
+        // Prepared servers started before whatever made the caller want a restart:
+        // dropping them kills them.
+        self.prepared.clear();
     }
     fn ca_path_for_apiserver(&self) -> String {
         self.pki.ca_cert.to_string_lossy().into_owned()
@@ -464,9 +583,41 @@ impl ClusterBackend for LocalControlPlane {
             // No watch clients are connected (kube-controller-manager is stopped), so this is quick.
             old.stop(Duration::from_secs(2)).await;
         }
-        self.start_apiserver(auth).await?;
+        self.current = None;
+        if !self.adopt_prepared(auth).await? {
+            self.start_apiserver(auth).await?;
+        }
         self.current = Some(auth.clone());
         self.ensure_roles_aggregated().await
+    }
+
+    async fn prepare(&mut self, wanted: &[AuthSetup]) -> Result<()> {
+        let running = self.current.as_ref().filter(|_| self.apiserver.is_some());
+        let have: Vec<AuthSetup> = self.prepared.iter().map(|p| p.auth.clone()).collect();
+        let (keep, start) = plan_prepared(running, &have, wanted, ahead_limit());
+        let mut kept = Vec::new();
+        for (i, p) in std::mem::take(&mut self.prepared).into_iter().enumerate() {
+            match keep.contains(&i) {
+                true => kept.push(p),
+                false => {
+                    let mut p = p;
+                    p.proc.stop(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        self.prepared = kept;
+        for a in start {
+            let port = free_port()?;
+            let p = self.spawn_apiserver(&a, port).await?;
+            self.prepared.push(p);
+        }
+        Ok(())
+    }
+
+    async fn discard_prepared(&mut self) {
+        for mut p in std::mem::take(&mut self.prepared) {
+            p.proc.stop(Duration::from_secs(2)).await;
+        }
     }
 
     fn server_ca_file(&self) -> PathBuf {
@@ -474,7 +625,7 @@ impl ClusterBackend for LocalControlPlane {
     }
 
     async fn log_mark(&self) -> LogMark {
-        let file = self.apiserver_log();
+        let file = self.log.clone();
         let offset = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         LogMark { file, offset }
     }
@@ -508,8 +659,45 @@ impl ClusterBackend for LocalControlPlane {
         if let Some(mut a) = self.apiserver.take() {
             a.stop(Duration::from_secs(2)).await;
         }
+        self.discard_prepared().await;
         if let Some(mut e) = self.etcd.take() {
             e.stop(Duration::from_secs(2)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_servers_follow_the_wanted_list() {
+        let f = |x: &str| AuthSetup::Flags(vec![format!("--oidc-client-id={x}")]);
+        let (a, b, c, d) = (f("a"), f("b"), f("c"), f("d"));
+        // From nothing: the current one and the next, up to the limit.
+        assert_eq!(
+            plan_prepared(None, &[], &[a.clone(), b.clone(), c.clone()], 2),
+            (vec![], vec![a.clone(), b.clone()])
+        );
+        // `a` runs: b is kept, c started; duplicates and the running one never count.
+        let wanted = [a.clone(), b.clone(), b.clone(), c.clone(), d.clone()];
+        assert_eq!(
+            plan_prepared(Some(&a), std::slice::from_ref(&b), &wanted, 2),
+            (vec![0], vec![c.clone()])
+        );
+        // What is no longer wanted is not kept; limit 0 prepares nothing.
+        assert_eq!(
+            plan_prepared(
+                Some(&a),
+                &[d.clone(), c.clone()],
+                &[a.clone(), c.clone()],
+                2
+            ),
+            (vec![1], vec![])
+        );
+        assert_eq!(
+            plan_prepared(None, std::slice::from_ref(&b), &[a, b.clone()], 0),
+            (vec![], vec![])
+        );
     }
 }

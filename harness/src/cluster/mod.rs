@@ -87,8 +87,19 @@ pub trait ClusterBackend {
     /// Apply `auth` (restart or reload as the backend does fastest) and wait until ready.
     async fn configure_auth(&mut self, auth: &AuthSetup) -> Result<()>;
     /// Forget what the API server runs, so the next [`ClusterBackend::configure_auth`]
-    /// restarts it even with the same authentication (a step's `restartApiServer`).
+    /// restarts it even with the same authentication (a step's `restartApiServer`); API
+    /// servers prepared ahead are discarded too.
     fn forget_auth(&mut self);
+    /// The configurations the next scenarios will ask for, in order (the current one may be
+    /// first): a backend that can start API servers side by side starts them now, so that
+    /// [`ClusterBackend::configure_auth`] adopts a ready one instead of restarting; those no
+    /// longer wanted are stopped. Only for a Kanidm the next scenarios will find as it is
+    /// (the caller discards them otherwise). Default: nothing.
+    async fn prepare(&mut self, _wanted: &[AuthSetup]) -> Result<()> {
+        Ok(())
+    }
+    /// Stop every API server prepared ahead (Kanidm was replaced, say).
+    async fn discard_prepared(&mut self) {}
     /// Whether the last [`ClusterBackend::configure_auth`] changed the config without a new
     /// API server process: tokens that succeeded within 10 s before it may still be answered
     /// from the API server's token cache.

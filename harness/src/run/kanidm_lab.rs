@@ -135,7 +135,13 @@ pub struct KanidmLab {
     pub signins: SignIns,
     /// When tokens were last presented to the API server (the end of a scenario's checks).
     pub last_token_use: Option<Instant>,
+    /// Which server of the run this is (a fresh one gets a new number).
+    pub instance: u64,
 }
+
+/// Numbers Kanidm servers within the process, so API servers prepared against one are
+/// never used against another.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl KanidmLab {
     /// What renderers need: placeholder values of this server, the lab CA, and where the
@@ -146,6 +152,24 @@ impl KanidmLab {
             ca_pem: ca_pem.to_string(),
             ca_path_for_apiserver,
         }
+    }
+
+    /// Whether `next` will most likely run on this very server, changed in place, with every
+    /// OAuth2 client it names already served (an API server started now for it finds its
+    /// issuers' discovery documents). A guess for starting API servers ahead, never for
+    /// correctness: [`prepare`] decides, and the run discards what was prepared for a
+    /// server that was replaced.
+    pub fn likely_serves(&self, next: &LoadedScenario, fresh_kanidm: bool) -> bool {
+        let state = &next.scenario.kanidm;
+        self.dirty.is_none()
+            && !(fresh_kanidm && self.fingerprint != fingerprint(next))
+            && plan::in_place_blocker(&self.state, state).is_none()
+            && state.oauth2_clients.iter().all(|c| {
+                self.state
+                    .oauth2_clients
+                    .iter()
+                    .any(|have| have.name.value == c.name.value)
+            })
     }
 
     /// The login results already obtained in the current state.
@@ -413,6 +437,7 @@ async fn start_lab(
         tokens: BTreeMap::new(),
         signins: SignIns::default(),
         last_token_use: None,
+        instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
 

@@ -92,12 +92,13 @@ pub async fn run_scenarios(
         timings: Timings::default(),
         kanidm: None,
         explain_check: opts.explain_check,
+        prepared_on: None,
     };
     let mut results = Vec::new();
     for (i, s) in opts.scenarios.iter().enumerate() {
         let t0 = Instant::now();
         progress.scenario_start(i + 1, opts.scenarios.len(), &s.name);
-        match scenario::run_scenario(&mut ctx, s).await {
+        match scenario::run_scenario(&mut ctx, s, &opts.scenarios[i + 1..]).await {
             Ok(mut r) => results.append(&mut r),
             Err(e) => results.push(CheckResult {
                 cell: String::new(),
@@ -323,6 +324,16 @@ async fn run_workers(
                     *d,
                 );
             }
+            for (i, (_, waited)) in cluster.adopted.iter().enumerate() {
+                extra.add(
+                    &format!(
+                        "w{}: api server prepared ahead #{}: still waited",
+                        w + 1,
+                        i + 1
+                    ),
+                    *waited,
+                );
+            }
             cluster.shutdown().await;
             lab::copy_artifacts(&wdir, &wart);
             extra.add(&format!("w{}: worker wall time", w + 1), t.elapsed());
@@ -501,6 +512,12 @@ async fn run_cell(
             let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
             for (i, d) in cluster.ready_times.iter().enumerate() {
                 timings.add(&format!("api server start #{} to /readyz", i + 1), *d);
+            }
+            for (i, (_, waited)) in cluster.adopted.iter().enumerate() {
+                timings.add(
+                    &format!("api server prepared ahead #{}: still waited", i + 1),
+                    *waited,
+                );
             }
             cluster.shutdown().await;
             r?

@@ -28,11 +28,16 @@ pub struct RunCtx<'a, C: ClusterBackend> {
     pub kanidm: Option<KanidmLab>,
     /// Cross-check every token with `explain` (`--explain-check`).
     pub explain_check: bool,
+    /// The Kanidm server the API servers prepared ahead were configured against.
+    pub prepared_on: Option<u64>,
 }
 
+/// Run `s`; `next` are the scenarios that follow it on this API server, whose
+/// authentication is started ahead where the backend can (see [`upcoming_auths`]).
 pub async fn run_scenario<C: ClusterBackend>(
     ctx: &mut RunCtx<'_, C>,
     s: &LoadedScenario,
+    next: &[LoadedScenario],
 ) -> Result<Vec<CheckResult>> {
     let RunCtx {
         cluster,
@@ -43,10 +48,27 @@ pub async fn run_scenario<C: ClusterBackend>(
         timings,
         kanidm,
         explain_check,
+        prepared_on,
     } = ctx;
     let k = kanidm_lab::prepare(s, site, kanidm, timings, progress).await?;
     let facts = k.facts(&site.lab.pki.ca_pem, cluster.ca_path_for_apiserver());
     let auth = auth_setup(s, &facts, *k8s)?;
+    if *prepared_on != Some(k.instance) {
+        cluster.discard_prepared().await;
+    }
+    let mut wanted = vec![auth.clone()];
+    wanted.extend(upcoming_auths(
+        s,
+        next,
+        crate::cluster::local::MAX_PREPARED,
+        |n| k.likely_serves(n, site.fresh_kanidm),
+        |n| auth_setup(n, &facts, *k8s).ok(),
+    ));
+    if let Err(e) = cluster.prepare(&wanted).await {
+        // Only a head start is lost: each scenario still starts what it needs.
+        tracing::warn!("starting API servers ahead failed: {e:#}");
+    }
+    *prepared_on = Some(k.instance);
     let dirs = Dirs {
         secret: site.lab.dir.join("scenarios").join(&s.name),
         artifacts: artifacts.join("scenarios").join(&s.name),
@@ -114,6 +136,51 @@ pub async fn run_scenario<C: ClusterBackend>(
         let _ = std::fs::copy(k.server.log(), dirs.artifacts.join("kanidmd.log"));
     }
     Ok(results)
+}
+
+/// The authentication of the scenarios after `s` that will find this Kanidm as it is, in
+/// order, distinct, at most `limit`: nothing after a scenario whose steps change Kanidm
+/// beyond its state (events, a stop: the next one gets a fresh Kanidm), nor from one that
+/// will not run on this server (`serves`) or whose authentication cannot be rendered yet
+/// (`auth_of`: a placeholder for a person still to come).
+fn upcoming_auths(
+    s: &LoadedScenario,
+    next: &[LoadedScenario],
+    limit: usize,
+    serves: impl Fn(&LoadedScenario) -> bool,
+    auth_of: impl Fn(&LoadedScenario) -> Option<AuthSetup>,
+) -> Vec<AuthSetup> {
+    let mut out: Vec<AuthSetup> = Vec::new();
+    if leaves_kanidm_dirty(s) {
+        return out;
+    }
+    for n in next {
+        if out.len() >= limit || !serves(n) {
+            break;
+        }
+        let Some(a) = auth_of(n) else {
+            break;
+        };
+        if !out.contains(&a) {
+            out.push(a);
+        }
+        if leaves_kanidm_dirty(n) {
+            break;
+        }
+    }
+    out
+}
+
+/// Whether a step of `s` changes Kanidm beyond its state (events or a stop), so that the
+/// scenario after it starts a fresh Kanidm.
+fn leaves_kanidm_dirty(s: &LoadedScenario) -> bool {
+    crate::scenario::steps::plan(&s.scenario)
+        .map(|plans| {
+            plans
+                .iter()
+                .any(|p| !p.events.is_empty() || !p.kanidm_running)
+        })
+        .unwrap_or(true)
 }
 
 /// The API server restart or reload and the browser logins do not depend on each other:
@@ -185,4 +252,93 @@ async fn apply_rbac(
     crate::rbac_apply::ensure_namespaces(&admin, &namespaces).await?;
     timings.add("rbac applied", t.elapsed());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> LoadedScenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios")
+            .join(format!("{name}.yaml"));
+        crate::scenario::load::load_file(&path).unwrap()
+    }
+
+    /// A stand-in authentication per scenario: what matters here is which are equal.
+    fn auth_by_name(n: &LoadedScenario) -> Option<AuthSetup> {
+        let same = n
+            .name
+            .replace("post2-fix-legacy-crypto", "post2-as-written");
+        Some(AuthSetup::Flags(vec![same]))
+    }
+
+    #[test]
+    fn upcoming_configurations_stop_where_kanidm_will_not_be_the_same() {
+        let [p1, asw, legacy, algs, down, after] = [
+            "post1-structured",
+            "post2-as-written",
+            "post2-fix-legacy-crypto",
+            "post2-fix-signing-algs",
+            "lifecycle-kanidm-down",
+            "post2-user-binding",
+        ]
+        .map(shipped);
+        let names = |v: Vec<AuthSetup>| -> Vec<String> {
+            v.into_iter()
+                .map(|a| match a {
+                    AuthSetup::Flags(f) => f.join(" "),
+                    AuthSetup::Structured { .. } => String::new(),
+                })
+                .collect()
+        };
+        let next = [
+            asw.clone(),
+            legacy.clone(),
+            algs.clone(),
+            down.clone(),
+            after.clone(),
+        ];
+        // Equal configurations count once; the limit holds.
+        assert_eq!(
+            names(upcoming_auths(&p1, &next, 2, |_| true, auth_by_name)),
+            ["post2-as-written", "post2-fix-signing-algs"]
+        );
+        // A scenario that stops Kanidm is prepared for, but nothing after it.
+        assert_eq!(
+            names(upcoming_auths(&p1, &next, 9, |_| true, auth_by_name)),
+            [
+                "post2-as-written",
+                "post2-fix-signing-algs",
+                "lifecycle-kanidm-down"
+            ]
+        );
+        // After a scenario that stops Kanidm itself: nothing.
+        assert!(
+            upcoming_auths(
+                &down,
+                std::slice::from_ref(&after),
+                2,
+                |_| true,
+                auth_by_name
+            )
+            .is_empty()
+        );
+        // Not on this server, or not renderable yet: the look-ahead ends there.
+        assert!(upcoming_auths(&p1, &next, 2, |_| false, auth_by_name).is_empty());
+        assert_eq!(
+            names(upcoming_auths(
+                &p1,
+                &next,
+                2,
+                |_| true,
+                |n| {
+                    (n.name != "post2-fix-legacy-crypto")
+                        .then(|| auth_by_name(n))
+                        .flatten()
+                }
+            )),
+            ["post2-as-written"]
+        );
+    }
 }
