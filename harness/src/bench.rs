@@ -94,7 +94,7 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
 /// the harness and, together, of the processes it started and reaped (etcd, kube-apiserver,
 /// kube-controller-manager, kanidmd, chromedriver and its Chromium, kubectl), and the
 /// concurrency it ran with.
-pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
+pub fn resources(wall: std::time::Duration, concurrency: usize, cells_at_once: usize) -> String {
     let usage = |who: libc::c_int| {
         // SAFETY: getrusage writes only into the struct it is given.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -102,13 +102,17 @@ pub fn resources(wall: std::time::Duration, concurrency: usize) -> String {
         ok.then_some(u)
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cells = match cells_at_once {
+        0 | 1 => "cells one at a time".to_string(),
+        n => format!("{n} cells at a time"),
+    };
     let mut out = format!(
         "  wall time                           {:>7.1} s\n  concurrency                         {concurrency:>7} ({})\n",
         wall.as_secs_f64(),
         if concurrency <= 1 {
-            "scenarios and cells one at a time".to_string()
+            format!("scenarios one at a time; {cells}")
         } else {
-            "workers per cell, each its own lab; cells one at a time".to_string()
+            format!("workers per cell, each its own lab; {cells}")
         }
     );
     let parts = crate::process::usage::snapshot();

@@ -51,7 +51,12 @@ pub async fn clean(lab_root: &Path) -> Vec<String> {
         .unwrap_or_else(|| "kind".into());
     if let Some(list) = output(&kind, &["get", "clusters"]).await {
         for name in list.lines().filter(|n| n.starts_with("kanidm-lab-")) {
-            let pid: Option<u32> = name.trim_start_matches("kanidm-lab-").parse().ok();
+            // `kanidm-lab-<pid>` or, one per matrix cell, `kanidm-lab-<pid>-<n>`.
+            let pid: Option<u32> = name
+                .trim_start_matches("kanidm-lab-")
+                .split('-')
+                .next()
+                .and_then(|p| p.parse().ok());
             if pid.is_some_and(crate::labkit::process_alive) {
                 continue;
             }

@@ -125,7 +125,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
     assert!(
         !String::from_utf8_lossy(&clusters.stdout)
             .lines()
-            .any(|l| l.trim() == ours),
+            .any(|l| l.trim() == ours || l.trim().starts_with(&format!("{ours}-"))),
         "cluster {ours} left behind"
     );
     let containers = std::process::Command::new("docker")

@@ -445,9 +445,10 @@ pub(crate) struct E2eArgs {
     /// (verdict, cause, mapped user): one more check per expectation with a token.
     #[arg(long)]
     pub(crate) explain_check: bool,
-    /// Local backend: run scenarios side by side on N workers, each a lab of its own
-    /// (default: what the machine holds — cores and memory, said at the start; 1: one at a
-    /// time).
+    /// How many labs run at once: matrix cells side by side first (each minor × Kanidm its
+    /// own control plane, or its own kind cluster), then, on the local backend, scenarios of
+    /// a cell on several workers, each a lab of its own (default: what the machine holds —
+    /// cores and memory, said at the start; 1: one thing at a time).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: Option<u16>,
     /// Run scenarios exactly in the given order (by default the kind backend runs the

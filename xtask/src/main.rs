@@ -542,7 +542,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         println!("timings (benchmark)\n{}", report.timings.render());
         print!(
             "{}",
-            harness::bench::resources(started.elapsed(), report.concurrency)
+            harness::bench::resources(started.elapsed(), report.concurrency, report.cells_at_once)
         );
     }
     if !report.versions.is_empty() {

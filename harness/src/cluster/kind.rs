@@ -35,6 +35,9 @@ const RELOAD_DEADLINE: Duration = Duration::from_secs(75);
 /// nothing of the lab needs that drain.
 const OLD_CONTAINER_GRACE_SECS: &str = "0";
 
+/// kind clusters this process created so far (names them apart when cells run side by side).
+static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Everything the user chooses about the kind backend.
 #[derive(Debug, Clone, Default)]
 pub struct KindSettings {
@@ -295,7 +298,12 @@ impl KindCluster {
         ensure_image(&node_image, "kind node", &flag).await?;
 
         let (cfg_path, host_authn_dir, kanidm_port) = write_config(dir, pki, v, &base, &node_opts)?;
-        let name = format!("kanidm-lab-{}", std::process::id());
+        // One cluster per matrix cell, several at once: the harness's pid, then a number.
+        let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = match n {
+            0 => format!("kanidm-lab-{}", std::process::id()),
+            n => format!("kanidm-lab-{}-{n}", std::process::id()),
+        };
         let kubeconfig = dir.join("admin.kubeconfig");
         progress.step(&format!(
             "kind create cluster --name {name} (Kubernetes {v}, {node_image})"

@@ -24,6 +24,14 @@ use std::time::{Duration, Instant};
 /// plus a margin.
 const TOKEN_SUCCESS_CACHE: Duration = Duration::from_millis(10_500);
 
+/// How long tokens last presented at `k.last_token_use` may still be answered from the API
+/// server's success cache.
+pub(super) fn token_cache_left(k: &KanidmLab) -> Duration {
+    k.last_token_use
+        .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
+        .unwrap_or_default()
+}
+
 /// Wait until tokens last presented at `k.last_token_use` are out of the API server's
 /// success cache (nothing to wait for once 10 s have passed); `why` goes to the progress line.
 pub(super) async fn wait_token_cache(
@@ -32,11 +40,8 @@ pub(super) async fn wait_token_cache(
     progress: &crate::progress::Progress,
     timings: &mut Timings,
 ) {
-    if let Some(wait) = k
-        .last_token_use
-        .map(|t| (t + TOKEN_SUCCESS_CACHE).saturating_duration_since(Instant::now()))
-        .filter(|w| !w.is_zero())
-    {
+    let wait = token_cache_left(k);
+    if !wait.is_zero() {
         progress.step(&format!(
             "waiting {:.1} s for the API server's token cache ({why})",
             wait.as_secs_f64()

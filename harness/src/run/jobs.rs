@@ -12,8 +12,18 @@ pub const MEMORY_PER_WORKER: u64 = 1_500 << 20;
 /// The concurrency the machine can hold: one worker per core, as many as memory allows,
 /// never more than there are groups of scenarios. Returns the number and why.
 pub fn default_jobs(cores: usize, available_memory: Option<u64>, groups: usize) -> (usize, String) {
+    default_jobs_each(cores, available_memory, groups, MEMORY_PER_WORKER)
+}
+
+/// [`default_jobs`] for units that need `per_unit` bytes each (a kind cell, say).
+pub fn default_jobs_each(
+    cores: usize,
+    available_memory: Option<u64>,
+    groups: usize,
+    per_unit: u64,
+) -> (usize, String) {
     let by_memory = available_memory
-        .map(|m| (m / MEMORY_PER_WORKER).max(1) as usize)
+        .map(|m| (m / per_unit.max(1)).max(1) as usize)
         .unwrap_or(1);
     let n = cores.min(by_memory).min(groups).max(1);
     let mem = available_memory
@@ -23,6 +33,19 @@ pub fn default_jobs(cores: usize, available_memory: Option<u64>, groups: usize) 
         n,
         format!("{cores} core(s), {mem}, {groups} group(s) of scenarios"),
     )
+}
+
+/// What one kind cell costs at its peak: the node (kubelet, containerd, etcd, the control
+/// plane), the Kanidm container, chromedriver and Chromium.
+pub const MEMORY_PER_KIND_CELL: u64 = 3 << 30;
+
+/// How a concurrency budget is spent over a matrix of `cells`: how many cells run at once,
+/// and how many workers each of them has (the local backend's `--jobs` within a cell).
+/// Cells first: they share nothing, so nothing is re-planned across them.
+pub fn split_budget(budget: usize, cells: usize) -> (usize, usize) {
+    let budget = budget.max(1);
+    let at_once = budget.min(cells.max(1));
+    (at_once, (budget / at_once).max(1))
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.
@@ -119,6 +142,19 @@ mod tests {
         );
         assert_eq!(default_jobs(2, None, 10).0, 1);
         assert!(default_jobs(2, Some(24 << 30), 3).1.contains("2 core(s)"));
+        let kind = |mem: u64| default_jobs_each(8, Some(mem), 4, MEMORY_PER_KIND_CELL).0;
+        assert_eq!((kind(24 << 30), kind(7 << 30), kind(1 << 30)), (4, 2, 1));
+    }
+
+    #[test]
+    fn the_budget_goes_to_cells_first_then_to_workers() {
+        assert_eq!(split_budget(2, 1), (1, 2));
+        assert_eq!(split_budget(2, 2), (2, 1));
+        assert_eq!(split_budget(2, 4), (2, 1));
+        assert_eq!(split_budget(4, 2), (2, 2));
+        assert_eq!(split_budget(5, 2), (2, 2));
+        assert_eq!(split_budget(1, 4), (1, 1), "--jobs 1: one thing at a time");
+        assert_eq!(split_budget(0, 0), (1, 1));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct RunReport {
     pub versions: BTreeMap<String, String>,
     /// The most workers a cell ran at once (1: one scenario at a time).
     pub concurrency: usize,
+    /// How many cells of the matrix ran side by side.
+    pub cells_at_once: usize,
 }
 
 impl RunReport {
@@ -143,6 +145,7 @@ pub async fn run_scenarios(
         artifacts: opts.artifacts,
         versions,
         concurrency: 1,
+        cells_at_once: 1,
     })
 }
 
@@ -195,6 +198,7 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         artifacts: opts.artifacts.clone(),
         versions: BTreeMap::new(),
         concurrency: 1,
+        cells_at_once: 1,
     };
     let on_host = opts.backend == Backend::Local;
     let sources = match opts.kanidm.is_empty() {
@@ -234,16 +238,31 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
             })
         })
         .collect();
-    for cell in &cells {
-        let mut report = run_cell(
-            &opts,
-            cell,
-            bins.get(&cell.k8s),
-            &labdir,
-            &progress,
-            &mut all.timings,
-        )
-        .await?;
+    let (at_once, per_cell) = concurrency(&opts, &cells, &progress);
+    let slots = tokio::sync::Semaphore::new(at_once);
+    let runs = cells.iter().map(|cell| {
+        let (slots, opts, bins, labdir, progress) = (&slots, &opts, &bins, &labdir, &progress);
+        async move {
+            // A closed semaphore cannot happen (never closed); run anyway if it did.
+            let _slot = slots.acquire().await.ok();
+            let mut timings = Timings::default();
+            let r = run_cell(
+                opts,
+                cell,
+                bins.get(&cell.k8s),
+                labdir,
+                progress,
+                &mut timings,
+                per_cell,
+            )
+            .await;
+            r.map(|r| (r, timings))
+        }
+    });
+    let done = join_all(runs.collect()).await;
+    for (cell, d) in cells.iter().zip(done) {
+        let (mut report, timings) = d?;
+        all.timings.entries.extend(timings.entries);
         let label = cell_label(cell.k8s, &report.versions);
         for r in &mut report.results {
             r.cell = label.clone();
@@ -259,6 +278,7 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
         all.versions.append(&mut report.versions);
         all.concurrency = all.concurrency.max(report.concurrency);
     }
+    all.cells_at_once = at_once;
     all.timings.add("total", total.elapsed());
     crate::report::write_junit(&all.results, &opts.artifacts.join("junit.xml"), "e2e")?;
     std::fs::write(
@@ -352,6 +372,7 @@ async fn run_workers(
         artifacts: artifacts.to_path_buf(),
         versions: BTreeMap::new(),
         concurrency: n,
+        cells_at_once: 1,
     };
     for d in done {
         let (mut r, extra) = d?;
@@ -396,6 +417,42 @@ async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// The run's concurrency: cells side by side, and workers per cell (local backend); from
+/// `--jobs`, else from what the machine holds (said in the output).
+fn concurrency(opts: &E2eOptions, cells: &[Cell<'_>], progress: &Progress) -> (usize, usize) {
+    let budget = match opts.jobs {
+        Some(n) => n,
+        None => {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let memory = jobs::available_memory();
+            let (n, why) = match opts.backend {
+                Backend::Local => {
+                    jobs::default_jobs(cores, memory, jobs::groups(&opts.scenarios) * cells.len())
+                }
+                Backend::Kind => {
+                    jobs::default_jobs_each(cores, memory, cells.len(), jobs::MEMORY_PER_KIND_CELL)
+                }
+            };
+            progress.step(&format!("concurrency {n} ({why}; --jobs overrides)"));
+            n
+        }
+    };
+    let (at_once, per_cell) = jobs::split_budget(budget, cells.len());
+    if cells.len() > 1 {
+        progress.step(&format!(
+            "{} cells, {at_once} at a time{}",
+            cells.len(),
+            match opts.backend {
+                Backend::Local => format!(", {per_cell} worker(s) each"),
+                Backend::Kind => " (a kind cluster each)".into(),
+            }
+        ));
+    }
+    (at_once, per_cell)
 }
 
 /// `Kubernetes 1.33 (v1.33.13), kanidmd 1.10.4`: what a cell really ran.
@@ -451,6 +508,7 @@ async fn run_cell(
     labdir: &LabDir,
     progress: &Progress,
     timings: &mut Timings,
+    jobs: usize,
 ) -> Result<RunReport> {
     let t = Instant::now();
     let v = cell.k8s;
@@ -465,18 +523,7 @@ async fn run_cell(
     }
     let artifacts = opts.artifacts.join(&cell.slug);
     if let (Backend::Local, Some(bins)) = (opts.backend, bins) {
-        let n = match opts.jobs {
-            Some(n) => n,
-            None => {
-                let cores = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1);
-                let (n, why) =
-                    jobs::default_jobs(cores, jobs::available_memory(), jobs::groups(&scenarios));
-                progress.step(&format!("concurrency {n} ({why}; --jobs overrides)"));
-                n
-            }
-        };
+        let n = jobs;
         let workers = jobs::partition(&scenarios, n);
         if workers.len() > 1 {
             return run_workers(
