@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 pub struct Progress {
     start: Instant,
     pub quiet: bool,
+    /// Which of several things running side by side this line is about (`k8s-1.33 w2 `).
+    label: String,
 }
 
 impl Default for Progress {
@@ -12,14 +14,28 @@ impl Default for Progress {
         Progress {
             start: Instant::now(),
             quiet: false,
+            label: String::new(),
         }
     }
 }
 
 impl Progress {
+    /// The same clock, every line labelled (a matrix cell or a worker running beside others).
+    pub fn labelled(&self, label: &str) -> Progress {
+        Progress {
+            start: self.start,
+            quiet: self.quiet,
+            label: format!("{}{label} ", self.label),
+        }
+    }
+
     fn line(&self, text: &str) {
         if !self.quiet {
-            eprintln!("[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64());
+            eprintln!(
+                "[{:>6.1}s] {}{text}",
+                self.start.elapsed().as_secs_f64(),
+                self.label
+            );
         }
     }
     pub fn step(&self, text: &str) {

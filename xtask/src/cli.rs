@@ -446,8 +446,8 @@ pub(crate) struct E2eArgs {
     #[arg(long)]
     pub(crate) explain_check: bool,
     /// How many labs run at once: matrix cells side by side first (each minor × Kanidm its
-    /// own control plane, or its own kind cluster), then, on the local backend, scenarios of
-    /// a cell on several workers, each a lab of its own (default: what the machine holds —
+    /// own control plane, or its own kind cluster), then scenarios of a cell on several
+    /// workers, each a lab of its own (local processes, or a kind cluster) (default: what the machine holds —
     /// cores and memory, said at the start; 1: one thing at a time).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: Option<u16>,

@@ -91,7 +91,19 @@ impl ContainerKanidm {
         std::fs::write(data.join("server.toml"), render(&cfg))?;
         let container = GenericImage::new(name, tag)
             .with_mount(Mount::bind_mount(data.to_string_lossy().into_owned(), "/data"))
-            .with_network(net.docker_network())
+            // The network mode is set on the HostConfig directly, not through
+            // `with_network`: testcontainers would register a `Network` whose drop blocks the
+            // thread on a lock its `start` holds across awaits — with two cells' containers
+            // starting and stopping on one task (cells side by side), a deadlock (seen).
+            .with_host_config_modifier({
+                let mode = net.docker_network();
+                move |hc| {
+                    hc.network_mode = Some(mode.clone());
+                    // Docker refuses published ports with `container:` networking.
+                    hc.publish_all_ports = Some(false);
+                    hc.port_bindings = None;
+                }
+            })
             .with_user(format!("{}:{}", own_uid(), own_gid()))
             .with_label(LABEL.0, LABEL.1)
             .with_label(PID_LABEL, std::process::id().to_string())

@@ -172,7 +172,8 @@ pub struct E2eOptions {
     /// Also run `explain` on every token the API server answers, and check it agrees
     /// (verdict, cause, mapped user): the differential test of `explain`.
     pub explain_check: bool,
-    /// Local backend: scenarios side by side on this many workers (each a lab of its own);
+    /// Labs at once: matrix cells side by side, then scenarios of a cell on several workers
+    /// (each a lab of its own: local processes or a kind cluster);
     /// None: what the machine holds ([`jobs::default_jobs`]); Some(1): one at a time.
     pub jobs: Option<usize>,
 }
@@ -242,16 +243,21 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     let slots = tokio::sync::Semaphore::new(at_once);
     let runs = cells.iter().map(|cell| {
         let (slots, opts, bins, labdir, progress) = (&slots, &opts, &bins, &labdir, &progress);
+        let at_once = at_once;
         async move {
             // A closed semaphore cannot happen (never closed); run anyway if it did.
             let _slot = slots.acquire().await.ok();
             let mut timings = Timings::default();
+            let progress = match at_once {
+                1 => progress.labelled(""),
+                _ => progress.labelled(&cell.slug),
+            };
             let r = run_cell(
                 opts,
                 cell,
                 bins.get(&cell.k8s),
                 labdir,
-                progress,
+                &progress,
                 &mut timings,
                 per_cell,
             )
@@ -289,14 +295,100 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     Ok(all)
 }
 
-/// A cell's scenarios on several workers at once, each a lab of its own (PKI, browser,
-/// etcd + kube-apiserver + kube-controller-manager, Kanidm) under `<cell>/w<i>`; the results
-/// in the scenarios' order, as one worker would have given them.
+/// One lab of a cell (the whole cell, or one worker of it): its directory, PKI and browser, a
+/// control plane on the cell's backend, and `scenarios` one after another. `tag` prefixes
+/// its timing lines (`w2: `).
+#[allow(clippy::too_many_arguments)]
+async fn run_lab(
+    opts: &E2eOptions,
+    cell: &Cell<'_>,
+    bins: Option<&crate::tools::ControlPlaneBins>,
+    dir: &std::path::Path,
+    artifacts: &std::path::Path,
+    scenarios: Vec<LoadedScenario>,
+    progress: &Progress,
+    tag: &str,
+) -> Result<(RunReport, Timings)> {
+    let t = Instant::now();
+    let v = cell.k8s;
+    let mut extra = Timings::default();
+    let lab = Lab::new(dir).await?;
+    let run_opts = RunOptions {
+        scenarios,
+        k8s: v,
+        kanidm: cell.kanidm.clone(),
+        artifacts: artifacts.to_path_buf(),
+        fresh_kanidm: opts.fresh_kanidm,
+        explain_check: opts.explain_check,
+    };
+    let report = match (opts.backend, bins) {
+        (Backend::Local, Some(bins)) => {
+            if tag.is_empty() {
+                progress.step(&format!(
+                    "kube-apiserver {} from {} ({})",
+                    bins.version,
+                    bins.via,
+                    bins.apiserver.display()
+                ));
+            }
+            let mut cluster = crate::cluster::local::LocalControlPlane::start(
+                &dir.join("cluster"),
+                &lab.pki,
+                bins,
+            )
+            .await?;
+            extra.add(&format!("{tag}control plane (etcd) started"), t.elapsed());
+            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
+            for (i, d) in cluster.ready_times.iter().enumerate() {
+                extra.add(&format!("{tag}api server start #{} to /readyz", i + 1), *d);
+            }
+            for (i, (_, waited)) in cluster.adopted.iter().enumerate() {
+                extra.add(
+                    &format!("{tag}api server prepared ahead #{}: still waited", i + 1),
+                    *waited,
+                );
+            }
+            cluster.shutdown().await;
+            r
+        }
+        (Backend::Local, None) => anyhow::bail!("no control-plane binaries for Kubernetes {v}"),
+        (Backend::Kind, _) => {
+            let mut cluster = crate::cluster::kind::KindCluster::create(
+                &dir.join("cluster"),
+                &lab.pki,
+                v,
+                &opts.kind,
+                progress,
+            )
+            .await?;
+            for n in &cluster.notes {
+                progress.phase(&format!("note: {n}"));
+            }
+            extra.add(&format!("{tag}kind cluster created"), t.elapsed());
+            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
+            let _ = cluster.collect_logs(&artifacts.join("logs")).await;
+            cluster.shutdown().await;
+            for (what, d) in &cluster.timings {
+                extra.add(&format!("{tag}{what}"), *d);
+            }
+            r
+        }
+    };
+    lab::copy_artifacts(dir, artifacts);
+    if !tag.is_empty() {
+        extra.add(&format!("{tag}worker wall time"), t.elapsed());
+    }
+    report.map(|r| (r, extra))
+}
+
+/// A cell's scenarios on several workers at once, each a lab of its own (PKI, browser, a
+/// control plane — local processes or a kind cluster — and Kanidm) under `<cell>/w<i>`; the
+/// results in the scenarios' order, as one worker would have given them.
 #[allow(clippy::too_many_arguments)]
 async fn run_workers(
     opts: &E2eOptions,
     cell: &Cell<'_>,
-    bins: &crate::tools::ControlPlaneBins,
+    bins: Option<&crate::tools::ControlPlaneBins>,
     dir: &std::path::Path,
     artifacts: &std::path::Path,
     scenarios: Vec<LoadedScenario>,
@@ -320,44 +412,19 @@ async fn run_workers(
         let wdir = dir.join(format!("w{}", w + 1));
         let wart = artifacts.join(format!("w{}", w + 1));
         async move {
-            let t = Instant::now();
-            let lab = Lab::new(&wdir).await?;
-            let mut cluster = crate::cluster::local::LocalControlPlane::start(
-                &wdir.join("cluster"),
-                &lab.pki,
+            let tag = format!("w{}", w + 1);
+            let wprogress = progress.labelled(&tag);
+            run_lab(
+                opts,
+                cell,
                 bins,
+                &wdir,
+                &wart,
+                subset,
+                &wprogress,
+                &format!("{tag}: "),
             )
-            .await?;
-            let run_opts = RunOptions {
-                scenarios: subset,
-                k8s: cell.k8s,
-                kanidm: cell.kanidm.clone(),
-                artifacts: wart.clone(),
-                fresh_kanidm: opts.fresh_kanidm,
-                explain_check: opts.explain_check,
-            };
-            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
-            let mut extra = Timings::default();
-            for (i, d) in cluster.ready_times.iter().enumerate() {
-                extra.add(
-                    &format!("w{}: api server start #{} to /readyz", w + 1, i + 1),
-                    *d,
-                );
-            }
-            for (i, (_, waited)) in cluster.adopted.iter().enumerate() {
-                extra.add(
-                    &format!(
-                        "w{}: api server prepared ahead #{}: still waited",
-                        w + 1,
-                        i + 1
-                    ),
-                    *waited,
-                );
-            }
-            cluster.shutdown().await;
-            lab::copy_artifacts(&wdir, &wart);
-            extra.add(&format!("w{}: worker wall time", w + 1), t.elapsed());
-            r.map(|r| (r, extra))
+            .await
         }
     });
     let done = join_all(runs.collect()).await;
@@ -448,7 +515,7 @@ fn concurrency(opts: &E2eOptions, cells: &[Cell<'_>], progress: &Progress) -> (u
             cells.len(),
             match opts.backend {
                 Backend::Local => format!(", {per_cell} worker(s) each"),
-                Backend::Kind => " (a kind cluster each)".into(),
+                Backend::Kind => format!(", {per_cell} kind cluster(s) each"),
             }
         ));
     }
@@ -510,7 +577,6 @@ async fn run_cell(
     timings: &mut Timings,
     jobs: usize,
 ) -> Result<RunReport> {
-    let t = Instant::now();
     let v = cell.k8s;
     progress.phase(&format!(
         "Kubernetes {v} on the {} backend, Kanidm from {}: starting lab",
@@ -522,76 +588,15 @@ async fn run_cell(
         crate::scenario::order_for_fewest_switches(&mut scenarios);
     }
     let artifacts = opts.artifacts.join(&cell.slug);
-    if let (Backend::Local, Some(bins)) = (opts.backend, bins) {
-        let n = jobs;
-        let workers = jobs::partition(&scenarios, n);
-        if workers.len() > 1 {
-            return run_workers(
-                opts, cell, bins, &dir, &artifacts, scenarios, workers, progress, timings,
-            )
-            .await;
-        }
+    let workers = jobs::partition(&scenarios, jobs);
+    if workers.len() > 1 {
+        return run_workers(
+            opts, cell, bins, &dir, &artifacts, scenarios, workers, progress, timings,
+        )
+        .await;
     }
-    let lab = Lab::new(&dir).await?;
-    let run_opts = RunOptions {
-        scenarios,
-        k8s: v,
-        kanidm: cell.kanidm.clone(),
-        artifacts: artifacts.clone(),
-        fresh_kanidm: opts.fresh_kanidm,
-        explain_check: opts.explain_check,
-    };
-    let report = match (opts.backend, bins) {
-        (Backend::Local, Some(bins)) => {
-            progress.step(&format!(
-                "kube-apiserver {} from {} ({})",
-                bins.version,
-                bins.via,
-                bins.apiserver.display()
-            ));
-            let mut cluster = crate::cluster::local::LocalControlPlane::start(
-                &dir.join("cluster"),
-                &lab.pki,
-                bins,
-            )
-            .await?;
-            timings.add("control plane (etcd) started", t.elapsed());
-            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
-            for (i, d) in cluster.ready_times.iter().enumerate() {
-                timings.add(&format!("api server start #{} to /readyz", i + 1), *d);
-            }
-            for (i, (_, waited)) in cluster.adopted.iter().enumerate() {
-                timings.add(
-                    &format!("api server prepared ahead #{}: still waited", i + 1),
-                    *waited,
-                );
-            }
-            cluster.shutdown().await;
-            r?
-        }
-        (Backend::Local, None) => anyhow::bail!("no control-plane binaries for Kubernetes {v}"),
-        (Backend::Kind, _) => {
-            let mut cluster = crate::cluster::kind::KindCluster::create(
-                &dir.join("cluster"),
-                &lab.pki,
-                v,
-                &opts.kind,
-                progress,
-            )
-            .await?;
-            for n in &cluster.notes {
-                progress.phase(&format!("note: {n}"));
-            }
-            timings.add("kind cluster created", t.elapsed());
-            let r = run_scenarios(run_opts, &mut cluster, &lab, progress).await;
-            let _ = cluster.collect_logs(&artifacts.join("logs")).await;
-            cluster.shutdown().await;
-            for (what, d) in &cluster.timings {
-                timings.add(what, *d);
-            }
-            r?
-        }
-    };
-    lab::copy_artifacts(&dir, &artifacts);
+    let (report, extra) =
+        run_lab(opts, cell, bins, &dir, &artifacts, scenarios, progress, "").await?;
+    timings.entries.extend(extra.entries);
     Ok(report)
 }
