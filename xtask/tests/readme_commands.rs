@@ -174,3 +174,82 @@ fn the_readmes_import_commands_run_as_printed() {
         assert!(!s.scenario.expect.is_empty());
     }
 }
+
+/// Every `cargo xtask …` command line the README prints (in code blocks or after `$ `,
+/// comments dropped, continuations joined; synopsis lines excluded) is accepted by the CLI
+/// as printed: its subcommand exists and every flag and value parses (checked with `--help`
+/// appended, which clap answers only after parsing what comes before it). The lines that
+/// need real servers are run as printed by the tests of those commands; this keeps the rest
+/// from drifting from the CLI.
+#[test]
+fn every_xtask_line_the_readme_prints_parses() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let mut cmds = Vec::new();
+    let mut pending = String::new();
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let l = line.trim();
+        let l = l.strip_prefix("$ ").unwrap_or(l);
+        if pending.is_empty() && !(in_code && l.starts_with("cargo xtask ")) {
+            continue;
+        }
+        // A trailing `# comment` is not part of the command.
+        let l = match l.find("  #").or_else(|| l.find(" # ")) {
+            Some(i) => l[..i].trim_end(),
+            None => l,
+        };
+        pending.push_str(l.trim_end_matches('\\').trim());
+        pending.push(' ');
+        if !l.ends_with('\\') {
+            let cmd = pending.trim().to_string();
+            pending.clear();
+            let synopsis = cmd.contains('<')
+                || cmd.contains(" [")
+                || cmd.contains(" (")
+                || cmd.contains('…')
+                || cmd.contains('|');
+            if !synopsis {
+                cmds.push(cmd);
+            }
+        }
+    }
+    assert!(cmds.len() >= 10, "the README's commands: {cmds:#?}");
+    assert!(
+        cmds.iter()
+            .any(|c| c.contains("--backend kind") && c.contains("--jobs")),
+        "{cmds:#?}"
+    );
+    let mut bad = Vec::new();
+    for cmd in &cmds {
+        let words = shlex::split(cmd).unwrap_or_else(|| panic!("unbalanced quotes: {cmd}"));
+        // The shell's part (a redirection, `&&`) is not the command's.
+        let args: Vec<&String> = words
+            .iter()
+            .skip(2)
+            .take_while(|w| !(w.starts_with('>') || w.starts_with("2>") || *w == "&&" || *w == ";"))
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--help")
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            bad.push(format!(
+                "{cmd}\n  {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "README lines the CLI refuses:\n{}",
+        bad.join("\n")
+    );
+}
