@@ -243,7 +243,6 @@ pub async fn e2e(opts: E2eOptions) -> Result<RunReport> {
     let slots = tokio::sync::Semaphore::new(at_once);
     let runs = cells.iter().map(|cell| {
         let (slots, opts, bins, labdir, progress) = (&slots, &opts, &bins, &labdir, &progress);
-        let at_once = at_once;
         async move {
             // A closed semaphore cannot happen (never closed); run anyway if it did.
             let _slot = slots.acquire().await.ok();
