@@ -31,7 +31,7 @@ pub fn default_jobs_each(
         .unwrap_or_else(|| "memory unknown".into());
     (
         n,
-        format!("{cores} core(s), {mem}, {groups} group(s) of scenarios"),
+        format!("{cores} core(s), {mem}, work for {groups} lab(s)"),
     )
 }
 
@@ -114,6 +114,17 @@ pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
     workers
 }
 
+/// Work (in [`weight`]'s seconds) a worker must have to be worth its own lab: a lab's
+/// set-up — etcd's bootstrap, the first kube-apiserver start, Kanidm, Chromium — costs
+/// ~7 s of CPU, and on 2 cores both posts (~18) ran 14.4 s on one worker against 17.7 s
+/// on two (paired runs).
+pub const WORK_PER_WORKER: usize = 30;
+
+/// The most workers `scenarios` keep busy enough to be worth their set-up.
+pub fn worth(scenarios: &[LoadedScenario]) -> usize {
+    (scenarios.iter().map(weight).sum::<usize>() / WORK_PER_WORKER).max(1)
+}
+
 /// How many groups `partition` would make (the most workers that can be busy).
 pub fn groups(scenarios: &[LoadedScenario]) -> usize {
     let mut keys: Vec<String> = scenarios.iter().map(key).collect();
@@ -144,6 +155,29 @@ mod tests {
         assert!(default_jobs(2, Some(24 << 30), 3).1.contains("2 core(s)"));
         let kind = |mem: u64| default_jobs_each(8, Some(mem), 4, MEMORY_PER_KIND_CELL).0;
         assert_eq!((kind(24 << 30), kind(7 << 30), kind(1 << 30)), (4, 2, 1));
+    }
+
+    #[test]
+    fn a_worker_must_have_enough_work_to_be_worth_its_lab() {
+        let posts: Vec<LoadedScenario> = [
+            "post1-structured",
+            "post2-as-written",
+            "post2-fix-signing-algs",
+            "post2-fix-legacy-crypto",
+            "post2-passkey",
+            "post2-user-binding",
+        ]
+        .iter()
+        .map(|n| load(n))
+        .collect();
+        assert_eq!(worth(&posts), 1);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let all: Vec<LoadedScenario> = crate::scenario::discover(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| crate::scenario::load_file(p).unwrap())
+            .collect();
+        assert!(worth(&all) >= 2, "the whole suite keeps two workers busy");
     }
 
     #[test]

@@ -497,7 +497,8 @@ fn concurrency(opts: &E2eOptions, cells: &[Cell<'_>], progress: &Progress) -> (u
             let memory = jobs::available_memory();
             let (n, why) = match opts.backend {
                 Backend::Local => {
-                    jobs::default_jobs(cores, memory, jobs::groups(&opts.scenarios) * cells.len())
+                    let per_cell = jobs::groups(&opts.scenarios).min(jobs::worth(&opts.scenarios));
+                    jobs::default_jobs(cores, memory, per_cell * cells.len())
                 }
                 Backend::Kind => {
                     jobs::default_jobs_each(cores, memory, cells.len(), jobs::MEMORY_PER_KIND_CELL)
