@@ -25,7 +25,10 @@ impl Progress {
         Progress {
             start: self.start,
             quiet: self.quiet,
-            label: format!("{}{label} ", self.label),
+            label: match label {
+                "" => self.label.clone(),
+                l => format!("{}{l} ", self.label),
+            },
         }
     }
 

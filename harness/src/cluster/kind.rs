@@ -76,12 +76,46 @@ struct ClusterGuard {
 
 impl Drop for ClusterGuard {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = std::process::Command::new(&self.kind)
-                .args(["delete", "cluster", "--name", &self.name])
-                .stdout(std::process::Stdio::null())
+        if !self.armed {
+            return;
+        }
+        let _ = std::process::Command::new(&self.kind)
+            .args(["delete", "cluster", "--name", &self.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        // An interrupted `kind create` may have asked Docker for the node container just
+        // before it died: Docker still creates it, after the delete above. Remove what
+        // carries the cluster's label until nothing has for a moment (at most 20 s).
+        let filter = format!("label=io.x-k8s.kind.cluster={}", self.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut quiet_since = std::time::Instant::now();
+        while std::time::Instant::now() < deadline {
+            let ids = std::process::Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
                 .stderr(std::process::Stdio::null())
-                .status();
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            if ids.is_empty() {
+                if quiet_since.elapsed() >= Duration::from_secs(3) {
+                    break;
+                }
+            } else {
+                quiet_since = std::time::Instant::now();
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }
