@@ -17,12 +17,9 @@ use std::path::PathBuf;
 
 use harness::skipped;
 
-#[cfg_attr(
-    not(lab_real),
-    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
-)]
-#[tokio::test(flavor = "multi_thread")]
-async fn kind_backend_structured_flags_and_uninitialisable_config() {
+/// The minor and images to run kind with, or None (said through `skipped!`) when a Docker
+/// engine, kind, kubectl, Chromium, chromedriver or an image is missing.
+async fn kind_here() -> Option<(K8sVersion, ImageOverrides, PathBuf)> {
     harness::init_crypto();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let v: K8sVersion = std::env::var("LAB_KIND_TEST_K8S")
@@ -42,7 +39,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         .filter(|s| !s.is_empty());
     if let Err(e) = docker_cgroup_version().await {
         skipped!("kind e2e needs a Docker engine: {e:#}");
-        return;
+        return None;
     }
     let missing: Vec<&str> = [
         &harness::tools::KIND,
@@ -56,7 +53,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
     .collect();
     if !missing.is_empty() {
         skipped!("kind e2e needs {}", missing.join(", "));
-        return;
+        return None;
     }
     let base = std::fs::read_to_string(root.join(format!("kind-configs/kind-{v}.yaml"))).unwrap();
     let node_image = images.node_image(v, &base).unwrap();
@@ -65,9 +62,51 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
             skipped!(
                 "kind e2e needs the image {image} in Docker (LAB_NODE_IMAGES / LAB_KANIDM_IMAGE name local ones)"
             );
-            return;
+            return None;
         }
     }
+    Some((v, images, root))
+}
+
+/// Nothing of this process is left in Docker: no kind cluster, no labelled container.
+fn nothing_left_behind() {
+    let clusters = std::process::Command::new(harness::tools::KIND.require().unwrap())
+        .args(["get", "clusters"])
+        .output()
+        .unwrap();
+    let ours = format!("kanidm-lab-{}", std::process::id());
+    assert!(
+        !String::from_utf8_lossy(&clusters.stdout)
+            .lines()
+            .any(|l| l.trim() == ours || l.trim().starts_with(&format!("{ours}-"))),
+        "cluster {ours} left behind"
+    );
+    let containers = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=kanidm-k8s-lab/pid={}", std::process::id()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&containers.stdout)
+            .trim()
+            .is_empty(),
+        "Kanidm container left behind"
+    );
+}
+
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn kind_backend_structured_flags_and_uninitialisable_config() {
+    let Some((v, images, root)) = kind_here().await else {
+        return;
+    };
     let scenarios = ["post1-structured", "post2-as-written", "untrusted-ca"]
         .iter()
         .map(|n| load_file(&root.join(format!("scenarios/{n}.yaml"))).unwrap())
@@ -116,31 +155,63 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         version.starts_with(&format!("v1.{}.", v.minor)),
         "{version}"
     );
-    // Nothing left behind: no cluster of ours, no labelled container.
-    let clusters = std::process::Command::new(harness::tools::KIND.require().unwrap())
-        .args(["get", "clusters"])
-        .output()
-        .unwrap();
-    let ours = format!("kanidm-lab-{}", std::process::id());
+    nothing_left_behind();
+}
+
+/// Issue 23 on kind: real kubelogin (post 1's exec block, a silent refresh, two refreshes at
+/// once on one cache) against the API server in a kind node, and a cell split over two kind
+/// clusters (`--jobs 2`) whose results come back in the scenarios' order.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn kind_backend_kubelogin_on_two_clusters() {
+    let Some((v, images, root)) = kind_here().await else {
+        return;
+    };
+    if harness::tools::KUBELOGIN.find().is_none() {
+        skipped!(
+            "kind kubelogin e2e needs kubelogin (KUBELOGIN_BIN or kubectl-oidc_login on PATH)"
+        );
+        return;
+    }
+    let names = ["kubelogin-post1", "kubelogin-refresh", "post2-user-binding"];
+    let scenarios = names
+        .iter()
+        .map(|n| load_file(&root.join(format!("scenarios/{n}.yaml"))).unwrap())
+        .collect();
+    let artifacts = tempfile::tempdir().unwrap();
+    let report = e2e(E2eOptions {
+        k8s: vec![v],
+        backend: harness::cluster::Backend::Kind,
+        order_for_speed: true,
+        jobs: Some(2),
+        kind: KindSettings {
+            configs: root.join("kind-configs"),
+            images,
+        },
+        ..harness::testsupport::e2e_options(scenarios, artifacts.path())
+    })
+    .await
+    .unwrap();
+    let table = harness::report::summary_table(&report.results);
+    assert_eq!(report.failed(), 0, "{table}");
+    assert_eq!(report.concurrency, 2, "two kind clusters: {table}");
     assert!(
-        !String::from_utf8_lossy(&clusters.stdout)
-            .lines()
-            .any(|l| l.trim() == ours || l.trim().starts_with(&format!("{ours}-"))),
-        "cluster {ours} left behind"
+        report.versions.contains_key("kubelogin"),
+        "{:?}",
+        report.versions
     );
-    let containers = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=kanidm-k8s-lab/pid={}", std::process::id()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&containers.stdout)
-            .trim()
-            .is_empty(),
-        "Kanidm container left behind"
-    );
+    let seen: Vec<&str> = report.results.iter().map(|r| r.scenario.as_str()).collect();
+    let mut order = seen.clone();
+    order.dedup();
+    assert_eq!(order, names, "the report keeps the scenarios' order");
+    let refresh = report
+        .results
+        .iter()
+        .find(|r| r.scenario == "kubelogin-refresh" && r.check.contains("refresh"))
+        .unwrap_or_else(|| panic!("no refresh check: {table}"));
+    assert!(refresh.actual.contains("silent"), "{table}");
+    nothing_left_behind();
 }
