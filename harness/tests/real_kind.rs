@@ -17,6 +17,10 @@ use std::path::PathBuf;
 
 use harness::skipped;
 
+/// The kind tests of this binary share one process id (cluster names and container labels
+/// carry it, and each test checks that nothing of it is left): one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The minor and images to run kind with, or None (said through `skipped!`) when a Docker
 /// engine, kind, kubectl, Chromium, chromedriver or an image is missing.
 async fn kind_here() -> Option<(K8sVersion, ImageOverrides, PathBuf)> {
@@ -104,6 +108,7 @@ fn nothing_left_behind() {
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_backend_structured_flags_and_uninitialisable_config() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((v, images, root)) = kind_here().await else {
         return;
     };
@@ -167,6 +172,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
 )]
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_backend_kubelogin_on_two_clusters() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((v, images, root)) = kind_here().await else {
         return;
     };
