@@ -85,6 +85,23 @@ fn weight(s: &LoadedScenario) -> usize {
         .sum::<usize>()
 }
 
+/// The groups (scenarios that stay together, each in the original order), heaviest first:
+/// the order in which workers that share one queue take them (kind workers).
+pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in scenarios.iter().enumerate() {
+        let k = key(s);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    let cost = |g: &Vec<usize>| g.iter().map(|&i| weight(&scenarios[i])).sum::<usize>();
+    let mut out: Vec<Vec<usize>> = groups.into_iter().map(|(_, v)| v).collect();
+    out.sort_by_key(|g| std::cmp::Reverse(cost(g)));
+    out
+}
+
 /// Scenario indexes per worker: groups (in order of first appearance) assigned heaviest
 /// first to the least loaded worker; within a worker, the original order.
 pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
@@ -178,6 +195,29 @@ mod tests {
             .map(|p| crate::scenario::load_file(p).unwrap())
             .collect();
         assert!(worth(&all) >= 2, "the whole suite keeps two workers busy");
+    }
+
+    #[test]
+    fn a_shared_queue_hands_out_whole_groups_heaviest_first() {
+        let all: Vec<LoadedScenario> = [
+            "post2-as-written",
+            "lifecycle-signing-keys",
+            "post2-fix-signing-algs",
+            "post1-structured",
+        ]
+        .iter()
+        .map(|n| load(n))
+        .collect();
+        let g = groups_heaviest_first(&all);
+        assert_eq!(
+            g[0],
+            vec![1],
+            "the key rotation scenario is the heaviest: {g:?}"
+        );
+        let mut seen: Vec<usize> = g.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+        assert!(g.iter().all(|x| x.windows(2).all(|w| w[0] < w[1])));
     }
 
     #[test]

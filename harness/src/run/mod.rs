@@ -28,8 +28,49 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Where a lab takes its scenarios from: its own list, or — kind workers — a queue shared
+/// with the cell's other workers, one group (scenarios that share a Kanidm state) at a time:
+/// whoever is free takes the next, so no cost model has to guess the balance.
+pub struct Feed {
+    groups: std::sync::Mutex<std::collections::VecDeque<Vec<LoadedScenario>>>,
+    total: usize,
+    taken: std::sync::atomic::AtomicUsize,
+    kubelogin: bool,
+}
+
+impl Feed {
+    /// Groups in the order they are handed out.
+    pub fn of(groups: Vec<Vec<LoadedScenario>>) -> Feed {
+        Feed {
+            total: groups.iter().map(Vec::len).sum(),
+            kubelogin: groups.iter().flatten().any(uses_kubelogin),
+            groups: std::sync::Mutex::new(groups.into()),
+            taken: Default::default(),
+        }
+    }
+
+    /// One lab's own list.
+    pub fn list(scenarios: Vec<LoadedScenario>) -> Feed {
+        Feed::of(vec![scenarios])
+    }
+
+    fn next_group(&self) -> Option<Vec<LoadedScenario>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// The number of the scenario about to run, counted over everyone taking from here.
+    fn number(&self) -> usize {
+        self.taken
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+}
+
 pub struct RunOptions {
-    pub scenarios: Vec<LoadedScenario>,
+    pub feed: std::sync::Arc<Feed>,
     pub k8s: K8sVersion,
     /// Which Kanidm the run starts.
     pub kanidm: KanidmSource,
@@ -65,7 +106,7 @@ pub async fn run_scenarios(
     progress: &Progress,
 ) -> Result<RunReport> {
     let placement = cluster.kanidm_placement();
-    let kubelogin = match opts.scenarios.iter().any(uses_kubelogin) {
+    let kubelogin = match opts.feed.kubelogin {
         true => Some(
             crate::login::kubelogin::Kubelogin::prepare(
                 &lab.dir,
@@ -97,30 +138,32 @@ pub async fn run_scenarios(
         prepared_on: None,
     };
     let mut results = Vec::new();
-    for (i, s) in opts.scenarios.iter().enumerate() {
-        let t0 = Instant::now();
-        progress.scenario_start(i + 1, opts.scenarios.len(), &s.name);
-        match scenario::run_scenario(&mut ctx, s, &opts.scenarios[i + 1..]).await {
-            Ok(mut r) => results.append(&mut r),
-            Err(e) => results.push(CheckResult {
-                cell: String::new(),
-                scenario: s.name.clone(),
-                person: "-".into(),
-                check: "setup".into(),
-                passed: false,
-                actual: "scenario could not run".into(),
-                detail: Some(format!("{e:#}")),
-                apiserver_line: None,
-                seconds: t0.elapsed().as_secs_f64(),
-            }),
+    while let Some(group) = opts.feed.next_group() {
+        for (i, s) in group.iter().enumerate() {
+            let t0 = Instant::now();
+            progress.scenario_start(opts.feed.number(), opts.feed.total, &s.name);
+            match scenario::run_scenario(&mut ctx, s, &group[i + 1..]).await {
+                Ok(mut r) => results.append(&mut r),
+                Err(e) => results.push(CheckResult {
+                    cell: String::new(),
+                    scenario: s.name.clone(),
+                    person: "-".into(),
+                    check: "setup".into(),
+                    passed: false,
+                    actual: "scenario could not run".into(),
+                    detail: Some(format!("{e:#}")),
+                    apiserver_line: None,
+                    seconds: t0.elapsed().as_secs_f64(),
+                }),
+            }
+            ctx.timings
+                .add(&format!("scenario {}", s.name), t0.elapsed());
+            let failed = results
+                .iter()
+                .filter(|r| r.scenario == s.name && !r.passed)
+                .count();
+            progress.scenario_done(&s.name, failed, t0.elapsed());
         }
-        ctx.timings
-            .add(&format!("scenario {}", s.name), t0.elapsed());
-        let failed = results
-            .iter()
-            .filter(|r| r.scenario == s.name && !r.passed)
-            .count();
-        progress.scenario_done(&s.name, failed, t0.elapsed());
     }
     let mut versions = BTreeMap::new();
     if let Some(mut k) = ctx.kanidm.take() {
@@ -304,7 +347,7 @@ async fn run_lab(
     bins: Option<&crate::tools::ControlPlaneBins>,
     dir: &std::path::Path,
     artifacts: &std::path::Path,
-    scenarios: Vec<LoadedScenario>,
+    feed: std::sync::Arc<Feed>,
     progress: &Progress,
     tag: &str,
 ) -> Result<(RunReport, Timings)> {
@@ -313,7 +356,7 @@ async fn run_lab(
     let mut extra = Timings::default();
     let lab = Lab::new(dir).await?;
     let run_opts = RunOptions {
-        scenarios,
+        feed,
         k8s: v,
         kanidm: cell.kanidm.clone(),
         artifacts: artifacts.to_path_buf(),
@@ -396,18 +439,39 @@ async fn run_workers(
     timings: &mut Timings,
 ) -> Result<RunReport> {
     let n = workers.len();
-    progress.step(&format!(
-        "{} scenarios on {n} workers: {}",
-        scenarios.len(),
-        workers
-            .iter()
-            .enumerate()
-            .map(|(w, idx)| format!("w{} {}", w + 1, idx.len()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    progress.step(&match opts.backend {
+        Backend::Local => format!(
+            "{} scenarios on {n} workers: {}",
+            scenarios.len(),
+            workers
+                .iter()
+                .enumerate()
+                .map(|(w, idx)| format!("w{} {}", w + 1, idx.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Backend::Kind => format!(
+            "{} scenarios on {n} kind clusters, each taking the next group of scenarios when free",
+            scenarios.len()
+        ),
+    });
+    // kind workers share one queue (their costs — reloads, restarts — are not what the cost
+    // model fits); local workers keep their lists, so a worker can start the next
+    // scenarios' API servers ahead.
+    let shared = (opts.backend == Backend::Kind).then(|| {
+        let groups = jobs::groups_heaviest_first(&scenarios)
+            .into_iter()
+            .map(|g| g.iter().map(|&i| scenarios[i].clone()).collect())
+            .collect();
+        std::sync::Arc::new(Feed::of(groups))
+    });
     let runs = workers.iter().enumerate().map(|(w, idx)| {
-        let subset: Vec<LoadedScenario> = idx.iter().map(|&i| scenarios[i].clone()).collect();
+        let feed = match &shared {
+            Some(f) => f.clone(),
+            None => std::sync::Arc::new(Feed::list(
+                idx.iter().map(|&i| scenarios[i].clone()).collect(),
+            )),
+        };
         let wdir = dir.join(format!("w{}", w + 1));
         let wart = artifacts.join(format!("w{}", w + 1));
         async move {
@@ -419,7 +483,7 @@ async fn run_workers(
                 bins,
                 &wdir,
                 &wart,
-                subset,
+                feed,
                 &wprogress,
                 &format!("{tag}: "),
             )
@@ -595,8 +659,17 @@ async fn run_cell(
         )
         .await;
     }
-    let (report, extra) =
-        run_lab(opts, cell, bins, &dir, &artifacts, scenarios, progress, "").await?;
+    let (report, extra) = run_lab(
+        opts,
+        cell,
+        bins,
+        &dir,
+        &artifacts,
+        std::sync::Arc::new(Feed::list(scenarios)),
+        progress,
+        "",
+    )
+    .await?;
     timings.entries.extend(extra.entries);
     Ok(report)
 }
