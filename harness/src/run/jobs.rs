@@ -15,9 +15,21 @@ pub fn default_jobs(cores: usize, available_memory: Option<u64>, groups: usize) 
     default_jobs_each(cores, available_memory, groups, MEMORY_PER_WORKER)
 }
 
-/// [`default_jobs`] for units that need `per_unit` bytes each (a kind cell, say).
+/// [`default_jobs`] for units that need `per_unit` bytes each and may number `extra` more
+/// than the cores (kind clusters mostly wait).
 pub fn default_jobs_each(
     cores: usize,
+    available_memory: Option<u64>,
+    groups: usize,
+    per_unit: u64,
+) -> (usize, String) {
+    default_jobs_over(cores, 0, available_memory, groups, per_unit)
+}
+
+/// [`default_jobs_each`] with `extra` units beyond the cores.
+pub fn default_jobs_over(
+    cores: usize,
+    extra: usize,
     available_memory: Option<u64>,
     groups: usize,
     per_unit: u64,
@@ -25,13 +37,19 @@ pub fn default_jobs_each(
     let by_memory = available_memory
         .map(|m| (m / per_unit.max(1)).max(1) as usize)
         .unwrap_or(1);
-    let n = cores.min(by_memory).min(groups).max(1);
+    let n = (cores + extra).min(by_memory).min(groups).max(1);
     let mem = available_memory
         .map(|m| format!("{:.1} GiB available", m as f64 / (1u64 << 30) as f64))
         .unwrap_or_else(|| "memory unknown".into());
     (
         n,
-        format!("{cores} core(s), {mem}, work for {groups} lab(s)"),
+        format!(
+            "{cores} core(s){}, {mem}, work for {groups} lab(s)",
+            match extra {
+                0 => String::new(),
+                n => format!(" + {n}"),
+            }
+        ),
     )
 }
 
@@ -172,6 +190,9 @@ mod tests {
         assert!(default_jobs(2, Some(24 << 30), 3).1.contains("2 core(s)"));
         let kind = |mem: u64| default_jobs_each(8, Some(mem), 4, MEMORY_PER_KIND_CELL).0;
         assert_eq!((kind(24 << 30), kind(7 << 30), kind(1 << 30)), (4, 2, 1));
+        let (n, why) = default_jobs_over(2, 1, Some(24 << 30), 5, MEMORY_PER_KIND_CELL);
+        assert_eq!(n, 3);
+        assert!(why.starts_with("2 core(s) + 1,"), "{why}");
     }
 
     #[test]

@@ -569,8 +569,9 @@ fn concurrency(opts: &E2eOptions, cells: &[Cell<'_>], progress: &Progress) -> (u
                 // suite, one 326.1 s; six, for two minors, were CPU-bound).
                 Backend::Kind => {
                     let per_cell = jobs::groups(&opts.scenarios).min(jobs::worth(&opts.scenarios));
-                    jobs::default_jobs_each(
-                        cores + 1,
+                    jobs::default_jobs_over(
+                        cores,
+                        1,
                         memory,
                         per_cell * cells.len(),
                         jobs::MEMORY_PER_KIND_CELL,
