@@ -103,8 +103,10 @@ fn weight(s: &LoadedScenario) -> usize {
         .sum::<usize>()
 }
 
-/// The groups (scenarios that stay together, each in the original order), heaviest first:
-/// the order in which workers that share one queue take them (kind workers).
+/// The groups (scenarios that stay together, each in the original order), structured
+/// configs before `--oidc-*` flags ([`crate::scenario::switch_class`] of a group's first
+/// scenario: each kind cluster then switches to flags once, near the end) and heaviest
+/// first within each: the order in which workers that share one queue take them.
 pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, s) in scenarios.iter().enumerate() {
@@ -116,7 +118,12 @@ pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
     }
     let cost = |g: &Vec<usize>| g.iter().map(|&i| weight(&scenarios[i])).sum::<usize>();
     let mut out: Vec<Vec<usize>> = groups.into_iter().map(|(_, v)| v).collect();
-    out.sort_by_key(|g| std::cmp::Reverse(cost(g)));
+    out.sort_by_key(|g| {
+        (
+            crate::scenario::switch_class(&scenarios[g[0]]),
+            std::cmp::Reverse(cost(g)),
+        )
+    });
     out
 }
 
@@ -235,6 +242,7 @@ mod tests {
             vec![1],
             "the key rotation scenario is the heaviest: {g:?}"
         );
+        assert_eq!(g.last(), Some(&vec![0, 2]), "flags last: {g:?}");
         let mut seen: Vec<usize> = g.iter().flatten().copied().collect();
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1, 2, 3]);

@@ -31,25 +31,29 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// `--oidc-*` flags. Stable within each group. Only the order changes: what each scenario
 /// runs against is still decided and verified per scenario.
 pub fn order_for_fewest_switches(scenarios: &mut [LoadedScenario]) {
+    scenarios.sort_by_key(switch_class);
+}
+
+/// 0: a structured config, 1: a structured config whose expectations say it never
+/// initialises, 2: `--oidc-*` flags (see [`order_for_fewest_switches`]).
+pub fn switch_class(s: &LoadedScenario) -> u8 {
     use crate::scenario::cause::Cause;
-    scenarios.sort_by_key(|s| {
-        let never_initialises = s.scenario.expect.iter().any(|e| {
-            e.unauthorized.as_ref().is_some_and(|u| {
-                matches!(
-                    u.cause.value,
-                    Cause::UntrustedCa | Cause::AuthenticatorNotInitialized | Cause::Issuer
-                )
-            })
-        });
-        match (
-            s.scenario.api_server.value.legacy_flags.is_some(),
-            never_initialises,
-        ) {
-            (false, false) => 0,
-            (false, true) => 1,
-            (true, _) => 2,
-        }
+    let never_initialises = s.scenario.expect.iter().any(|e| {
+        e.unauthorized.as_ref().is_some_and(|u| {
+            matches!(
+                u.cause.value,
+                Cause::UntrustedCa | Cause::AuthenticatorNotInitialized | Cause::Issuer
+            )
+        })
     });
+    match (
+        s.scenario.api_server.value.legacy_flags.is_some(),
+        never_initialises,
+    ) {
+        (false, false) => 0,
+        (false, true) => 1,
+        (true, _) => 2,
+    }
 }
 
 #[cfg(test)]
