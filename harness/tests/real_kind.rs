@@ -72,6 +72,32 @@ async fn kind_here() -> Option<(K8sVersion, ImageOverrides, PathBuf)> {
     Some((v, images, root))
 }
 
+/// `scenarios` on the kind backend (in the order that needs fewest API server switches),
+/// with `jobs` labs at once (None: `LAB_JOBS`, else the default).
+async fn run_on_kind(
+    v: K8sVersion,
+    images: ImageOverrides,
+    root: &std::path::Path,
+    scenarios: Vec<harness::scenario::LoadedScenario>,
+    jobs: Option<usize>,
+) -> harness::run::RunReport {
+    let artifacts = tempfile::tempdir().unwrap();
+    let base = harness::testsupport::e2e_options(scenarios, artifacts.path());
+    e2e(E2eOptions {
+        k8s: vec![v],
+        backend: harness::cluster::Backend::Kind,
+        order_for_speed: true,
+        jobs: jobs.or(base.jobs),
+        kind: KindSettings {
+            configs: root.join("kind-configs"),
+            images,
+        },
+        ..base
+    })
+    .await
+    .unwrap()
+}
+
 /// Nothing of this process is left in Docker: no kind cluster, no labelled container.
 fn nothing_left_behind() {
     let clusters = std::process::Command::new(harness::tools::KIND.require().unwrap())
@@ -116,19 +142,7 @@ async fn kind_backend_structured_flags_and_uninitialisable_config() {
         .iter()
         .map(|n| load_file(&root.join(format!("scenarios/{n}.yaml"))).unwrap())
         .collect();
-    let artifacts = tempfile::tempdir().unwrap();
-    let report = e2e(E2eOptions {
-        k8s: vec![v],
-        backend: harness::cluster::Backend::Kind,
-        order_for_speed: true,
-        kind: KindSettings {
-            configs: root.join("kind-configs"),
-            images,
-        },
-        ..harness::testsupport::e2e_options(scenarios, artifacts.path())
-    })
-    .await
-    .unwrap();
+    let report = run_on_kind(v, images, &root, scenarios, None).await;
     let table = harness::report::summary_table(&report.results);
     assert_eq!(report.failed(), 0, "{table}");
     let find =
@@ -187,20 +201,7 @@ async fn kind_backend_kubelogin_on_two_clusters() {
         .iter()
         .map(|n| load_file(&root.join(format!("scenarios/{n}.yaml"))).unwrap())
         .collect();
-    let artifacts = tempfile::tempdir().unwrap();
-    let report = e2e(E2eOptions {
-        k8s: vec![v],
-        backend: harness::cluster::Backend::Kind,
-        order_for_speed: true,
-        jobs: Some(2),
-        kind: KindSettings {
-            configs: root.join("kind-configs"),
-            images,
-        },
-        ..harness::testsupport::e2e_options(scenarios, artifacts.path())
-    })
-    .await
-    .unwrap();
+    let report = run_on_kind(v, images, &root, scenarios, Some(2)).await;
     let table = harness::report::summary_table(&report.results);
     assert_eq!(report.failed(), 0, "{table}");
     assert_eq!(report.concurrency, 2, "two kind clusters: {table}");

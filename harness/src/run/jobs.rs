@@ -103,11 +103,9 @@ fn weight(s: &LoadedScenario) -> usize {
         .sum::<usize>()
 }
 
-/// The groups (scenarios that stay together, each in the original order), structured
-/// configs before `--oidc-*` flags ([`crate::scenario::switch_class`] of a group's first
-/// scenario: each kind cluster then switches to flags once, near the end) and heaviest
-/// first within each: the order in which workers that share one queue take them.
-pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
+/// Scenario indexes by group (the same [`key`]), groups in order of first appearance, each
+/// in the original order.
+fn grouped(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, s) in scenarios.iter().enumerate() {
         let k = key(s);
@@ -116,12 +114,23 @@ pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
             None => groups.push((k, vec![i])),
         }
     }
-    let cost = |g: &Vec<usize>| g.iter().map(|&i| weight(&scenarios[i])).sum::<usize>();
-    let mut out: Vec<Vec<usize>> = groups.into_iter().map(|(_, v)| v).collect();
+    groups.into_iter().map(|(_, v)| v).collect()
+}
+
+fn group_cost(scenarios: &[LoadedScenario], group: &[usize]) -> usize {
+    group.iter().map(|&i| weight(&scenarios[i])).sum()
+}
+
+/// The groups (scenarios that stay together, each in the original order), structured
+/// configs before `--oidc-*` flags ([`crate::scenario::switch_class`] of a group's first
+/// scenario: each kind cluster then switches to flags once, near the end) and heaviest
+/// first within each: the order in which workers that share one queue take them.
+pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
+    let mut out = grouped(scenarios);
     out.sort_by_key(|g| {
         (
             crate::scenario::switch_class(&scenarios[g[0]]),
-            std::cmp::Reverse(cost(g)),
+            std::cmp::Reverse(group_cost(scenarios, g)),
         )
     });
     out
@@ -130,24 +139,16 @@ pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
 /// Scenario indexes per worker: groups (in order of first appearance) assigned heaviest
 /// first to the least loaded worker; within a worker, the original order.
 pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, s) in scenarios.iter().enumerate() {
-        let k = key(s);
-        match groups.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((k, vec![i])),
-        }
-    }
+    let groups = grouped(scenarios);
     let jobs = jobs.max(1).min(groups.len().max(1));
     let mut order: Vec<usize> = (0..groups.len()).collect();
-    let cost = |g: &Vec<usize>| g.iter().map(|&i| weight(&scenarios[i])).sum::<usize>();
-    order.sort_by_key(|&g| std::cmp::Reverse(cost(&groups[g].1)));
+    order.sort_by_key(|&g| std::cmp::Reverse(group_cost(scenarios, &groups[g])));
     let mut workers: Vec<Vec<usize>> = vec![Vec::new(); jobs];
     let mut load = vec![0usize; jobs];
     for g in order {
         let w = (0..jobs).min_by_key(|&w| (load[w], w)).unwrap_or(0);
-        load[w] += cost(&groups[g].1);
-        workers[w].extend(&groups[g].1);
+        load[w] += group_cost(scenarios, &groups[g]);
+        workers[w].extend(&groups[g]);
     }
     for w in &mut workers {
         w.sort_unstable();
@@ -169,10 +170,7 @@ pub fn worth(scenarios: &[LoadedScenario]) -> usize {
 
 /// How many groups `partition` would make (the most workers that can be busy).
 pub fn groups(scenarios: &[LoadedScenario]) -> usize {
-    let mut keys: Vec<String> = scenarios.iter().map(key).collect();
-    keys.sort();
-    keys.dedup();
-    keys.len()
+    grouped(scenarios).len()
 }
 
 #[cfg(test)]
