@@ -103,6 +103,12 @@ async fn login_in_unbounded(
 ) -> Result<LoginOutcomeActual> {
     let t_session = Instant::now();
     let disco = oidc::discover(http, req.issuer).await?;
+    // A fixed port is the machine's: hold it until the redirect is back (the listener's
+    // task owns the lock with the listener).
+    let ports = match req.redirect_port {
+        Some(_) => Some(super::redirect_ports::take(&format!("{}'s login", person.name)).await?),
+        None => None,
+    };
     let listener = RedirectListener::bind(req.redirect_port, req.redirect_path).await?;
     let auth = oidc::auth_request(&disco, req.client_id, req.scopes, &listener.redirect_uri())?;
     let redirect_prefix = listener.redirect_uri();
@@ -121,8 +127,11 @@ async fn login_in_unbounded(
         }
     }
     let state = auth.state.clone();
-    let accept =
-        tokio::spawn(async move { listener.accept(&state, Duration::from_secs(60)).await });
+    let accept = tokio::spawn(async move {
+        let got = listener.accept(&state, Duration::from_secs(60)).await;
+        drop(ports);
+        got
+    });
     let session_time = t_session.elapsed();
     let t_flow = Instant::now();
     let mut trail = Vec::new();

@@ -5,6 +5,7 @@ pub mod exec_block;
 pub mod flow;
 pub mod kubelogin;
 pub mod oidc;
+pub mod redirect_ports;
 pub mod signins;
 pub mod webauthn;
 

@@ -75,8 +75,8 @@ pub fn available_memory() -> Option<u64> {
 }
 
 /// Which scenarios must stay together (the same key): those that can reuse one Kanidm
-/// state. (A fixed redirect port is not a reason: a login waits for the port, and the wait
-/// is only as long as another login's redirect.)
+/// state. (A fixed redirect port is not a reason: logins on fixed ports take turns through
+/// a machine-wide lock, `login::redirect_ports`, held only until the redirect is back.)
 fn key(s: &LoadedScenario) -> String {
     super::kanidm_lab::fingerprint(s)
 }
@@ -103,18 +103,45 @@ fn weight(s: &LoadedScenario) -> usize {
         .sum::<usize>()
 }
 
-/// Scenario indexes by group (the same [`key`]), groups in order of first appearance, each
-/// in the original order.
+/// Scenario indexes by chain, chains in order of first appearance. A chain is scenarios
+/// with the same [`key`] (they can reuse one Kanidm state), the clean ones first in the
+/// original order, ended by a scenario that leaves Kanidm dirty
+/// ([`crate::scenario::steps::leaves_kanidm_dirty`]). The scenario after a dirty one starts
+/// a fresh Kanidm wherever it runs, so each further dirty one is a chain of its own and
+/// may go to another worker at no cost.
 fn grouped(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, s) in scenarios.iter().enumerate() {
-        let k = key(s);
-        match groups.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((k, vec![i])),
+    chains(scenarios, |s| {
+        (key(s), crate::scenario::steps::leaves_kanidm_dirty(s))
+    })
+}
+
+/// [`grouped`] over `(key, dirty)` as `of` gives them (pure).
+fn chains<T>(items: &[T], of: impl Fn(&T) -> (String, bool)) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(String, Vec<usize>, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let (k, dirty) = of(item);
+        let g = match groups.iter().position(|(g, _, _)| *g == k) {
+            Some(g) => g,
+            None => {
+                groups.push((k, Vec::new(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        match dirty {
+            false => groups[g].1.push(i),
+            true => groups[g].2.push(i),
         }
     }
-    groups.into_iter().map(|(_, v)| v).collect()
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (_, clean, dirty) in groups {
+        let mut dirty = dirty.into_iter();
+        let mut first = clean;
+        first.extend(dirty.next());
+        out.push(first);
+        out.extend(dirty.map(|d| vec![d]));
+    }
+    out.sort_by_key(|c| c[0]);
+    out
 }
 
 fn group_cost(scenarios: &[LoadedScenario], group: &[usize]) -> usize {
@@ -136,25 +163,30 @@ pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
     out
 }
 
-/// Scenario indexes per worker: groups (in order of first appearance) assigned heaviest
-/// first to the least loaded worker; within a worker, the original order.
+/// Scenario indexes per worker: chains ([`grouped`]) assigned heaviest first to the least
+/// loaded worker; within a worker, chain after chain in order of first appearance (a
+/// chain's dirty end never comes before its clean scenarios).
 pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
     let groups = grouped(scenarios);
     let jobs = jobs.max(1).min(groups.len().max(1));
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by_key(|&g| std::cmp::Reverse(group_cost(scenarios, &groups[g])));
-    let mut workers: Vec<Vec<usize>> = vec![Vec::new(); jobs];
+    let mut taken: Vec<Vec<usize>> = vec![Vec::new(); jobs];
     let mut load = vec![0usize; jobs];
     for g in order {
         let w = (0..jobs).min_by_key(|&w| (load[w], w)).unwrap_or(0);
         load[w] += group_cost(scenarios, &groups[g]);
-        workers[w].extend(&groups[g]);
+        taken[w].push(g);
     }
-    for w in &mut workers {
-        w.sort_unstable();
-    }
-    workers.retain(|w| !w.is_empty());
-    workers
+    taken
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(|mut t| {
+            // Chains come in order of first appearance already: sorting ids keeps it.
+            t.sort_unstable();
+            t.into_iter().flat_map(|g| groups[g].clone()).collect()
+        })
+        .collect()
 }
 
 /// Work (in [`weight`]'s seconds) a worker must have to be worth its own lab: a lab's
@@ -198,6 +230,45 @@ mod tests {
         let (n, why) = default_jobs_over(2, 1, Some(24 << 30), 5, MEMORY_PER_KIND_CELL);
         assert_eq!(n, 3);
         assert!(why.starts_with("2 core(s) + 1,"), "{why}");
+    }
+
+    #[test]
+    fn a_dirty_scenario_ends_its_chain_and_the_next_dirty_one_stands_alone() {
+        let items = [
+            ("a", true),
+            ("a", false),
+            ("b", false),
+            ("a", true),
+            ("a", false),
+            ("b", true),
+        ];
+        let c = chains(&items, |(k, d)| (k.to_string(), *d));
+        assert_eq!(c, vec![vec![1, 4, 0], vec![2, 5], vec![3]]);
+        // All clean: one chain per key, as before.
+        let clean = [("a", false), ("a", false)];
+        assert_eq!(
+            chains(&clean, |(k, d)| (k.to_string(), *d)),
+            vec![vec![0, 1]]
+        );
+    }
+
+    #[test]
+    fn lifecycle_scenarios_are_not_tied_to_one_worker() {
+        let names = [
+            "lifecycle-account-expired",
+            "lifecycle-deny-one-token",
+            "lifecycle-kanidm-down",
+            "lifecycle-rename-person",
+            "lifecycle-signing-keys",
+        ];
+        let all: Vec<LoadedScenario> = names.iter().map(|n| load(n)).collect();
+        let w = partition(&all, 3);
+        assert_eq!(w.len(), 3, "{w:?}");
+        let mut seen: Vec<usize> = w.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..names.len()).collect::<Vec<_>>());
+        let signing = w.iter().find(|x| x.contains(&4)).unwrap();
+        assert!(signing.len() <= 2, "the 30 s one shares little: {w:?}");
     }
 
     #[test]

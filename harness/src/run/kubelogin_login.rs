@@ -6,6 +6,7 @@
 use super::kanidm_lab::{KanidmLab, KanidmSite};
 use crate::login::flow::{LoginOutcomeActual, Person};
 use crate::login::kubelogin::{self, BrowserSide, KubeloginCred, Run, args};
+use crate::login::redirect_ports;
 use crate::login::signins::Kind;
 use crate::scenario::LoadedScenario;
 use crate::scenario::model::ExecBlock;
@@ -117,6 +118,8 @@ pub(super) async fn login(
     };
     let values = k.provisioned.placeholder_values(k.server.endpoint());
     let additions = kl.additions(&lab.pki.ca_cert, None).args();
+    // kubelogin listens on 8000/18000 for the browser's redirect (setup's login too).
+    let ports = redirect_ports::take(&format!("{person}'s kubelogin login")).await?;
     let template = match (&cfg.exec, &cfg.setup) {
         (Some(e), _) => from_exec(&e.value, person, &values, &additions)?,
         (None, Some(flags)) => {
@@ -148,6 +151,7 @@ pub(super) async fn login(
     )
     .await
     .with_context(|| format!("{person}'s kubelogin get-token"))?;
+    drop(ports);
     let issuer = k.server.endpoint().issuer(&login.client.value);
     let out = outcome(
         kl,
@@ -197,6 +201,8 @@ pub(super) async fn refresh(
     let issuer = k.server.endpoint().issuer(&login.client.value);
     let info = exec_info(&template.api_version);
     let runs: Vec<Result<Run>> = if n <= 1 {
+        // Should the refresh fail, kubelogin falls back to its browser login on 8000/18000.
+        let _ports = redirect_ports::take(&format!("{person}'s kubelogin refresh")).await?;
         let (secrets, client, _) = person_browser(k, site, person).await?;
         let who = Person {
             name: person,

@@ -161,7 +161,7 @@ fn upcoming_auths(
     auth_of: impl Fn(&LoadedScenario) -> Option<AuthSetup>,
 ) -> Vec<AuthSetup> {
     let mut out: Vec<AuthSetup> = Vec::new();
-    if leaves_kanidm_dirty(s) {
+    if crate::scenario::steps::leaves_kanidm_dirty(s) {
         return out;
     }
     for n in next {
@@ -174,23 +174,11 @@ fn upcoming_auths(
         if !out.contains(&a) {
             out.push(a);
         }
-        if leaves_kanidm_dirty(n) {
+        if crate::scenario::steps::leaves_kanidm_dirty(n) {
             break;
         }
     }
     out
-}
-
-/// Whether a step of `s` changes Kanidm beyond its state (events or a stop), so that the
-/// scenario after it starts a fresh Kanidm.
-fn leaves_kanidm_dirty(s: &LoadedScenario) -> bool {
-    crate::scenario::steps::plan(&s.scenario)
-        .map(|plans| {
-            plans
-                .iter()
-                .any(|p| !p.events.is_empty() || !p.kanidm_running)
-        })
-        .unwrap_or(true)
 }
 
 /// The API server restart or reload and the browser logins do not depend on each other:

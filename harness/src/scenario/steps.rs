@@ -110,6 +110,18 @@ pub fn plan(s: &Scenario) -> Result<Vec<StepPlan<'_>>, PlanError> {
     Ok(out)
 }
 
+/// Whether a step of `s` changes Kanidm beyond its state (events or a stop), so that the
+/// scenario after it, wherever it runs, starts a fresh Kanidm.
+pub fn leaves_kanidm_dirty(s: &super::LoadedScenario) -> bool {
+    plan(&s.scenario)
+        .map(|plans| {
+            plans
+                .iter()
+                .any(|p| !p.events.is_empty() || !p.kanidm_running)
+        })
+        .unwrap_or(true)
+}
+
 /// Changes that live in Kanidm's state (planned by `kanidm::plan` like a new scenario).
 pub fn is_state_change(c: &Change) -> bool {
     matches!(
