@@ -81,6 +81,27 @@ async fn oidc_settled(
     Ok(hopeless.then_some(()))
 }
 
+/// How long a 401's log line may take to show. A kind node's container log is written by
+/// containerd after the API server answered; on a loaded machine (four clusters on two
+/// cores) it showed later than the reply.
+const LOG_LAG: Duration = Duration::from_secs(5);
+
+/// The API server's "Unable to authenticate" line logged after `mark`, waiting for it up to
+/// [`LOG_LAG`]; None if it never shows.
+async fn auth_line_after(
+    cluster: &impl ClusterBackend,
+    mark: &crate::cluster::LogMark,
+) -> Option<String> {
+    crate::wait::until(
+        LOG_LAG,
+        Duration::from_millis(100),
+        || async { Ok(find_auth_line(&cluster.log_lines_since(mark).await)) },
+        |_| anyhow::anyhow!("no line"),
+    )
+    .await
+    .ok()
+}
+
 /// A request with the token and, for a 401, the cause the API server logged.
 pub struct Observed401 {
     pub run: KubectlRun,
@@ -97,7 +118,10 @@ pub async fn observe_401(
 ) -> Result<Observed401> {
     let mark = cluster.log_mark().await;
     let run = kubectl::whoami(cluster.kubectl(), kubeconfig_path).await?;
-    let line = find_auth_line(&cluster.log_lines_since(&mark).await);
+    let line = match run.verdict {
+        Verdict::Unauthorized => auth_line_after(cluster, &mark).await,
+        _ => find_auth_line(&cluster.log_lines_since(&mark).await),
+    };
     let mut err = line.as_deref().and_then(auth_error_of);
     let mut cause = err.as_deref().and_then(classify);
     if cause == Some(Cause::AuthenticatorNotInitialized)
