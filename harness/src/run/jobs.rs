@@ -239,6 +239,9 @@ mod tests {
         let (n, why) = default_jobs_over(2, 1, Some(24 << 30), 5, MEMORY_PER_KIND_CELL);
         assert_eq!(n, 3);
         assert!(why.starts_with("2 core(s) + 1,"), "{why}");
+        let (n, why) = default_jobs_over(2, 2, Some(24 << 30), 10, MEMORY_PER_KIND_CELL);
+        assert_eq!(n, 4, "kind: two clusters per core");
+        assert!(why.starts_with("2 core(s) + 2,"), "{why}");
     }
 
     #[test]
