@@ -565,8 +565,8 @@ fn concurrency(opts: &E2eOptions, cells: &[Cell<'_>], progress: &Progress) -> (u
                     jobs::default_jobs(cores, memory, per_cell * cells.len())
                 }
                 // A kind cluster mostly waits on its API server (reloads, restarts): two
-                // per core. Measured on 2 cores: one minor on 3 clusters 159.8–164.9 s, on 4
-                // 155.6 and 181.8 s, on 1 326.1 s; two minors on 4 clusters (2 each) 287.3 s,
+                // per core. Measured on 2 cores: one minor on 3 clusters 150.4–164.9 s, on 4
+                // 155.6–181.8 s, on 1 326.1 s; two minors on 4 clusters (2 each) 287.3 s,
                 // on 2 344–360 s, on 6 397.6 s (CPU-bound).
                 Backend::Kind => {
                     let per_cell = jobs::groups(&opts.scenarios).min(jobs::worth(&opts.scenarios));
