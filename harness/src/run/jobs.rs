@@ -218,6 +218,13 @@ mod tests {
         crate::scenario::load_file(&root.join(format!("scenarios/{name}.yaml"))).unwrap()
     }
 
+    /// Every scenario index `0..n` is in exactly one worker's list.
+    fn assert_each_once(workers: &[Vec<usize>], n: usize) {
+        let mut seen: Vec<usize> = workers.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{workers:?}");
+    }
+
     #[test]
     fn the_machine_decides_unless_told() {
         assert_eq!(default_jobs(2, Some(24 << 30), 10).0, 4, "two per core");
@@ -276,9 +283,7 @@ mod tests {
         let all: Vec<LoadedScenario> = names.iter().map(|n| load(n)).collect();
         let w = partition(&all, 3);
         assert_eq!(w.len(), 3, "{w:?}");
-        let mut seen: Vec<usize> = w.iter().flatten().copied().collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..names.len()).collect::<Vec<_>>());
+        assert_each_once(&w, names.len());
         let signing = w.iter().find(|x| x.contains(&4)).unwrap();
         assert!(signing.len() <= 2, "the 30 s one shares little: {w:?}");
     }
@@ -354,9 +359,7 @@ mod tests {
         let all: Vec<LoadedScenario> = names.iter().map(|n| load(n)).collect();
         let w = partition(&all, 2);
         assert_eq!(w.len(), 2);
-        let mut seen: Vec<usize> = w.iter().flatten().copied().collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..names.len()).collect::<Vec<_>>());
+        assert_each_once(&w, names.len());
         let together = |a: usize, b: usize| w.iter().any(|x| x.contains(&a) && x.contains(&b));
         assert!(
             together(1, 2),
