@@ -97,6 +97,12 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     let s = &opts.scenario;
     let mut results = Vec::new();
     let mut notes = Vec::new();
+    // kubectl's discovery cache for this run, removed with it: `~/.kube/cache` stays the
+    // user's own.
+    let cache = tempfile::Builder::new()
+        .prefix("kanidm-k8s-lab-verify-")
+        .tempdir()
+        .context("creating a temporary directory for kubectl's cache")?;
     if !s.scenario.steps.is_empty() {
         notes.push(format!(
             "{}: its {} step(s) change Kanidm and the API server; verify runs only the top-level expect",
@@ -156,6 +162,7 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
             bin: &opts.kubectl,
             kubeconfig: &kubeconfig,
             user_flag: &user_flag,
+            cache: cache.path(),
         };
         check_one(e, &kc, &values, diagnose, &mut push).await?;
     }
@@ -168,13 +175,16 @@ struct Kubectl<'a> {
     kubeconfig: &'a Path,
     /// `--user=<entry>` when a kubeconfig user entry was named.
     user_flag: &'a [String],
+    /// kubectl's `--cache-dir`.
+    cache: &'a Path,
 }
 
 impl Kubectl<'_> {
     async fn run(&self, args: &[String]) -> Result<KubectlRun> {
         let mut all = self.user_flag.to_vec();
         all.extend_from_slice(args);
-        kubectl::run(self.bin, &kubectl::Kubeconfig::file(self.kubeconfig), &all).await
+        let kubeconfig = kubectl::Kubeconfig::file(self.kubeconfig, self.cache);
+        kubectl::run(self.bin, &kubeconfig, &all).await
     }
 }
 

@@ -75,19 +75,27 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Verdict {
     )
 }
 
-/// A kubeconfig file, and the PATH its exec plugin resolves against (kubelogin's exec block
-/// names `kubectl`, which finds `kubectl-oidc_login` on PATH); None: the harness's own.
+/// A kubeconfig file, the PATH its exec plugin resolves against (kubelogin's exec block
+/// names `kubectl`, which finds `kubectl-oidc_login` on PATH; None: the harness's own), and
+/// kubectl's discovery and HTTP cache (`--cache-dir`): ours, never the user's
+/// `~/.kube/cache`, which every lab API server (a new port each) would grow by a directory.
 #[derive(Debug, Clone)]
 pub struct Kubeconfig {
     pub path: std::path::PathBuf,
     pub exec_path: Option<String>,
+    pub cache_dir: std::path::PathBuf,
 }
 
 impl Kubeconfig {
-    pub fn file(path: impl Into<std::path::PathBuf>) -> Kubeconfig {
+    /// `path`, its kubectl cache in `cache_dir` (a directory the caller owns and removes).
+    pub fn file(
+        path: impl Into<std::path::PathBuf>,
+        cache_dir: impl Into<std::path::PathBuf>,
+    ) -> Kubeconfig {
         Kubeconfig {
             path: path.into(),
             exec_path: None,
+            cache_dir: cache_dir.into(),
         }
     }
 }
@@ -103,6 +111,7 @@ pub async fn run(kubectl: &Path, kubeconfig: &Kubeconfig, args: &[String]) -> Re
     }
     let child = cmd
         .arg(format!("--kubeconfig={}", kubeconfig.path.display()))
+        .arg(format!("--cache-dir={}", kubeconfig.cache_dir.display()))
         .args(["--request-timeout=10s"])
         .args(args)
         .kill_on_drop(true)

@@ -116,7 +116,7 @@ async fn judge_all(
     write(&sign(&cases[0], key, stranger)?)?;
     wait_oidc_ready(
         cp,
-        &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path),
+        &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path, dir.join("kubectl-cache")),
     )
     .await?;
     let total = cases.len();
@@ -126,7 +126,7 @@ async fn judge_all(
         write(&token)?;
         let seen = observe_401(
             cp,
-            &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path),
+            &crate::check::kubectl::Kubeconfig::file(&kubeconfig_path, dir.join("kubectl-cache")),
         )
         .await?;
         let apiserver = match seen.run.verdict {

@@ -84,12 +84,29 @@ impl Browser {
         // Without `--allowed-ips` chromedriver listens on loopback only (127.0.0.1 and ::1);
         // with it, on every interface. Nobody else may drive the signed-in browser.
         let args = vec![format!("--port={port}")];
+        // Chromium writes outside `--user-data-dir` too (crash reports under
+        // `~/.config/chromium`, an NSS database under `~/.local/share/pki`, dconf's cache):
+        // a home of the lab's own keeps the user's untouched, and goes with the lab.
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home)?;
+        let env = [
+            ("HOME", home.display().to_string()),
+            (
+                "XDG_CONFIG_HOME",
+                home.join(".config").display().to_string(),
+            ),
+            ("XDG_CACHE_HOME", home.join(".cache").display().to_string()),
+            (
+                "XDG_DATA_HOME",
+                home.join(".local/share").display().to_string(),
+            ),
+        ];
         let mut driver = ManagedProcess::spawn(
             "chromedriver",
             &driver_bin,
             &args,
             None,
-            &[],
+            &env,
             &dir.join("chromedriver.log"),
         )?;
         let url = format!("http://127.0.0.1:{port}");

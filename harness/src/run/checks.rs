@@ -59,6 +59,8 @@ const RBAC_SETTLE: Duration = Duration::from_secs(5);
 pub(super) struct Dirs {
     pub(super) secret: PathBuf,
     pub(super) artifacts: PathBuf,
+    /// kubectl's discovery cache, shared by the lab's scenarios (keyed by API server).
+    pub(super) kubectl_cache: PathBuf,
 }
 
 /// Collects one person's check results.
@@ -262,7 +264,11 @@ fn person_kubeconfig(
         user,
         auth,
     )?;
-    Ok(Kubeconfig { path, exec_path })
+    Ok(Kubeconfig {
+        path,
+        exec_path,
+        cache_dir: dirs.kubectl_cache.clone(),
+    })
 }
 
 /// `explain` on the token the API server just answered, judged against that answer.

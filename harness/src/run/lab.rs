@@ -67,7 +67,8 @@ impl Drop for LabDir {
 }
 
 /// Copy what a user needs to debug a run: logs, rendered configs, screenshots, page HTML.
-/// Never keys, tokens, kubeconfigs, databases, the browser profiles or symlinked UI assets.
+/// Never keys, tokens, kubeconfigs, databases, the browser's profiles and home, kubectl's
+/// cache or symlinked UI assets.
 pub fn copy_artifacts(from: &Path, to: &Path) {
     let Ok(entries) = std::fs::read_dir(from) else {
         return;
@@ -85,7 +86,7 @@ pub fn copy_artifacts(from: &Path, to: &Path) {
         if meta.is_dir() {
             if matches!(
                 n.as_ref(),
-                "pki" | "profiles" | "etcd" | "core" | "tokens" | "data"
+                "pki" | "profiles" | "home" | "kubectl-cache" | "etcd" | "core" | "tokens" | "data"
             ) {
                 continue;
             }
@@ -101,5 +102,61 @@ pub fn copy_artifacts(from: &Path, to: &Path) {
             let _ = std::fs::create_dir_all(to);
             let _ = std::fs::copy(&p, to.join(&name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_logs_and_configs_never_secrets_or_caches() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let f = |rel: &str| {
+            let p = from.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "x").unwrap();
+        };
+        for rel in [
+            "cluster/kube-apiserver-1.log",
+            "scenarios/post1/authentication-config.yaml",
+            "scenarios/post1/alice.kubeconfig",
+            "pki/ca.key",
+            "browser/chromedriver.log",
+            "browser/profiles/alice-0/Default/Cookies",
+            "browser/home/.config/chromium/Crash Reports/settings.dat",
+            "kubectl-cache/discovery/127.0.0.1_4443/servergroups.json",
+            "kanidm-1/kanidm.db",
+            "lab.json",
+        ] {
+            f(rel);
+        }
+        copy_artifacts(from.path(), to.path());
+        let mut got = Vec::new();
+        let mut stack = vec![to.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                match e.file_type().unwrap().is_dir() {
+                    true => stack.push(e.path()),
+                    false => got.push(
+                        e.path()
+                            .strip_prefix(to.path())
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    ),
+                }
+            }
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "browser/chromedriver.log",
+                "cluster/kube-apiserver-1.log",
+                "scenarios/post1/authentication-config.yaml",
+            ]
+        );
     }
 }

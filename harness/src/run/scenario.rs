@@ -72,6 +72,7 @@ pub async fn run_scenario<C: ClusterBackend>(
     let dirs = Dirs {
         secret: site.lab.dir.join("scenarios").join(&s.name),
         artifacts: artifacts.join("scenarios").join(&s.name),
+        kubectl_cache: site.lab.dir.join("kubectl-cache"),
     };
     std::fs::create_dir_all(&dirs.secret)?;
     std::fs::create_dir_all(&dirs.artifacts)?;
