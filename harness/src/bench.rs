@@ -23,7 +23,8 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
     let kdir = lab.path.join("kanidm");
     std::fs::create_dir_all(&kdir)?;
     let kanidmd = crate::tools::KANIDMD.require()?;
-    let mut server = LocalKanidm::start(&kanidmd, &kdir, &pki, &http, 0).await?;
+    let mut server =
+        LocalKanidm::start(&kanidmd, &kdir, &pki, &http, crate::process::free_port).await?;
     check_version(server.version.as_deref())?;
     out.push(format!(
         "kanidmd start to /status ready        {:>6.2} s",

@@ -50,7 +50,7 @@ async fn start_kanidm(
 ) -> Option<(LocalKanidm, kanidm_client::KanidmClient)> {
     std::fs::create_dir_all(dir).unwrap();
     let kanidmd = harness::tools::KANIDMD.require().unwrap();
-    let mut server = LocalKanidm::start(&kanidmd, dir, pki, http, 0)
+    let mut server = LocalKanidm::start(&kanidmd, dir, pki, http, harness::process::free_port)
         .await
         .unwrap();
     if let Err(e) = check_version(server.version.as_deref()) {
@@ -367,4 +367,54 @@ async fn walk_in_place(
         state = Some((applied.server_state, applied.provisioned));
     }
     (order, state)
+}
+
+/// A port another process takes between our pick and kanidmd's bind (a concurrent lab did,
+/// at four workers) costs a retry on a new port, not the scenario.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_taken_before_kanidmd_binds_it_is_replaced() {
+    harness::init_crypto();
+    if !kanidmd_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki, http) = lab_pki(tmp.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut offered = Vec::new();
+    let ports = || {
+        let p = match offered.is_empty() {
+            true => taken_port,
+            false => harness::process::free_port()?,
+        };
+        offered.push(p);
+        Ok(p)
+    };
+    let kanidmd = harness::tools::KANIDMD.require().unwrap();
+    let dir = tmp.path().join("kanidm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut server = LocalKanidm::start(&kanidmd, &dir, &pki, &http, ports)
+        .await
+        .unwrap();
+    assert!(
+        !server.endpoint.origin.ends_with(&format!(":{taken_port}")),
+        "{}",
+        server.endpoint.origin
+    );
+    let lost = std::fs::read_to_string(dir.join("kanidmd.port-lost-1.log")).unwrap();
+    assert!(lost.contains("Address already in use"), "{lost}");
+    // The server on the new port is a working one: it hands out an admin password.
+    assert!(
+        !server
+            .recover_account("idm_admin")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await;
+    drop(taken);
 }

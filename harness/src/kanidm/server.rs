@@ -2,7 +2,7 @@
 
 use super::config::{KanidmServerConfig, render};
 use crate::pki::LabPki;
-use crate::process::{ManagedProcess, free_port, tail};
+use crate::process::{ManagedProcess, tail};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,14 +55,15 @@ pub fn lab_http_client(ca_pem: &str) -> Result<reqwest::Client> {
 }
 
 impl LocalKanidm {
-    /// Start kanidmd on `port` (0 = any free port) with a fresh database under `dir`, and
-    /// wait until `/status` is true.
+    /// Start kanidmd with a fresh database under `dir` on a port from `ports` (usually
+    /// [`free_port`]; asked again when another process took the port first), and wait until
+    /// `/status` is true.
     pub async fn start(
         binary: &Path,
         dir: &Path,
         pki: &LabPki,
         http: &reqwest::Client,
-        port: u16,
+        mut ports: impl FnMut() -> Result<u16>,
     ) -> Result<LocalKanidm> {
         let binary = binary.to_path_buf();
         let run_dir = dir.join("run");
@@ -77,22 +78,40 @@ impl LocalKanidm {
                 std::os::unix::fs::symlink(&ui, &link).context("linking the Kanidm UI folder")?;
             }
         }
-        let port = if port == 0 { free_port()? } else { port };
-        let origin = format!("https://localhost:{port}");
-        let config_path = dir.join("server.toml");
-        let bind = format!("127.0.0.1:{port}");
-        let cfg = KanidmServerConfig {
-            bind_address: &bind,
-            domain: "localhost",
-            origin: &origin,
-            db_path: &dir.join("kanidm.db"),
-            tls_chain: &pki.kanidm_chain,
-            tls_key: &pki.kanidm_key,
-            admin_socket: &dir.join("admin.sock"),
-        };
-        std::fs::write(&config_path, render(&cfg))?;
         let log = dir.join("kanidmd.log");
-        let process = spawn_ready(&binary, &config_path, &run_dir, &log, &origin, http).await?;
+        let config_path = dir.join("server.toml");
+        // A port we picked is bound later by kanidmd, so another process (a concurrent lab)
+        // can take it in between: kanidmd then exits with "Address already in use". Pick
+        // another and start again, on a new database (the lost attempt may have made one).
+        let mut attempt = 1;
+        let (origin, process) = loop {
+            let port = ports()?;
+            let origin = format!("https://localhost:{port}");
+            let bind = format!("127.0.0.1:{port}");
+            let cfg = KanidmServerConfig {
+                bind_address: &bind,
+                domain: "localhost",
+                origin: &origin,
+                db_path: &dir.join("kanidm.db"),
+                tls_chain: &pki.kanidm_chain,
+                tls_key: &pki.kanidm_key,
+                admin_socket: &dir.join("admin.sock"),
+            };
+            std::fs::write(&config_path, render(&cfg))?;
+            match spawn_ready(&binary, &config_path, &run_dir, &log, &origin, http).await {
+                Ok(process) => break (origin, process),
+                Err(e) if port_was_taken(&log) && attempt < PORT_ATTEMPTS => {
+                    tracing::warn!(
+                        "kanidmd lost port {port} to another process: {e:#}; trying a new port"
+                    );
+                    let _ =
+                        std::fs::rename(&log, dir.join(format!("kanidmd.port-lost-{attempt}.log")));
+                    remove_database(dir);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let endpoint = KanidmEndpoint {
             domain: "localhost".into(),
             origin,
@@ -177,6 +196,24 @@ impl LocalKanidm {
     }
 }
 
+/// Starts on a port another process took first (see [`LocalKanidm::start`]).
+const PORT_ATTEMPTS: usize = 3;
+
+/// Whether kanidmd's log says its listener's port was taken.
+fn port_was_taken(log: &Path) -> bool {
+    std::fs::read_to_string(log)
+        .is_ok_and(|t| t.contains("Address already in use") || t.contains("AddrInUse"))
+}
+
+/// The database files of a lost start (`kanidm.db`, its journal and lock files).
+fn remove_database(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("kanidm.db") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// kanidmd running `config` until `/status` says true (15 s at most).
 async fn spawn_ready(
     binary: &Path,
@@ -193,7 +230,8 @@ async fn spawn_ready(
     ];
     let mut process = ManagedProcess::spawn("kanidmd", binary, &args, Some(run_dir), &[], log)?;
     let status_url = format!("{origin}/status");
-    for _ in 0..300 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
         if let Err(e) = process.ensure_running() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if text.contains("UI package path") || text.contains("integrity hash") {
@@ -204,7 +242,12 @@ async fn spawn_ready(
             }
             return Err(e);
         }
-        if let Ok(r) = http.get(&status_url).send().await
+        // Short: whatever else holds the port may accept and never answer.
+        if let Ok(r) = http
+            .get(&status_url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
             && r.status().is_success()
             && r.text().await.is_ok_and(|t| t.trim() == "true")
         {

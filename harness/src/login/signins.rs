@@ -179,6 +179,32 @@ impl SignIns {
         })
     }
 
+    /// The shared browser, with nobody in it, for the Kanidm server that replaces this one
+    /// (a Chromium start costs ~1.2 s of CPU here; a suite replaces Kanidm a dozen times).
+    /// Its cookies are cleared before anyone logs in (cookies ignore ports, and the new
+    /// server is on the same host); the passkey people's browsers are closed.
+    pub async fn hand_over(&mut self) -> SignIns {
+        self.jars.clear();
+        self.current = None;
+        for (_, c) in std::mem::take(&mut self.own) {
+            let _ = c.close().await;
+        }
+        let shared = self.shared.take();
+        if let Some(c) = &shared
+            && cdp(c, "Network.clearBrowserCookies", json!({}))
+                .await
+                .is_err()
+        {
+            // A browser that cannot even clear its cookies is not handed on.
+            let _ = c.clone().close().await;
+            return SignIns::default();
+        }
+        SignIns {
+            shared,
+            ..SignIns::default()
+        }
+    }
+
     /// Drop a person's sign-in (their entry was recreated).
     pub async fn forget(&mut self, name: &str) {
         self.jars.remove(name);

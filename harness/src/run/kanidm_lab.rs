@@ -72,9 +72,9 @@ pub async fn start_server(
 ) -> Result<KanidmServer> {
     std::fs::create_dir_all(dir)?;
     let mut server = match (placement, source) {
-        (KanidmPlacement::HostLoopback, KanidmSource::Binary(bin)) => {
-            KanidmServer::Local(LocalKanidm::start(bin, dir, pki, http, 0).await?)
-        }
+        (KanidmPlacement::HostLoopback, KanidmSource::Binary(bin)) => KanidmServer::Local(
+            LocalKanidm::start(bin, dir, pki, http, crate::process::free_port).await?,
+        ),
         (KanidmPlacement::HostLoopback, KanidmSource::Image(image)) => {
             let net = ContainerNet::HostLoopback {
                 port: crate::process::free_port()?,
@@ -397,6 +397,7 @@ async fn start_lab(
     s: &LoadedScenario,
     fp: String,
     site: &KanidmSite<'_>,
+    signins: SignIns,
     timings: &mut Timings,
     progress: &Progress,
 ) -> Result<KanidmLab> {
@@ -435,7 +436,7 @@ async fn start_lab(
         provisioned,
         dirty: None,
         tokens: BTreeMap::new(),
-        signins: SignIns::default(),
+        signins,
         last_token_use: None,
         instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
@@ -477,15 +478,17 @@ pub async fn prepare<'k>(
             Err(e) => why_fresh = Some(format!("changing it in place failed: {e:#}")),
         }
     }
+    let mut signins = SignIns::default();
     if let Some(mut old) = kanidm.take() {
         progress.step(&format!(
             "starting a fresh Kanidm: {}",
             why_fresh.unwrap_or_default()
         ));
+        signins = old.signins.hand_over().await;
         old.stop(&site.lab.dir.join("logs"), &mut BTreeMap::new())
             .await;
     }
-    *kanidm = Some(start_lab(s, fp, site, timings, progress).await?);
+    *kanidm = Some(start_lab(s, fp, site, signins, timings, progress).await?);
     kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"))
 }
 
