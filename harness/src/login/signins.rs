@@ -179,21 +179,29 @@ impl SignIns {
         })
     }
 
-    /// The shared browser, with nobody in it, for the Kanidm server that replaces this one
-    /// (a Chromium start costs ~1.2 s of CPU here; a suite replaces Kanidm a dozen times).
-    /// Its cookies are cleared before anyone logs in (cookies ignore ports, and the new
-    /// server is on the same host); the passkey people's browsers are closed.
-    pub async fn hand_over(&mut self) -> SignIns {
+    /// The shared browser, with nobody in it, for the Kanidm server that replaces the one at
+    /// `origin` (a Chromium start costs ~1.2 s of CPU here; a suite replaces Kanidm a dozen
+    /// times). Every cookie is cleared (cookies ignore ports, and the new server is on the
+    /// same host; on kind even on the same port), and everything else the old origin stored;
+    /// the passkey people's browsers are closed.
+    pub async fn hand_over(&mut self, origin: &str) -> SignIns {
         self.jars.clear();
         self.current = None;
         for (_, c) in std::mem::take(&mut self.own) {
             let _ = c.close().await;
         }
         let shared = self.shared.take();
+        let cleared = async |c: &Client| {
+            cdp(c, "Network.clearBrowserCookies", json!({})).await?;
+            cdp(
+                c,
+                "Storage.clearDataForOrigin",
+                json!({"origin": origin, "storageTypes": "all"}),
+            )
+            .await
+        };
         if let Some(c) = &shared
-            && cdp(c, "Network.clearBrowserCookies", json!({}))
-                .await
-                .is_err()
+            && cleared(c).await.is_err()
         {
             // A browser that cannot even clear its cookies is not handed on.
             let _ = c.clone().close().await;

@@ -484,7 +484,8 @@ pub async fn prepare<'k>(
             "starting a fresh Kanidm: {}",
             why_fresh.unwrap_or_default()
         ));
-        signins = old.signins.hand_over().await;
+        let origin = old.server.endpoint().origin.clone();
+        signins = old.signins.hand_over(&origin).await;
         old.stop(&site.lab.dir.join("logs"), &mut BTreeMap::new())
             .await;
     }
