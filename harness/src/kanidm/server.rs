@@ -230,35 +230,43 @@ async fn spawn_ready(
     ];
     let mut process = ManagedProcess::spawn("kanidmd", binary, &args, Some(run_dir), &[], log)?;
     let status_url = format!("{origin}/status");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if let Err(e) = process.ensure_running() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if text.contains("UI package path") || text.contains("integrity hash") {
-                bail!(
-                    "{e}\n  help: this kanidmd was built with the `developer` profile and cannot find its web UI; \
-                     set KANIDM_UI_DIR to the `server/core/static` folder of the same kanidm checkout"
-                );
+    let (url, proc) = (&status_url, &mut process);
+    crate::wait::until(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || {
+            let alive = proc.ensure_running().map_err(|e| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                match text.contains("UI package path") || text.contains("integrity hash") {
+                    true => anyhow::anyhow!(
+                        "{e}\n  help: this kanidmd was built with the `developer` profile and cannot find its web UI; \
+                         set KANIDM_UI_DIR to the `server/core/static` folder of the same kanidm checkout"
+                    ),
+                    false => e,
+                }
+            });
+            async move {
+                alive?;
+                // Short: whatever else holds the port may accept and never answer.
+                let up = match http.get(url).timeout(Duration::from_secs(2)).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.text().await.is_ok_and(|t| t.trim() == "true")
+                    }
+                    _ => false,
+                };
+                Ok(up.then_some(()))
             }
-            return Err(e);
-        }
-        // Short: whatever else holds the port may accept and never answer.
-        if let Ok(r) = http
-            .get(&status_url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && r.status().is_success()
-            && r.text().await.is_ok_and(|t| t.trim() == "true")
-        {
-            return Ok(process);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!(
-        "kanidmd did not answer {status_url} within 15 s; log tail:\n{}",
-        tail(log, 15)
+        },
+        |after| {
+            anyhow::anyhow!(
+                "kanidmd did not answer {url} within {} s; log tail:\n{}",
+                after.as_secs(),
+                tail(log, 15)
+            )
+        },
     )
+    .await?;
+    Ok(process)
 }
 
 /// The server's version from the `X-KANIDM-VERSION` header of an API response.
