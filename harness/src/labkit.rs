@@ -281,7 +281,8 @@ pub async fn up(
         )?,
     };
     kanidm_lab::check_source(placement == KanidmPlacement::HostLoopback, &source).await?;
-    let mut kanidm = kanidm_lab::start_server(&kdir, &pki, &http, &placement, &source).await?;
+    let mut kanidm =
+        kanidm_lab::start_server(&kdir, &pki, &http, (&placement, None), &source).await?;
     let endpoint = kanidm.endpoint().clone();
     let (_, p) = match kanidm_lab::provision_fresh(&kanidm, s, &http).await {
         Ok(x) => x,

@@ -54,6 +54,15 @@ impl KanidmServer {
             Self::Container(k) => &k.endpoint,
         }
     }
+    /// The loopback port a replacement may take over (the next server keeps the origin,
+    /// so an API server trusting this one's issuers can stay): local processes only, which
+    /// pick another port when theirs is taken.
+    pub fn port_to_reuse(&self) -> Option<u16> {
+        match self {
+            Self::Local(k) => Some(k.port),
+            Self::Container(_) => None,
+        }
+    }
     pub fn version(&self) -> Option<&str> {
         match self {
             Self::Local(k) => k.version.as_deref(),

@@ -41,6 +41,8 @@ pub struct LocalKanidm {
     binary: PathBuf,
     process: ManagedProcess,
     pub version: Option<String>,
+    /// The loopback port it serves on.
+    pub port: u16,
 }
 
 /// A reqwest client that trusts only the lab CA.
@@ -84,7 +86,7 @@ impl LocalKanidm {
         // can take it in between: kanidmd then exits with "Address already in use". Pick
         // another and start again, on a new database (the lost attempt may have made one).
         let mut attempt = 1;
-        let (origin, process) = loop {
+        let (origin, process, port) = loop {
             let port = ports()?;
             let origin = format!("https://localhost:{port}");
             let bind = format!("127.0.0.1:{port}");
@@ -99,7 +101,7 @@ impl LocalKanidm {
             };
             std::fs::write(&config_path, render(&cfg))?;
             match spawn_ready(&binary, &config_path, &run_dir, &log, &origin, http).await {
-                Ok(process) => break (origin, process),
+                Ok(process) => break (origin, process, port),
                 Err(e) if port_was_taken(&log) && attempt < PORT_ATTEMPTS => {
                     tracing::warn!(
                         "kanidmd lost port {port} to another process: {e:#}; trying a new port"
@@ -125,6 +127,7 @@ impl LocalKanidm {
             binary,
             process,
             version,
+            port,
         })
     }
 

@@ -63,18 +63,25 @@ pub async fn check_source(on_host: bool, source: &KanidmSource) -> Result<()> {
 }
 
 /// Start Kanidm where the backend needs it and check it is a release line we support.
+/// `reuse_port`: the port of the server this one replaces, tried first by a local process
+/// (another one is picked if it was taken meanwhile).
 pub async fn start_server(
     dir: &Path,
     pki: &LabPki,
     http: &reqwest::Client,
-    placement: &KanidmPlacement,
+    (placement, reuse_port): (&KanidmPlacement, Option<u16>),
     source: &KanidmSource,
 ) -> Result<KanidmServer> {
     std::fs::create_dir_all(dir)?;
     let mut server = match (placement, source) {
-        (KanidmPlacement::HostLoopback, KanidmSource::Binary(bin)) => KanidmServer::Local(
-            LocalKanidm::start(bin, dir, pki, http, crate::process::free_port).await?,
-        ),
+        (KanidmPlacement::HostLoopback, KanidmSource::Binary(bin)) => {
+            let mut first = reuse_port;
+            let ports = move || match first.take() {
+                Some(p) => Ok(p),
+                None => crate::process::free_port(),
+            };
+            KanidmServer::Local(LocalKanidm::start(bin, dir, pki, http, ports).await?)
+        }
         (KanidmPlacement::HostLoopback, KanidmSource::Image(image)) => {
             let net = ContainerNet::HostLoopback {
                 port: crate::process::free_port()?,
@@ -397,7 +404,7 @@ async fn start_lab(
     s: &LoadedScenario,
     fp: String,
     site: &KanidmSite<'_>,
-    signins: SignIns,
+    (signins, reuse_port): (SignIns, Option<u16>),
     timings: &mut Timings,
     progress: &Progress,
 ) -> Result<KanidmLab> {
@@ -407,7 +414,7 @@ async fn start_lab(
         &lab.next_kanidm_dir(),
         &lab.pki,
         &lab.http,
-        &site.placement,
+        (&site.placement, reuse_port),
         &site.source,
     )
     .await?;
@@ -479,6 +486,7 @@ pub async fn prepare<'k>(
         }
     }
     let mut signins = SignIns::default();
+    let mut reuse_port = None;
     if let Some(mut old) = kanidm.take() {
         progress.step(&format!(
             "starting a fresh Kanidm: {}",
@@ -486,10 +494,14 @@ pub async fn prepare<'k>(
         ));
         let origin = old.server.endpoint().origin.clone();
         signins = old.signins.hand_over(&origin).await;
+        // The same port keeps the origin and so every issuer URL: an API server whose
+        // authentication is unchanged stays (go-oidc fetches the new server's keys on the
+        // first unknown key id), as on kind, where the port is the cluster's.
+        reuse_port = old.server.port_to_reuse();
         old.stop(&site.lab.dir.join("logs"), &mut BTreeMap::new())
             .await;
     }
-    *kanidm = Some(start_lab(s, fp, site, signins, timings, progress).await?);
+    *kanidm = Some(start_lab(s, fp, site, (signins, reuse_port), timings, progress).await?);
     kanidm.as_mut().ok_or_else(|| anyhow!("no Kanidm server"))
 }
 
