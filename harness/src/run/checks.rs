@@ -210,29 +210,81 @@ pub(super) async fn check_expectation(
         }
         rec.push("whoami".into(), j, line);
     }
-    for (want_allowed, list) in [(true, &e.allowed), (false, &e.forbidden)] {
-        for a in list {
-            let action = &a.value;
+    let actions: Vec<(bool, &crate::scenario::action::Action)> =
+        [(true, &e.allowed), (false, &e.forbidden)]
+            .into_iter()
+            .flat_map(|(want, list)| list.iter().map(move |a| (want, &a.value)))
+            .collect();
+    // The actions only ask (reads, `--dry-run=server`, `auth can-i`): they run side by
+    // side, at most ACTIONS_AT_ONCE, and are reported in the scenario's order. Through
+    // kubelogin, one after another: each kubectl runs kubelogin on the one locked cache.
+    let at_once = if token.kubelogin.is_some() {
+        1
+    } else {
+        ACTIONS_AT_ONCE
+    };
+    let mut runs = Vec::with_capacity(actions.len());
+    for batch in actions.chunks(at_once) {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, &(want_allowed, action)) in batch.iter().enumerate() {
+            let kubectl = cluster.kubectl().to_path_buf();
+            let kubeconfig = kubeconfig_path.clone();
             let args = kubectl::args_for(action);
-            let deadline = Instant::now() + RBAC_SETTLE;
-            let mut run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
-            while judge::worth_retrying(want_allowed, &run) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                run = kubectl::run(cluster.kubectl(), &kubeconfig_path, &args).await?;
-            }
-            let kind = if want_allowed { "allowed" } else { "forbidden" };
-            rec.push(
-                format!("{kind}: {action}"),
-                judge::access(want_allowed, &run),
-                None,
-            );
+            set.spawn(async move {
+                (
+                    i,
+                    observe_access(&kubectl, &kubeconfig, &args, want_allowed).await,
+                )
+            });
         }
+        let mut done: Vec<Option<Result<kubectl::KubectlRun>>> =
+            (0..batch.len()).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            let (i, run) = joined.map_err(|e| anyhow!("a kubectl check task failed: {e}"))?;
+            done[i] = Some(run);
+        }
+        for run in done {
+            runs.push(run.ok_or_else(|| anyhow!("a kubectl check did not report"))??);
+        }
+    }
+    for ((want_allowed, action), run) in actions.iter().zip(&runs) {
+        let kind = if *want_allowed {
+            "allowed"
+        } else {
+            "forbidden"
+        };
+        rec.push(
+            format!("{kind}: {action}"),
+            judge::access(*want_allowed, run),
+            None,
+        );
     }
     if let Some(x) = explain_with {
         let seen = observe_401(cluster, &kubeconfig_path).await?;
         cross_check(x, &token.id_token, seen, rec).await;
     }
     Ok(())
+}
+
+/// How many of one person's allowed/forbidden kubectl runs go at once (2 cores: more only
+/// queue up).
+const ACTIONS_AT_ONCE: usize = 4;
+
+/// One allowed/forbidden action through kubectl; an answer other than the wanted one is
+/// asked again for [`RBAC_SETTLE`] (the authorizer's cache catches up with new bindings).
+async fn observe_access(
+    kubectl: &Path,
+    kubeconfig: &Kubeconfig,
+    args: &[String],
+    want_allowed: bool,
+) -> Result<kubectl::KubectlRun> {
+    let deadline = Instant::now() + RBAC_SETTLE;
+    let mut run = kubectl::run(kubectl, kubeconfig, args).await?;
+    while judge::worth_retrying(want_allowed, &run) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        run = kubectl::run(kubectl, kubeconfig, args).await?;
+    }
+    Ok(run)
 }
 
 /// The person's kubeconfig for this token: the token itself, or kubelogin's exec block
