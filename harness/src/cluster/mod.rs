@@ -98,6 +98,11 @@ pub trait ClusterBackend {
     async fn prepare(&mut self, _wanted: &[AuthSetup]) -> Result<()> {
         Ok(())
     }
+    /// Said before [`ClusterBackend::configure_auth`]: the configurations the caller will
+    /// [`ClusterBackend::prepare`] once it returns. A backend that starts an API server for
+    /// it may start these as soon as that one's CPU-heavy start-up is over, instead of at
+    /// its `/readyz`. Default: nothing.
+    fn will_prepare(&mut self, _wanted: &[AuthSetup]) {}
     /// Stop every API server prepared ahead (Kanidm was replaced, say).
     async fn discard_prepared(&mut self) {}
     /// Whether the last [`ClusterBackend::configure_auth`] changed the config without a new
