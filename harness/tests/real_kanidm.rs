@@ -418,3 +418,65 @@ async fn a_port_taken_before_kanidmd_binds_it_is_replaced() {
     server.stop().await;
     drop(taken);
 }
+
+/// A Kanidm that replaces the lab's takes over its port, so the origin and every issuer
+/// URL stay (an API server trusting them can stay); a port taken meanwhile is replaced.
+#[cfg_attr(
+    not(lab_real),
+    ignore = "needs real components; LAB_REAL=1 runs it (LAB_REQUIRE_REAL=1: and fails if one is missing)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_kanidm_takes_over_its_predecessors_port() {
+    use harness::cluster::KanidmPlacement;
+    use harness::kanidm::KanidmSource;
+    use harness::run::kanidm_lab::start_server;
+    harness::init_crypto();
+    if !kanidmd_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki, http) = lab_pki(tmp.path());
+    let source = KanidmSource::Binary(harness::tools::KANIDMD.require().unwrap());
+    let here = KanidmPlacement::HostLoopback;
+    let mut first = start_server(&tmp.path().join("k1"), &pki, &http, (&here, None), &source)
+        .await
+        .unwrap();
+    let port = first.port_to_reuse().unwrap();
+    let origin = first.endpoint().origin.clone();
+    first.stop().await;
+    let mut second = start_server(
+        &tmp.path().join("k2"),
+        &pki,
+        &http,
+        (&here, Some(port)),
+        &source,
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.endpoint().origin, origin);
+    assert_eq!(second.port_to_reuse(), Some(port));
+    // A fresh server (its own database): it hands out a new admin password.
+    assert!(
+        !second
+            .recover_account("idm_admin")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    second.stop().await;
+    // Taken by another process in between: the replacement serves on another port.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut third = start_server(
+        &tmp.path().join("k3"),
+        &pki,
+        &http,
+        (&here, Some(port)),
+        &source,
+    )
+    .await
+    .unwrap();
+    assert_ne!(third.port_to_reuse(), Some(port));
+    assert_ne!(third.endpoint().origin, origin);
+    third.stop().await;
+    drop(taken);
+}
