@@ -158,37 +158,90 @@ async fn rotate_signing_key(
 /// Revoke every session of the person `as_person` is logged in as, through their own
 /// client: Kanidm lets only the person read and revoke their sessions (an admin's list
 /// comes back empty). The browser session their OAuth2 sessions hang from is recorded a
-/// moment after the login, so it is waited for (3 s at most); the client's own session goes
-/// last. Returns how many sessions were revoked.
+/// moment after the login, so it is waited for (3 s at most); the client's own session —
+/// named by its token, not guessed from `issued_at`, which Kanidm gives in whole seconds
+/// (a login and the revocation within one second tied, and the client's session went
+/// first, leaving the browser's) — goes last. Returns how many sessions were revoked.
 pub async fn revoke_sessions(as_person: &KanidmClient, name: &str) -> Result<usize> {
     let call = async {
+        let own = match as_person.get_token().await {
+            Some(t) => own_session_id(&t)?,
+            None => return Err(anyhow!("{name}'s client holds no session token")),
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         let sessions = loop {
             let s = as_person
                 .idm_account_list_user_auth_token(name)
                 .await
                 .map_err(|e| anyhow!("listing {name}'s sessions as {name}: {e:?}"))?;
-            // Their own CLI session is always there; a login's session joins it shortly.
-            if s.len() > 1 || std::time::Instant::now() > deadline {
+            // A login's session joins the list a moment after the login (Kanidm persists
+            // sessions shortly after issuing them; our own may not be listed yet either).
+            if s.iter().any(|x| x.session_id.to_string() != own)
+                || std::time::Instant::now() > deadline
+            {
                 break s;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let mut sorted = sessions;
-        // Newest last: the client's own session (just issued) is revoked at the end.
-        sorted.sort_by_key(|s| s.issued_at);
-        let n = sorted.len();
-        for (i, s) in sorted.into_iter().enumerate() {
-            let r = as_person
+        let (mine, others): (Vec<_>, Vec<_>) = sessions
+            .iter()
+            .partition(|s| s.session_id.to_string() == own);
+        for s in &others {
+            as_person
+                .idm_account_destroy_user_auth_token(name, s.session_id)
+                .await
+                .map_err(|e| anyhow!("destroying a session of {name}: {e:?}"))?;
+        }
+        // Our own, last (its refusal afterwards does not matter).
+        for s in mine {
+            let _ = as_person
                 .idm_account_destroy_user_auth_token(name, s.session_id)
                 .await;
-            if i + 1 < n {
-                r.map_err(|e| anyhow!("destroying a session of {name}: {e:?}"))?;
-            }
         }
-        Ok::<usize, anyhow::Error>(n.saturating_sub(1))
+        Ok::<usize, anyhow::Error>(others.len())
     };
     tokio::time::timeout(Duration::from_secs(30), call)
         .await
         .map_err(|_| anyhow!("revoking {name}'s sessions did not finish within 30 s"))?
+}
+
+/// The session a Kanidm client's bearer token belongs to: the token is a JWS whose payload
+/// is the user auth token (`session_id`). Read, not verified: it is our own client's.
+fn own_session_id(token: &str) -> Result<String> {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| anyhow!("the client's session token is not a JWS"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .context("decoding the client's session token")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).context("reading the client's session token")?;
+    v["session_id"]
+        .as_str()
+        .map(|s| s.to_ascii_lowercase())
+        .ok_or_else(|| anyhow!("the client's session token names no session_id"))
+}
+
+#[cfg(test)]
+mod own_session_tests {
+    use super::own_session_id;
+    use base64::Engine;
+
+    #[test]
+    fn the_clients_session_is_read_from_its_token() {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"ES256"}"#),
+            b64(r#"{"session_id":"2AD91206-CEBD-4949-A5A3-A5B2FF46BC04","issued_at":1796639155}"#)
+        );
+        assert_eq!(
+            own_session_id(&token).unwrap(),
+            "2ad91206-cebd-4949-a5a3-a5b2ff46bc04"
+        );
+        assert!(own_session_id("not-a-jws").is_err());
+        assert!(own_session_id(&format!("{}.{}.x", b64("{}"), b64(r#"{"uuid":"x"}"#))).is_err());
+    }
 }
