@@ -137,7 +137,7 @@ pub fn resources(wall: std::time::Duration, concurrency: usize, cells_at_once: u
         }
     }
     if !parts.is_empty() {
-        out.push_str("  by component (read before each was stopped; kubectl and kubelogin runs are the rest):\n");
+        out.push_str("  by component (each with the processes it started, read before it was stopped; kubectl and kubelogin runs are the rest):\n");
         for (name, u) in &parts {
             out.push_str(&format!(
                 "    {:<24} CPU {:>7.1} s over {} process(es), peak RSS {:>7.1} MB (the largest one)\n",

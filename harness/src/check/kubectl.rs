@@ -109,6 +109,9 @@ pub async fn run(kubectl: &Path, kubeconfig: &Kubeconfig, args: &[String]) -> Re
     if let Some(p) = &kubeconfig.exec_path {
         cmd.env("PATH", p);
     }
+    cmd.envs(crate::process::go_collector_off(
+        crate::process::KUBECTL_HEAP_MIB,
+    ));
     let child = cmd
         .arg(format!("--kubeconfig={}", kubeconfig.path.display()))
         .arg(format!("--cache-dir={}", kubeconfig.cache_dir.display()))

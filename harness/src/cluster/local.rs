@@ -395,7 +395,7 @@ impl LocalControlPlane {
             &self.apiserver_bin,
             &args,
             None,
-            &[],
+            &crate::process::go_collector_off(crate::process::APISERVER_HEAP_MIB),
             &log,
         )?;
         Ok(Prepared {

@@ -163,6 +163,17 @@ impl Browser {
             "--disable-sync".into(),
             "--no-first-run".into(),
             "--disable-quic".into(),
+            // Fewer processes: one renderer for Kanidm's pages and our redirect (no site
+            // isolation; the browser shows nothing else), GPU and network service inside the
+            // browser process, no zygote. Chromium's CPU over the posts' logins: 9.3 → 7.8 s
+            // (medians of 10 and 3 runs). `--single-process` saved more but crashed the
+            // browser in 1 of 10 runs.
+            "--renderer-process-limit=1".into(),
+            "--disable-site-isolation-trials".into(),
+            "--disable-features=site-per-process,IsolateOrigins".into(),
+            "--in-process-gpu".into(),
+            "--enable-features=NetworkServiceInProcess2".into(),
+            "--no-zygote".into(),
             "--window-size=1024,900".into(),
             format!("--user-data-dir={}", profile.display()),
             format!("--ignore-certificate-errors-spki-list={spki_pin}"),
