@@ -95,7 +95,12 @@ pub async fn logins(s: &LoadedScenario) -> Result<Vec<String>> {
 /// the harness and, together, of the processes it started and reaped (etcd, kube-apiserver,
 /// kube-controller-manager, kanidmd, chromedriver and its Chromium, kubectl), and the
 /// concurrency it ran with.
-pub fn resources(wall: std::time::Duration, concurrency: usize, cells_at_once: usize) -> String {
+pub fn resources(
+    wall: std::time::Duration,
+    before_run: std::time::Duration,
+    concurrency: usize,
+    cells_at_once: usize,
+) -> String {
     let usage = |who: libc::c_int| {
         // SAFETY: getrusage writes only into the struct it is given.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -108,8 +113,9 @@ pub fn resources(wall: std::time::Duration, concurrency: usize, cells_at_once: u
         n => format!("{n} cells at a time"),
     };
     let mut out = format!(
-        "  wall time                           {:>7.1} s\n  concurrency                         {concurrency:>7} ({})\n",
+        "  wall time                           {:>7.1} s\n  of it before the first lab          {:>7.1} s (scenarios read, tools found)\n  concurrency                         {concurrency:>7} ({})\n",
         wall.as_secs_f64(),
+        before_run.as_secs_f64(),
         if concurrency <= 1 {
             format!("scenarios one at a time; {cells}")
         } else {

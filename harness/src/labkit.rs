@@ -559,7 +559,7 @@ pub async fn kubelogin_browser(dir: &Path, person: &str, url: &str) -> Result<()
             &dir.join("artifacts"),
         )
         .await;
-        let _ = client.close().await;
+        crate::login::browser::close_session(client).await;
         r
     }
     .await;

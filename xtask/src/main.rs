@@ -529,6 +529,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         explain_check: args.explain_check,
         jobs: args.jobs.map(usize::from),
     };
+    let before_run = started.elapsed();
     let run = harness::run::e2e(opts);
     let report = tokio::select! {
         r = run => r?,
@@ -542,7 +543,12 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
         println!("timings (benchmark)\n{}", report.timings.render());
         print!(
             "{}",
-            harness::bench::resources(started.elapsed(), report.concurrency, report.cells_at_once)
+            harness::bench::resources(
+                started.elapsed(),
+                before_run,
+                report.concurrency,
+                report.cells_at_once
+            )
         );
     }
     if !report.versions.is_empty() {

@@ -7,12 +7,23 @@ pub const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 /// Pod annotation carrying the hash of the config the pod must start with.
 pub const CONFIG_ANNOTATION: &str = "kanidm-k8s-lab/authentication-config";
 
+/// The two names the static pod takes in turn. kubelet starts a static pod only once the
+/// pod of the same name before it is wholly torn down, and looks again 10–15 s later
+/// (its pod workers' back-off, not configurable): measured, the new container came
+/// 12.6–16.4 s after the manifest change. A pod of another name starts at once.
+pub const POD_NAMES: [&str; 2] = ["kube-apiserver", "kube-apiserver-lab"];
+
 /// The manifest with every `--oidc-*` and `--authentication-config` argument replaced by
-/// `flags`, and the pod annotated with `marker` (kubelet restarts the pod whenever the
-/// manifest text changes, so a new marker forces a fresh API server on the same flags).
+/// `flags`, the pod annotated with `marker` (kubelet restarts the pod whenever the
+/// manifest text changes, so a new marker forces a fresh API server on the same flags) and
+/// named with the other of [`POD_NAMES`].
 pub fn with_auth(manifest: &str, flags: &[String], marker: &str) -> Result<String> {
     let mut doc: serde_json::Value =
         serde_saphyr::from_str(manifest).map_err(|e| anyhow!("parsing {MANIFEST}: {e}"))?;
+    let next_name = match doc["metadata"]["name"].as_str() {
+        Some(n) if n == POD_NAMES[0] => POD_NAMES[1],
+        _ => POD_NAMES[0],
+    };
     let cmd = doc["spec"]["containers"][0]["command"]
         .as_array_mut()
         .ok_or_else(|| anyhow!("{MANIFEST} has no command list"))?;
@@ -31,6 +42,7 @@ pub fn with_auth(manifest: &str, flags: &[String], marker: &str) -> Result<Strin
         *ann = serde_json::json!({});
     }
     ann[CONFIG_ANNOTATION] = serde_json::Value::String(marker.to_string());
+    meta.insert("name".into(), serde_json::Value::String(next_name.into()));
     serde_saphyr::to_string(&doc).map_err(|e| anyhow!("{e}"))
 }
 
@@ -113,7 +125,30 @@ mod tests {
         let b = with_auth(&a, &flags, "sha256:bb").unwrap();
         assert_ne!(a, b);
         assert_eq!(command(&a), command(&b));
-        assert_eq!(with_auth(&a, &flags, "sha256:aa").unwrap(), a);
+    }
+
+    #[test]
+    fn each_edit_renames_the_pod_so_kubelet_starts_it_at_once() {
+        let name = |text: &str| {
+            let v: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+            v["metadata"]["name"].as_str().unwrap().to_string()
+        };
+        let flags = vec!["--authentication-config=/a.yaml".to_string()];
+        assert_eq!(name(MANIFEST_TEXT), "kube-apiserver");
+        let a = with_auth(MANIFEST_TEXT, &flags, "1").unwrap();
+        assert_eq!(name(&a), "kube-apiserver-lab");
+        let b = with_auth(&a, &flags, "1").unwrap();
+        assert_eq!(name(&b), "kube-apiserver");
+        assert_eq!(with_auth(&b, &flags, "1").unwrap(), a);
+        // Whatever the pod was called, the next one has one of the two names.
+        let odd = MANIFEST_TEXT.replace(
+            "name: kube-apiserver\n  namespace",
+            "name: other\n  namespace",
+        );
+        assert_eq!(
+            name(&with_auth(&odd, &flags, "1").unwrap()),
+            "kube-apiserver"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ const POD_LOGS: &str = "/var/log/pods/kube-system_kube-apiserver-*/kube-apiserve
 const RESTART_DEADLINE: Duration = Duration::from_secs(180);
 /// The API server gives a reload one minute to initialise, then counts a failure.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(75);
-/// Grace we give the old kube-apiserver container once kubelet has the new manifest.
+/// Grace we give the old kube-apiserver container once its manifest is gone.
 /// kubeadm's pod has the default 30 s and kube-apiserver drains watches for all of it
 /// (measured: the old container exits at 30.3 s, the new one answers `/readyz` at 42 s);
 /// nothing of the lab needs that drain.
@@ -422,11 +422,17 @@ impl KindCluster {
     }
 
     /// Restart kube-apiserver with `flags` (and the current contents of the mounted config
-    /// file): a manifest edit kubelet acts on, the old container stopped without the 30 s
-    /// drain, then a new container proven to run our flags and answering `/readyz`.
+    /// file): the old pod's manifest removed and its container stopped without the 30 s
+    /// drain, then the edited manifest (the pod renamed, see [`manifest::POD_NAMES`]) and a
+    /// new container proven to run our flags and answering `/readyz`.
     async fn restart_apiserver(&mut self, flags: &[String], why: &str) -> Result<()> {
         let t = Instant::now();
-        let text = self.node_sh(&format!("cat {MANIFEST}")).await?;
+        // (A restart cut short leaves only the stopped copy: start from that.)
+        let text = self
+            .node_sh(&format!(
+                "cat {MANIFEST} 2>/dev/null || cat /etc/kubernetes/kube-apiserver.yaml.stopped"
+            ))
+            .await?;
         self.restarts += 1;
         let marker = format!(
             "{}-{}",
@@ -443,6 +449,33 @@ impl KindCluster {
             .await
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
+        // The old pod goes first: its manifest out of kubelet's sight, and its container and
+        // sandbox stopped now (kubelet would give it its full grace period). The new pod,
+        // under the other name, then finds port 6443 free and starts at once.
+        let mut script = format!("mv {MANIFEST} /etc/kubernetes/kube-apiserver.yaml.stopped;");
+        if !before.is_empty() {
+            script.push_str(&format!(
+                " crictl stop --timeout {OLD_CONTAINER_GRACE_SECS} {before} >/dev/null 2>&1;"
+            ));
+        }
+        if !before_pod.is_empty() {
+            script.push_str(&format!(" crictl stopp {before_pod} >/dev/null 2>&1;"));
+        }
+        script.push_str(" true");
+        self.node_sh(&script).await?;
+        let this = &*self;
+        crate::wait::until(
+            RESTART_DEADLINE.saturating_sub(t.elapsed()),
+            Duration::from_millis(100),
+            || async { Ok(this.apiserver_container().await.is_empty().then_some(())) },
+            |_| {
+                anyhow!(
+                    "the old kube-apiserver container kept running after its manifest was removed; see `docker exec {} crictl ps -a`",
+                    this.node
+                )
+            },
+        )
+        .await?;
         run(
             &docker(),
             &[
@@ -459,17 +492,6 @@ impl KindCluster {
             QUICK,
         )
         .await?;
-        if !before.is_empty() {
-            // kubelet would give the old pod its full grace period; stop it, and its sandbox, now.
-            let mut script = format!(
-                "crictl stop --timeout {OLD_CONTAINER_GRACE_SECS} {before} >/dev/null 2>&1;"
-            );
-            if !before_pod.is_empty() {
-                script.push_str(&format!(" crictl stopp {before_pod} >/dev/null 2>&1;"));
-            }
-            script.push_str(" true");
-            let _ = self.node_sh(&script).await;
-        }
         let t_stopped = t.elapsed();
         let t_new = std::cell::Cell::new(None);
         let this = &*self;

@@ -72,6 +72,12 @@ fn dies_with_chromedriver(chromium: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(wrapper)
 }
 
+/// End a session: chromedriver closes its Chromium and waits for it to exit (~0.1 s here),
+/// never longer than this; the lab's browsers are killed by their profile path anyway.
+pub async fn close_session(client: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+}
+
 /// A new Chromium session (browser start included) takes 1–2 s here.
 const SESSION_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -62,7 +62,7 @@ pub async fn login(
 ) -> Result<LoginOutcomeActual> {
     let client = browser.session(person.name, req.spki_pin).await?;
     let out = login_in(&client, true, http, req, person).await;
-    let _ = client.close().await;
+    super::browser::close_session(client).await;
     out
 }
 

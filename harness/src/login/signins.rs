@@ -7,7 +7,7 @@
 //! 0.5–0.8 s here). Passkey people keep a browser of their own: the virtual authenticator
 //! lives in it.
 
-use super::browser::{Browser, SessionPost};
+use super::browser::{Browser, SessionPost, close_session};
 use super::flow::{LoginOutcomeActual, LoginRequest, Person, login_in};
 use anyhow::{Result, anyhow};
 use fantoccini::Client;
@@ -188,7 +188,7 @@ impl SignIns {
         self.jars.clear();
         self.current = None;
         for (_, c) in std::mem::take(&mut self.own) {
-            let _ = c.close().await;
+            close_session(c).await;
         }
         let shared = self.shared.take();
         let cleared = async |c: &Client| {
@@ -204,7 +204,7 @@ impl SignIns {
             && cleared(c).await.is_err()
         {
             // A browser that cannot even clear its cookies is not handed on.
-            let _ = c.clone().close().await;
+            close_session(c.clone()).await;
             return SignIns::default();
         }
         SignIns {
@@ -217,7 +217,7 @@ impl SignIns {
     pub async fn forget(&mut self, name: &str) {
         self.jars.remove(name);
         if let Some(c) = self.own.remove(name) {
-            let _ = c.close().await;
+            close_session(c).await;
         }
         if self.current.as_deref() == Some(name) {
             // Their cookies stay in the browser until the next switch clears it.
@@ -229,10 +229,10 @@ impl SignIns {
         self.jars.clear();
         self.current = None;
         if let Some(c) = self.shared.take() {
-            let _ = c.close().await;
+            close_session(c).await;
         }
         for (_, c) in std::mem::take(&mut self.own) {
-            let _ = c.close().await;
+            close_session(c).await;
         }
     }
 }
