@@ -306,9 +306,37 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768–60999), for a
+/// listener in another network namespace (Kanidm's container in the kind node): there,
+/// ports from the ephemeral range go to whatever listens on port 0 or connects out
+/// (containerd's streaming server, say). Once, one took Kanidm's port in a node, and every
+/// Kanidm container of that cluster then failed to bind (`AddrInUse`).
+pub fn free_port_below_ephemeral() -> Result<u16> {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 10_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    (0..SPAN)
+        // 7919 is prime, so the walk visits every port of the span once.
+        .map(|i| FIRST + (seed.wrapping_add(i.wrapping_mul(7919))) % SPAN)
+        .filter_map(|p| u16::try_from(p).ok())
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("no free port between {FIRST} and {}", FIRST + SPAN))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_below_the_ephemeral_range_is_free_and_in_range() {
+        let p = free_port_below_ephemeral().unwrap();
+        assert!((20_000..30_000).contains(&p), "{p}");
+        assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+    }
 
     fn alive(pid: i32) -> bool {
         // Zombies count as gone: /proc/<pid>/stat's state is Z.

@@ -14,7 +14,6 @@ use super::apiserver_manifest::{self as manifest, MANIFEST};
 use super::apiserver_metrics::{self as metrics, AuthConfigMetrics, ReloadVerdict};
 use super::{AuthSetup, ClusterBackend, LogMark};
 use crate::pki::LabPki;
-use crate::process::free_port;
 use crate::progress::Progress;
 use crate::render::K8sVersion;
 use crate::render::kind_config::{self, KindNodeOptions, NODE_AUTHN_DIR};
@@ -223,7 +222,7 @@ fn write_config(
         host_authn_dir.join("authentication-config.yaml"),
         format!("apiVersion: {api}\nkind: AuthenticationConfiguration\njwt: []\n"),
     )?;
-    let kanidm_port = free_port()?;
+    let kanidm_port = crate::process::free_port_below_ephemeral()?;
     let args = vec![format!(
         "authentication-config={NODE_AUTHN_DIR}/authentication-config.yaml"
     )];

@@ -113,16 +113,6 @@ impl ContainerKanidm {
             .await
             .map_err(|e| anyhow!("starting the {image} container: {e}\n  help: is Docker running (`docker info`), and is the image there (`docker image inspect {image}`)?"))?;
         let status = format!("{origin}/status");
-        let mut ready = false;
-        for _ in 0..600 {
-            if let Ok(r) = http.get(&status).send().await
-                && r.status().is_success()
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let log = dir.join("kanidmd.log");
         let mut me = ContainerKanidm {
             endpoint: KanidmEndpoint {
@@ -134,12 +124,40 @@ impl ContainerKanidm {
             version: None,
             container: Some(container),
         };
-        if !ready {
+        // Ready when /status answers; failed at once when the container has exited (a
+        // kanidmd that cannot bind its port, say, exits within a second).
+        let ready = crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                let up = http
+                    .get(&status)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if up {
+                    return Ok(Some(()));
+                }
+                if let Some(c) = &me.container
+                    && let Ok(false) = c.is_running().await
+                {
+                    bail!("the Kanidm container exited before it answered {status}");
+                }
+                Ok(None)
+            },
+            |after| {
+                anyhow!(
+                    "Kanidm container did not answer {status} within {} s",
+                    after.as_secs()
+                )
+            },
+        )
+        .await;
+        if let Err(e) = ready {
             me.save_log().await;
-            bail!(
-                "Kanidm container did not answer {status} within 60 s; its log is in {}",
-                me.log.display()
-            );
+            let tail = crate::process::tail(&me.log, 5);
+            bail!("{e}; its log is in {}:\n{tail}", me.log.display());
         }
         me.version = server_version(http, &origin).await;
         Ok(me)
