@@ -145,26 +145,35 @@ pub mod usage {
         Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
     }
 
-    /// The parent pid from a `/proc/<pid>/stat` line.
-    pub fn parent(stat: &str) -> Option<u32> {
-        let after = stat.get(stat.rfind(')')? + 1..)?;
-        after.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    /// `root` and every process below it that is still alive, from (pid, parent) pairs.
-    pub fn tree(root: u32, parents: &[(u32, u32)]) -> Vec<u32> {
+    /// `root` and every process below it, breadth first, with `children_of` naming each
+    /// one's children.
+    pub fn tree(root: u32, children_of: impl Fn(u32) -> Vec<u32>) -> Vec<u32> {
         let mut found = vec![root];
         let mut i = 0;
         while let Some(&p) = found.get(i) {
-            let children: Vec<u32> = parents
-                .iter()
-                .filter(|(pid, ppid)| *ppid == p && !found.contains(pid))
-                .map(|(pid, _)| *pid)
-                .collect();
-            found.extend(children);
+            for c in children_of(p) {
+                if !found.contains(&c) {
+                    found.push(c);
+                }
+            }
             i += 1;
         }
         found
+    }
+
+    /// The live children of `pid`, from each of its threads' `children` list.
+    fn children(pid: u32) -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
     }
 
     /// Records `pid` and everything it started that still runs: a process's own figures
@@ -172,17 +181,10 @@ pub mod usage {
     /// browser is killed.
     pub fn record(name: &str, pid: u32) {
         let stat_of = |p: u32| std::fs::read_to_string(format!("/proc/{p}/stat")).ok();
-        let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|p| Some((p, parent(&stat_of(p)?)?)))
-            .collect();
         // SAFETY: sysconf only reads a configuration value.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let (mut ticks, mut peak, mut seen) = (0u64, 0u64, false);
-        for p in tree(pid, &parents) {
+        for p in tree(pid, children) {
             let Some(t) = stat_of(p).as_deref().and_then(cpu_ticks) else {
                 continue;
             };
@@ -220,15 +222,28 @@ pub mod usage {
         }
 
         #[test]
-        fn a_tree_holds_the_root_and_every_live_descendant() {
-            let stat = "4242 (chromium) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3";
-            assert_eq!(parent(stat), Some(17));
+        fn a_tree_holds_the_root_and_every_descendant() {
             // 10 started 11 and 12; 12 started 13; 20 is someone else's.
-            let parents = [(11, 10), (12, 10), (13, 12), (20, 1), (10, 1)];
-            let mut t = tree(10, &parents);
-            t.sort();
-            assert_eq!(t, vec![10, 11, 12, 13]);
-            assert_eq!(tree(13, &parents), vec![13]);
+            let children = |p: u32| match p {
+                10 => vec![11, 12],
+                12 => vec![13],
+                1 => vec![10, 20],
+                _ => vec![],
+            };
+            assert_eq!(tree(10, children), vec![10, 11, 12, 13]);
+            assert_eq!(tree(13, children), vec![13]);
+        }
+
+        #[test]
+        fn a_live_child_is_found_under_the_harness() {
+            let mut sleeper = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let found = tree(std::process::id(), children);
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+            assert!(found.contains(&sleeper.id()), "{found:?}");
         }
 
         #[test]
