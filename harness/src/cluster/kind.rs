@@ -28,6 +28,8 @@ const POD_LOGS: &str = "/var/log/pods/kube-system_kube-apiserver-*/kube-apiserve
 const RESTART_DEADLINE: Duration = Duration::from_secs(180);
 /// The API server gives a reload one minute to initialise, then counts a failure.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(75);
+/// Where a restart puts the old manifest, out of kubelet's sight, while the old pod goes.
+const STOPPED_MANIFEST: &str = "/etc/kubernetes/kube-apiserver.yaml.stopped";
 /// Grace we give the old kube-apiserver container once its manifest is gone.
 /// kubeadm's pod has the default 30 s and kube-apiserver drains watches for all of it
 /// (measured: the old container exits at 30.3 s, the new one answers `/readyz` at 42 s);
@@ -429,7 +431,7 @@ impl KindCluster {
         // (A restart cut short leaves only the stopped copy: start from that.)
         let text = self
             .node_sh(&format!(
-                "cat {MANIFEST} 2>/dev/null || cat /etc/kubernetes/kube-apiserver.yaml.stopped"
+                "cat {MANIFEST} 2>/dev/null || cat {STOPPED_MANIFEST}"
             ))
             .await?;
         self.restarts += 1;
@@ -451,7 +453,7 @@ impl KindCluster {
         // The old pod goes first: its manifest out of kubelet's sight, and its container and
         // sandbox stopped now (kubelet would give it its full grace period). The new pod,
         // under the other name, then finds port 6443 free and starts at once.
-        let mut script = format!("mv {MANIFEST} /etc/kubernetes/kube-apiserver.yaml.stopped;");
+        let mut script = format!("mv {MANIFEST} {STOPPED_MANIFEST};");
         if !before.is_empty() {
             script.push_str(&format!(
                 " crictl stop --timeout {OLD_CONTAINER_GRACE_SECS} {before} >/dev/null 2>&1;"
