@@ -112,7 +112,6 @@ impl ContainerKanidm {
             .start()
             .await
             .map_err(|e| anyhow!("starting the {image} container: {e}\n  help: is Docker running (`docker info`), and is the image there (`docker image inspect {image}`)?"))?;
-        let status = format!("{origin}/status");
         let log = dir.join("kanidmd.log");
         let mut me = ContainerKanidm {
             endpoint: KanidmEndpoint {
@@ -124,36 +123,7 @@ impl ContainerKanidm {
             version: None,
             container: Some(container),
         };
-        // Ready when /status answers; failed at once when the container has exited (a
-        // kanidmd that cannot bind its port, say, exits within a second).
-        let ready = crate::wait::until(
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || async {
-                let up = http
-                    .get(&status)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if up {
-                    return Ok(Some(()));
-                }
-                if let Some(c) = &me.container
-                    && let Ok(false) = c.is_running().await
-                {
-                    bail!("the Kanidm container exited before it answered {status}");
-                }
-                Ok(None)
-            },
-            |after| {
-                anyhow!(
-                    "Kanidm container did not answer {status} within {} s",
-                    after.as_secs()
-                )
-            },
-        )
-        .await;
+        let ready = me.answering(http, "").await;
         if let Err(e) = ready {
             me.save_log().await;
             let tail = crate::process::tail(&me.log, 5);
@@ -223,19 +193,37 @@ impl ContainerKanidm {
         c.start()
             .await
             .map_err(|e| anyhow!("starting the Kanidm container again: {e}"))?;
+        self.answering(http, " of its restart").await
+    }
+
+    /// Wait until `/status` answers; fail at once when the container has exited (a kanidmd
+    /// that cannot bind its port, say, exits within a second). `when` ends the timeout
+    /// message.
+    async fn answering(&self, http: &reqwest::Client, when: &str) -> Result<()> {
         let status = format!("{}/status", self.endpoint.origin);
         crate::wait::until(
             Duration::from_secs(60),
             Duration::from_millis(100),
             || async {
-                Ok(match http.get(&status).send().await {
-                    Ok(r) if r.status().is_success() => Some(()),
-                    _ => None,
-                })
+                let up = http
+                    .get(&status)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if up {
+                    return Ok(Some(()));
+                }
+                if let Some(c) = &self.container
+                    && let Ok(false) = c.is_running().await
+                {
+                    bail!("the Kanidm container exited before it answered {status}");
+                }
+                Ok(None)
             },
             |after| {
                 anyhow!(
-                    "the Kanidm container did not answer {status} within {} s of its restart",
+                    "the Kanidm container did not answer {status} within {} s{when}",
                     after.as_secs()
                 )
             },

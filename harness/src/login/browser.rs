@@ -171,8 +171,8 @@ impl Browser {
             "--disable-quic".into(),
             // Fewer processes: one renderer for Kanidm's pages and our redirect (no site
             // isolation; the browser shows nothing else), GPU and network service inside the
-            // browser process, no zygote. Chromium's CPU over the posts' logins: 9.3 → 7.8 s
-            // (medians of 10 and 3 runs). `--single-process` saved more but crashed the
+            // browser process, no zygote. Chromium's CPU over the posts' logins: 9.99 → 8.69 s
+            // (medians of 5 pairs). `--single-process` saved more but crashed the
             // browser in 1 of 10 runs.
             "--renderer-process-limit=1".into(),
             "--disable-site-isolation-trials".into(),
