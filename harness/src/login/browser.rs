@@ -41,6 +41,8 @@ pub struct Browser {
     url: String,
     profiles: PathBuf,
     chromium: PathBuf,
+    /// Chromium's headless shell (the headless-only build), not the full browser.
+    headless_shell: bool,
     counter: std::sync::atomic::AtomicU32,
 }
 
@@ -72,6 +74,41 @@ fn dies_with_chromedriver(chromium: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(wrapper)
 }
 
+/// A Chrome DevTools command through chromedriver. (WebDriver's own cookie commands cannot
+/// restore cookies for `localhost`: "invalid 'domain'".)
+pub async fn cdp(
+    client: &Client,
+    cmd: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value> {
+    client
+        .issue_cmd(SessionPost {
+            path: "goog/cdp/execute",
+            body: json!({"cmd": cmd, "params": params}),
+        })
+        .await
+        .map_err(|e| anyhow!("{cmd}: {e}"))
+}
+
+/// Open `url` in the session's page. `Some(code)`: Chromium could not load it
+/// (`net::ERR_CERT_AUTHORITY_INVALID`, …); the headless shell's error page shows no code,
+/// so it is taken from the navigation itself (DevTools `Page.navigate`).
+pub async fn open(client: &Client, url: &str) -> Result<Option<String>> {
+    let r = cdp(client, "Page.navigate", json!({ "url": url })).await?;
+    Ok(r["errorText"]
+        .as_str()
+        .filter(|e| !e.is_empty())
+        .map(str::to_string))
+}
+
+/// Whether `chromium` is Chromium's headless shell (`chrome-headless-shell`, Debian's
+/// `chromium-headless-shell`).
+fn is_headless_shell(chromium: &Path) -> bool {
+    chromium
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
+}
+
 /// End a session: chromedriver closes its Chromium and waits for it to exit (~0.1 s here),
 /// never longer than this; the lab's browsers are killed by their profile path anyway.
 pub async fn close_session(client: Client) {
@@ -85,7 +122,9 @@ impl Browser {
     pub async fn start(dir: &Path) -> Result<Browser> {
         let driver_bin = tools::CHROMEDRIVER.require()?;
         std::fs::create_dir_all(dir)?;
-        let chromium = dies_with_chromedriver(&tools::CHROMIUM.require()?, dir)?;
+        let found = tools::CHROMIUM.require()?;
+        let headless_shell = is_headless_shell(&found);
+        let chromium = dies_with_chromedriver(&found, dir)?;
         let port = free_port()?;
         // Without `--allowed-ips` chromedriver listens on loopback only (127.0.0.1 and ::1);
         // with it, on every interface. Nobody else may drive the signed-in browser.
@@ -148,6 +187,7 @@ impl Browser {
             url,
             profiles: dir.join("profiles"),
             chromium,
+            headless_shell,
             counter: Default::default(),
         })
     }
@@ -159,9 +199,8 @@ impl Browser {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let profile = self.profiles.join(format!("{label}-{n}"));
         std::fs::create_dir_all(&profile)?;
-        let args = vec![
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
+        let mut args = vec![
+            "--no-sandbox".to_string(),
             "--disable-gpu".into(),
             "--disable-dev-shm-usage".into(),
             "--disable-background-networking".into(),
@@ -172,8 +211,8 @@ impl Browser {
             // Fewer processes: one renderer for Kanidm's pages and our redirect (no site
             // isolation; the browser shows nothing else), GPU and network service inside the
             // browser process, no zygote. Chromium's CPU over the posts' logins: 9.99 → 8.69 s
-            // (medians of 5 pairs). `--single-process` saved more but crashed the
-            // browser in 1 of 10 runs.
+            // (medians of 5 pairs); the headless shell's 3.7–4.1 → 3.2–3.4 s (3 pairs).
+            // `--single-process` saved more but crashed the full browser in 1 of 10 runs.
             "--renderer-process-limit=1".into(),
             "--disable-site-isolation-trials".into(),
             "--disable-features=site-per-process,IsolateOrigins".into(),
@@ -184,8 +223,20 @@ impl Browser {
             format!("--user-data-dir={}", profile.display()),
             format!("--ignore-certificate-errors-spki-list={spki_pin}"),
         ];
+        // The headless shell is headless by build, and chromedriver knows it by this
+        // browser name (as `chrome` it waits for a first tab the shell never opens).
+        if !self.headless_shell {
+            args.push("--headless=new".into());
+        }
         let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "browserName".into(),
+            json!(if self.headless_shell {
+                "chrome-headless-shell"
+            } else {
+                "chrome"
+            }),
+        );
         caps.insert(
             "goog:chromeOptions".into(),
             json!({"binary": self.chromium.to_string_lossy(), "args": args}),
@@ -267,6 +318,7 @@ if (document.readyState !== 'complete') return 'loading';
 const txt = document.body ? document.body.innerText : '';
 const neterr = txt.match(/(NET::ERR_[A-Z_]+|ERR_[A-Z_]{6,})/);
 if (neterr) return 'browser-error:' + neterr[1];
+if (location.protocol === 'chrome-error:') return 'browser-error:';
 const vis = id => { const e = document.getElementById(id); return !!(e && e.offsetParent !== null && !e.classList.contains('d-none') && e.type !== 'hidden'); };
 const heads = [...document.querySelectorAll('h1,h2,h3')].map(e => e.textContent.trim());
 if (heads.includes('Access Denied')) return 'access-denied';

@@ -226,6 +226,16 @@ pub async fn drive_to_redirect(
     })
 }
 
+fn browser_error(code: &str) -> anyhow::Error {
+    if code.contains("CERT") {
+        anyhow!(
+            "Chromium did not trust the server's certificate ({code}); it trusts only the lab's pinned Kanidm key"
+        )
+    } else {
+        anyhow!("Chromium could not load the page ({code})")
+    }
+}
+
 /// Walk the pages until the redirect (Ok(None)) or a terminal Kanidm page (Ok(Some)).
 async fn drive(
     client: &Client,
@@ -234,10 +244,12 @@ async fn drive(
     person: &Person<'_>,
     trail: &mut Vec<String>,
 ) -> Result<Option<LoginOutcomeActual>> {
-    client
-        .goto(url.as_str())
+    if let Some(code) = browser::open(client, url.as_str())
         .await
-        .map_err(|e| anyhow!("opening the authorize URL: {e}"))?;
+        .map_err(|e| anyhow!("opening the authorize URL: {e}"))?
+    {
+        return Err(browser_error(&code));
+    }
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut last_acted: Option<(Page, String)> = None;
     let mut last_error: Option<anyhow::Error> = None;
@@ -281,12 +293,16 @@ async fn drive(
             Page::AccessDenied => return Ok(Some(LoginOutcomeActual::AccessDenied)),
             Page::LoginFailed(r) => return Ok(Some(LoginOutcomeActual::LoginFailed(r.clone()))),
             Page::Error(e) => return Ok(Some(LoginOutcomeActual::Error(e.clone()))),
-            Page::BrowserError(code) if code.contains("CERT") => {
-                bail!(
-                    "Chromium did not trust the server's certificate ({code}); it trusts only the lab's pinned Kanidm key"
-                )
-            }
-            Page::BrowserError(code) => bail!("Chromium could not load the page ({code})"),
+            Page::BrowserError(code) if code.is_empty() => bail!(
+                "Chromium could not load the page after {} (its headless shell shows no error code)",
+                trail
+                    .iter()
+                    .rev()
+                    .find(|u| !u.starts_with("chrome-error:"))
+                    .map(String::as_str)
+                    .unwrap_or("the authorize URL")
+            ),
+            Page::BrowserError(code) => return Err(browser_error(code)),
             Page::Loading | Page::Unknown(_) | Page::Passkey => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;

@@ -7,24 +7,12 @@
 //! 0.5–0.8 s here). Passkey people keep a browser of their own: the virtual authenticator
 //! lives in it.
 
-use super::browser::{Browser, SessionPost, close_session};
+use super::browser::{Browser, cdp, close_session};
 use super::flow::{LoginOutcomeActual, LoginRequest, Person, login_in};
 use anyhow::{Result, anyhow};
 use fantoccini::Client;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-
-/// A Chrome DevTools command through chromedriver. (WebDriver's own cookie commands cannot
-/// restore cookies for `localhost`: "invalid 'domain'".)
-async fn cdp(client: &Client, cmd: &str, params: Value) -> Result<Value> {
-    client
-        .issue_cmd(SessionPost {
-            path: "goog/cdp/execute",
-            body: json!({"cmd": cmd, "params": params}),
-        })
-        .await
-        .map_err(|e| anyhow!("{cmd}: {e}"))
-}
 
 /// The fields of a CDP `Cookie` that `Network.setCookies` takes back.
 fn cookie_param(c: &Value) -> Value {
