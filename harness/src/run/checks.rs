@@ -341,6 +341,83 @@ async fn cross_check(x: &ExplainCheck, token: &str, seen: Observed401, rec: &mut
     rec.push("explain agrees".into(), j, line);
 }
 
+fn issuer_and_origin(s: &LoadedScenario, k: &KanidmLab) -> (String, String) {
+    let endpoint = k.server.endpoint();
+    (
+        endpoint.issuer(&s.scenario.login.client.value),
+        endpoint.origin.clone(),
+    )
+}
+
+/// The scenario's login settings against this Kanidm.
+fn login_request<'a>(
+    s: &'a LoadedScenario,
+    site: &'a super::kanidm_lab::KanidmSite<'_>,
+    issuer: &'a str,
+    origin: &'a str,
+    art_dir: &'a Path,
+) -> LoginRequest<'a> {
+    let login = &s.scenario.login;
+    LoginRequest {
+        issuer,
+        origin,
+        client_id: &login.client.value,
+        scopes: &login.scopes,
+        redirect_port: login.redirect_port,
+        redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
+        spki_pin: &site.lab.pki.kanidm_spki_sha256,
+        artifacts: art_dir,
+    }
+}
+
+fn person_of<'a>(
+    s: &LoadedScenario,
+    provisioned: &'a crate::kanidm::Provisioned,
+    p: &'a str,
+) -> Result<Person<'a>> {
+    let secrets = provisioned
+        .secrets
+        .get(p)
+        .ok_or_else(|| anyhow!("no credentials for {p}"))?;
+    let passkey = s
+        .person(p)
+        .is_some_and(|x| x.credential == CredentialKind::Passkey);
+    Ok(Person {
+        name: p,
+        secrets,
+        passkey,
+    })
+}
+
+/// `n` more tokens for `person`, each from a login of its own (single sign-on), kept out of
+/// the Kanidm lab's tokens: a later step presents each to the API server for the first
+/// time (see `scenario::steps::spare_tokens`). Only the lab's own logins: kubelogin would
+/// answer from its token cache.
+pub(super) async fn spare_logins(
+    s: &LoadedScenario,
+    k: &mut KanidmLab,
+    site: &super::kanidm_lab::KanidmSite<'_>,
+    art_dir: &Path,
+    person: &str,
+    n: usize,
+) -> Result<Vec<LoginOutcomeActual>> {
+    if s.scenario.login.via == LoginVia::Kubelogin {
+        return Ok(Vec::new());
+    }
+    let (issuer, origin) = issuer_and_origin(s, k);
+    let req = login_request(s, site, &issuer, &origin, art_dir);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let who = person_of(s, &k.provisioned, person)?;
+        let (got, _) = k
+            .signins
+            .login(&site.lab.browser, &site.lab.http, &req, &who)
+            .await?;
+        out.push(got);
+    }
+    Ok(out)
+}
+
 /// Log every person of the scenario in (once per Kanidm state): a person's first login in
 /// the run walks Kanidm's pages, later ones restore their Kanidm session (see
 /// `login::signins`). Returns per-login times.
@@ -352,19 +429,8 @@ pub(super) async fn login_all(
     people: &[String],
 ) -> Result<Vec<(String, Duration)>> {
     let lab = site.lab;
-    let login = &s.scenario.login;
-    let issuer = k.server.endpoint().issuer(&login.client.value);
-    let origin = k.server.endpoint().origin.clone();
-    let req = LoginRequest {
-        issuer: &issuer,
-        origin: &origin,
-        client_id: &login.client.value,
-        scopes: &login.scopes,
-        redirect_port: login.redirect_port,
-        redirect_path: login.redirect_path.as_deref().unwrap_or("/callback"),
-        spki_pin: &lab.pki.kanidm_spki_sha256,
-        artifacts: art_dir,
-    };
+    let (issuer, origin) = issuer_and_origin(s, k);
+    let req = login_request(s, site, &issuer, &origin, art_dir);
     // A token kept from an earlier scenario is reused only while it has a minute left
     // (Kanidm's id_tokens live 15 minutes; a long suite outlives them).
     let now = std::time::SystemTime::now()
@@ -402,19 +468,7 @@ pub(super) async fn login_all(
             times.push((label, t.elapsed()));
             continue;
         }
-        let secrets = k
-            .provisioned
-            .secrets
-            .get(p)
-            .ok_or_else(|| anyhow!("no credentials for {p}"))?;
-        let passkey = s
-            .person(p)
-            .is_some_and(|x| x.credential == CredentialKind::Passkey);
-        let person = Person {
-            name: p.as_str(),
-            secrets,
-            passkey,
-        };
+        let person = person_of(s, &k.provisioned, p)?;
         let t = Instant::now();
         let (out, kind) = k
             .signins

@@ -2,7 +2,9 @@
 //! API server, logs people in afresh where asked, then checks tokens kept from earlier
 //! (`tokenFrom`) side by side with fresh ones.
 
-use super::checks::{Dirs, ExplainCheck, Recorder, check_expectation, login_all, wait_token_cache};
+use super::checks::{
+    Dirs, ExplainCheck, Recorder, check_expectation, login_all, spare_logins, wait_token_cache,
+};
 use super::kanidm_lab::{KanidmLab, KanidmSite};
 use crate::check::CheckResult;
 use crate::check::judge;
@@ -40,11 +42,21 @@ struct Kept {
     held: Vec<(String, Held)>,
     /// (step number from 1, old, new)
     renames: Vec<(usize, String, String)>,
+    /// More tokens from the same point, never presented to the API server yet, by (point,
+    /// name then): see `scenario::steps::spare_tokens`.
+    spares: BTreeMap<(String, String), Vec<LoginOutcomeActual>>,
+}
+
+/// A kept token as one step presents it (to every check of that step).
+struct KeptToken {
+    outcome: Option<LoginOutcomeActual>,
+    /// The API server has never seen it: it cannot answer from its success cache.
+    unseen: bool,
 }
 
 impl Kept {
-    /// The outcome `person` (named as now) got at `point`.
-    fn token(&self, point: &str, person: &str) -> Result<Option<LoginOutcomeActual>> {
+    /// Where `point` is in `held`, and the name `person` (named as now) had then.
+    fn locate(&self, point: &str, person: &str) -> Result<(usize, String)> {
         let at = self
             .held
             .iter()
@@ -56,8 +68,33 @@ impl Kept {
             .filter(|(step, _, _)| *step > at)
             .map(|(_, o, n)| (o.clone(), n.clone()))
             .collect();
-        let then = steps::earlier_name(person, &later);
-        Ok(self.held[at].1.get(then).cloned())
+        Ok((at, steps::earlier_name(person, &later).to_string()))
+    }
+
+    /// The outcome `person` (named as now) got at `point`.
+    fn token(&self, point: &str, person: &str) -> Result<Option<LoginOutcomeActual>> {
+        let (at, then) = self.locate(point, person)?;
+        Ok(self.held[at].1.get(&then).cloned())
+    }
+
+    /// The token of `point` a step presents for `person`: a spare never presented if one
+    /// is left, else the one presented at that point.
+    fn take(&mut self, point: &str, person: &str) -> Result<KeptToken> {
+        let (_, then) = self.locate(point, person)?;
+        if let Some(spare) = self
+            .spares
+            .get_mut(&(point.to_string(), then))
+            .and_then(Vec::pop)
+        {
+            return Ok(KeptToken {
+                outcome: Some(spare),
+                unseen: true,
+            });
+        }
+        Ok(KeptToken {
+            outcome: self.token(point, person)?,
+            unseen: false,
+        })
     }
 
     /// The kubelogin cache behind `person`'s latest kubelogin token (a refresh starts there).
@@ -97,7 +134,20 @@ pub(super) async fn run_steps<C: ClusterBackend>(
 ) -> Result<Vec<CheckResult>> {
     let plans = steps::plan(&s.scenario).map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
     let dir = s.path.parent().unwrap_or(std::path::Path::new("."));
+    let reloads = ctx.cluster.reloaded_in_place();
+    let wanted = steps::spare_tokens(&plans, reloads);
     let mut kept = Kept {
+        spares: mint_spares(
+            s,
+            k,
+            ctx.site,
+            ctx.dirs,
+            INITIAL,
+            &initial,
+            &wanted,
+            ctx.timings,
+        )
+        .await?,
         held: vec![(INITIAL.to_string(), initial)],
         renames: Vec::new(),
     };
@@ -145,8 +195,23 @@ pub(super) async fn run_steps<C: ClusterBackend>(
                 fresh.insert(person.clone(), first.clone());
             }
         }
-        keys_changed |= has_key_events(p);
-        if needs_cache_wait(p, keys_changed, &*ctx.cluster) {
+        let spares = mint_spares(
+            &at,
+            k,
+            ctx.site,
+            ctx.dirs,
+            name,
+            &fresh,
+            &wanted,
+            ctx.timings,
+        )
+        .await?;
+        kept.spares.extend(spares);
+        keys_changed |= steps::changes_keys(p);
+        let presented = kept_tokens(p, &mut kept)?;
+        // Only a kept token the API server has seen can be answered from its success cache.
+        let seen_before = presented.values().any(|t| t.outcome.is_some() && !t.unseen);
+        if seen_before && steps::kept_answers_may_change(p, keys_changed, reloads) {
             wait_token_cache(
                 k,
                 "kept tokens are checked again",
@@ -155,7 +220,7 @@ pub(super) async fn run_steps<C: ClusterBackend>(
             )
             .await;
         }
-        results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &kept, &refreshed).await?);
+        results.append(&mut check_step(&mut ctx, s, p, k, &fresh, &presented, &refreshed).await?);
         k.last_token_use = Some(Instant::now());
         kept.held.push((name.clone(), fresh));
         ctx.timings.add(&format!("step {name}"), t.elapsed());
@@ -170,7 +235,7 @@ async fn check_step<C: ClusterBackend>(
     p: &StepPlan<'_>,
     k: &KanidmLab,
     fresh: &Held,
-    kept: &Kept,
+    kept: &BTreeMap<(String, String), KeptToken>,
     refreshed: &BTreeMap<String, Vec<LoginOutcomeActual>>,
 ) -> Result<Vec<CheckResult>> {
     let name = &p.step.name.value;
@@ -187,7 +252,11 @@ async fn check_step<C: ClusterBackend>(
         let person = &e.person.value;
         let mut rec = Recorder::new(s, person);
         let (outcome, point) = match &e.token_from {
-            Some(from) => (kept.token(&from.value, person)?, from.value.as_str()),
+            Some(from) => (
+                kept.get(&(from.value.clone(), person.clone()))
+                    .and_then(|t| t.outcome.clone()),
+                from.value.as_str(),
+            ),
             None => (fresh.get(person).cloned(), name.as_str()),
         };
         rec.prefix = match (&e.token_from, &e.refresh) {
@@ -312,20 +381,50 @@ async fn refreshes(
     Ok(out)
 }
 
-fn has_key_events(p: &StepPlan<'_>) -> bool {
-    p.events.iter().any(|e| {
-        matches!(
-            e,
-            Change::RotateSigningKey { .. } | Change::ResetSecrets { .. }
-        )
-    })
+/// The kept token each `(point, person)` of the step presents, taken once per step.
+fn kept_tokens(p: &StepPlan<'_>, kept: &mut Kept) -> Result<BTreeMap<(String, String), KeptToken>> {
+    let mut out = BTreeMap::new();
+    for e in &p.step.expect {
+        let Some(from) = &e.token_from else { continue };
+        let key = (from.value.clone(), e.person.value.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(key) {
+            let (point, person) = slot.key();
+            let t = kept.take(point, person)?;
+            slot.insert(t);
+        }
+    }
+    Ok(out)
 }
 
-/// Kept tokens whose answer may have changed must not be answered from the API server's
-/// 10 s success cache: once signing keys changed in this scenario (any later fresh token
-/// may make the API server refetch the JWKS), or after a config reloaded in place. Group,
-/// scope-map and account changes cannot change a kept token's answer: no wait.
-fn needs_cache_wait(p: &StepPlan<'_>, keys_changed: bool, cluster: &impl ClusterBackend) -> bool {
-    let keeps = p.step.expect.iter().any(|e| e.token_from.is_some());
-    keeps && (keys_changed || (p.api_server_changes && cluster.reloaded_in_place()))
+/// The spare tokens `wanted` at `point`, for the people who got a token there.
+#[allow(clippy::too_many_arguments)]
+async fn mint_spares(
+    at: &LoadedScenario,
+    k: &mut KanidmLab,
+    site: &KanidmSite<'_>,
+    dirs: &Dirs,
+    point: &str,
+    held: &Held,
+    wanted: &BTreeMap<(String, String), usize>,
+    timings: &mut Timings,
+) -> Result<BTreeMap<(String, String), Vec<LoginOutcomeActual>>> {
+    let mut out = BTreeMap::new();
+    for ((p, person), n) in wanted {
+        if p != point || !matches!(held.get(person), Some(LoginOutcomeActual::Token(_))) {
+            continue;
+        }
+        let t = Instant::now();
+        let got = spare_logins(at, k, site, &dirs.artifacts, person, *n)
+            .await
+            .with_context(|| format!("{person}'s spare tokens at `{point}`"))?;
+        timings.add(&format!("spare tokens for {person} ({n})"), t.elapsed());
+        // Anything but a token (it should not differ from the first login's) is not kept:
+        // the step then presents the first token, after the cache wait.
+        let tokens = got
+            .into_iter()
+            .filter(|o| matches!(o, LoginOutcomeActual::Token(_)))
+            .collect();
+        out.insert((p.clone(), person.clone()), tokens);
+    }
+    Ok(out)
 }

@@ -250,6 +250,85 @@ pub struct ApiServerAuth {
     pub legacy_flags: Option<Spanned<LegacyFlags>>,
 }
 
+impl JwtAuthenticator {
+    /// Every field the renderer resolves placeholders in, by its name: claim mappings, CEL
+    /// expressions, rule values and messages, audiences.
+    pub fn placeholder_texts(&self) -> Vec<(&'static str, &String)> {
+        let m = &self.claim_mappings;
+        let mut texts: Vec<(&str, &String)> = Vec::new();
+        for (name, pm) in [
+            ("username", Some(&m.username)),
+            ("groups", m.groups.as_ref()),
+        ] {
+            if let Some(pm) = pm {
+                texts.extend(
+                    pm.claim
+                        .iter()
+                        .chain(&pm.prefix)
+                        .chain(&pm.expression)
+                        .map(|t| (name, t)),
+                );
+            }
+        }
+        if let Some(u) = &m.uid {
+            texts.extend(u.claim.iter().chain(&u.expression).map(|t| ("uid", t)));
+        }
+        texts.extend(
+            m.extra
+                .iter()
+                .flat_map(|e| [("extra", &e.key), ("extra", &e.value_expression)]),
+        );
+        for r in &self.claim_validation_rules {
+            texts.extend(
+                r.claim
+                    .iter()
+                    .chain(&r.required_value)
+                    .chain(&r.expression)
+                    .chain(&r.message)
+                    .map(|t| ("claimValidationRules", t)),
+            );
+        }
+        for r in &self.user_validation_rules {
+            texts.extend(
+                std::iter::once(&r.expression)
+                    .chain(&r.message)
+                    .map(|t| ("userValidationRules", t)),
+            );
+        }
+        texts.extend(
+            self.issuer
+                .audiences
+                .iter()
+                .flatten()
+                .map(|t| ("issuer.audiences", t)),
+        );
+        texts
+    }
+}
+
+impl ApiServerAuth {
+    /// Every text of this section the renderer resolves placeholders in.
+    pub fn placeholder_texts(&self) -> Vec<&String> {
+        let mut out: Vec<&String> = Vec::new();
+        if let Some(st) = &self.structured {
+            for j in &st.value.jwt {
+                out.extend(j.placeholder_texts().into_iter().map(|(_, t)| t));
+            }
+        }
+        if let Some(l) = &self.legacy_flags {
+            let f = &l.value;
+            out.extend(
+                f.username_prefix
+                    .iter()
+                    .chain(&f.groups_prefix)
+                    .chain(&f.client_id)
+                    .chain(&f.required_claims),
+            );
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StructuredAuth {

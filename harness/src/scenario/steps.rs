@@ -321,6 +321,84 @@ pub fn scenario_at(s: &super::LoadedScenario, p: &StepPlan<'_>) -> super::Loaded
     at
 }
 
+/// Whether a step changes the signing keys or secrets of a client: from then on, any fresh
+/// token may make the API server refetch the JWKS, and a kept token's answer may change.
+pub fn changes_keys(p: &StepPlan<'_>) -> bool {
+    p.events.iter().any(|e| {
+        matches!(
+            e,
+            Change::RotateSigningKey { .. } | Change::ResetSecrets { .. }
+        )
+    })
+}
+
+/// Whether a step's kept tokens must not be answered from the API server's 10 s success
+/// cache: once signing keys changed in this scenario (`keys_changed`: in this step or an
+/// earlier one), or after a config reloaded in place. Group, scope-map and account changes
+/// cannot change a kept token's answer.
+pub fn kept_answers_may_change(
+    p: &StepPlan<'_>,
+    keys_changed: bool,
+    reloads_in_place: bool,
+) -> bool {
+    keys_changed || (p.api_server_changes && reloads_in_place)
+}
+
+/// Tokens to issue at a point beyond the one its expectations present, so that each later
+/// step whose kept answers may change (see [`kept_answers_may_change`]) presents a token
+/// the API server has never seen: it is verified afresh, with no success cache to wait
+/// out. Keyed by (point, the person's name at that point); one per such step that names
+/// the point. None when the scenario names a token by its `${jti:…}` (a spare has its own
+/// jti, so it would not be "the" token of that point).
+pub fn spare_tokens(
+    plans: &[StepPlan<'_>],
+    reloads_in_place: bool,
+) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut out = std::collections::BTreeMap::new();
+    let names_jti = plans.iter().any(|p| {
+        p.api_server.value.placeholder_texts().iter().any(|t| {
+            super::placeholder::scan(t).is_ok_and(|found| {
+                found
+                    .iter()
+                    .any(|f| matches!(f, super::placeholder::Placeholder::Jti(..)))
+            })
+        })
+    });
+    if names_jti {
+        return out;
+    }
+    let mut keys_changed = false;
+    for (j, p) in plans.iter().enumerate() {
+        keys_changed |= changes_keys(p);
+        if !kept_answers_may_change(p, keys_changed, reloads_in_place) {
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &p.step.expect {
+            let Some(from) = &e.token_from else { continue };
+            let point = from.value.as_str();
+            // Held tokens: 0 = initial, i + 1 = step i; renames after the point count.
+            let at = if point == INITIAL {
+                0
+            } else {
+                match plans[..j].iter().position(|q| q.step.name.value == point) {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            };
+            let renames: Vec<(String, String)> = plans[at..=j]
+                .iter()
+                .flat_map(|q| q.renames.iter().cloned())
+                .collect();
+            let then = earlier_name(&e.person.value, &renames).to_string();
+            if seen.insert((point.to_string(), then.clone())) {
+                *out.entry((point.to_string(), then)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The person a name at a step was called at an earlier point, through the renames between
 /// (`renames` in order, oldest first).
 pub fn earlier_name<'a>(name: &'a str, renames: &'a [(String, String)]) -> &'a str {
@@ -505,5 +583,87 @@ expect:
         assert_eq!(e.field, "steps[0].change[0]");
         s.steps[0].change[0].value = Change::StartKanidm;
         assert!(plan(&s).unwrap_err().message.contains("already running"));
+    }
+
+    #[test]
+    fn spare_tokens_only_where_kept_answers_may_change() {
+        let s = with_steps(
+            r#"
+  - name: demote
+    change:
+      - removeFromGroup: {person: bob, group: k8s_admins}
+    expect:
+      - {person: bob, tokenFrom: initial, allowed: ["list pods -A"]}
+  - name: rotated
+    change:
+      - rotateSigningKey: {client: k8s}
+    expect:
+      - {person: bob, tokenFrom: initial, allowed: ["list pods -A"]}
+      - {person: bob, tokenFrom: initial, allowed: ["get pods"]}
+      - {person: bob, allowed: ["list pods -A"]}
+  - name: later
+    expect:
+      - {person: bob, tokenFrom: initial, unauthorized: {cause: signature}}
+      - {person: bob, tokenFrom: rotated, allowed: ["list pods -A"]}
+"#,
+        );
+        let plans = plan(&s.scenario).unwrap();
+        let spares = spare_tokens(&plans, false);
+        // `demote` cannot change a kept answer; `rotated` and `later` each want one
+        // unseen initial token (one per step, however many checks), `later` one of `rotated`.
+        assert_eq!(spares.get(&("initial".into(), "bob".into())), Some(&2));
+        assert_eq!(spares.get(&("rotated".into(), "bob".into())), Some(&1));
+        assert_eq!(spares.len(), 2);
+    }
+
+    #[test]
+    fn spare_tokens_follow_renames_and_reloads_and_never_replace_a_named_jti() {
+        let s = with_steps(
+            r#"
+  - name: renamed
+    change:
+      - renamePerson: {person: bob, to: robert}
+    expect:
+      - {person: robert, tokenFrom: initial, allowed: ["list pods -A"]}
+  - name: flags
+    apiServer:
+      structured:
+        jwt:
+          - issuer: {client: k8s}
+            claimMappings:
+              username: {claim: preferred_username, prefix: "x:"}
+    expect:
+      - {person: robert, tokenFrom: initial, allowed: ["list pods -A"]}
+"#,
+        );
+        let plans = plan(&s.scenario).unwrap();
+        assert!(
+            spare_tokens(&plans, false).is_empty(),
+            "restarts verify afresh"
+        );
+        let reload = spare_tokens(&plans, true);
+        assert_eq!(reload.get(&("initial".into(), "bob".into())), Some(&1));
+        assert_eq!(reload.len(), 1);
+
+        let s = with_steps(
+            r#"
+  - name: deny
+    change:
+      - rotateSigningKey: {client: k8s}
+    apiServer:
+      structured:
+        jwt:
+          - issuer: {client: k8s}
+            claimMappings:
+              username: {claim: preferred_username, prefix: ""}
+            userValidationRules:
+              - expression: "user.extra['x'] != ['JTI=${jti:initial:bob}']"
+                message: denied
+    expect:
+      - {person: bob, tokenFrom: initial, unauthorized: {cause: user-rule}}
+"#,
+        );
+        let plans = plan(&s.scenario).unwrap();
+        assert!(spare_tokens(&plans, true).is_empty());
     }
 }

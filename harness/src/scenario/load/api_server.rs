@@ -237,54 +237,7 @@ pub(super) fn check_jwt_placeholders(
     known: &Known<'_>,
 ) {
     let loc = j.issuer.client.referenced;
-    let m = &j.claim_mappings;
-    let mut texts: Vec<(&str, &String)> = Vec::new();
-    for (name, pm) in [
-        ("username", Some(&m.username)),
-        ("groups", m.groups.as_ref()),
-    ] {
-        if let Some(pm) = pm {
-            texts.extend(
-                pm.claim
-                    .iter()
-                    .chain(&pm.prefix)
-                    .chain(&pm.expression)
-                    .map(|t| (name, t)),
-            );
-        }
-    }
-    if let Some(u) = &m.uid {
-        texts.extend(u.claim.iter().chain(&u.expression).map(|t| ("uid", t)));
-    }
-    texts.extend(
-        m.extra
-            .iter()
-            .flat_map(|e| [("extra", &e.key), ("extra", &e.value_expression)]),
-    );
-    for r in &j.claim_validation_rules {
-        texts.extend(
-            r.claim
-                .iter()
-                .chain(&r.required_value)
-                .chain(&r.expression)
-                .chain(&r.message)
-                .map(|t| ("claimValidationRules", t)),
-        );
-    }
-    for r in &j.user_validation_rules {
-        texts.extend(
-            std::iter::once(&r.expression)
-                .chain(&r.message)
-                .map(|t| ("userValidationRules", t)),
-        );
-    }
-    texts.extend(
-        j.issuer
-            .audiences
-            .iter()
-            .flatten()
-            .map(|t| ("issuer.audiences", t)),
-    );
+    let texts = j.placeholder_texts();
     for (field, t) in texts {
         c.placeholders(
             t,
