@@ -87,18 +87,17 @@ fn key(s: &LoadedScenario) -> String {
 }
 
 /// What a scenario costs, roughly, in seconds measured on 2 cores: ~3 to switch Kanidm and
-/// the API server and log in, ~2 per step, and ~10 more for a step that changes signing keys
-/// (the API server's JWKS refetch and token-cache waits) or stops Kanidm (a restart of the
-/// API server against it, then recovery).
+/// the API server and log in, ~2 per step, and ~12 more for a step that stops Kanidm (a
+/// restart of the API server against it, then recovery; `lifecycle-kanidm-down`, 18 s, is
+/// the suite's longest). Key rotations are no longer slow: their steps present kept tokens
+/// the API server has never seen, with no token-cache wait (`lifecycle-signing-keys` 39 →
+/// 4–7 s).
 fn weight(s: &LoadedScenario) -> usize {
     use crate::scenario::model::Change;
     let slow = |st: &crate::scenario::model::Step| {
-        st.change.iter().any(|c| {
-            matches!(
-                c.value,
-                Change::RotateSigningKey { .. } | Change::ResetSecrets { .. } | Change::StopKanidm
-            )
-        })
+        st.change
+            .iter()
+            .any(|c| matches!(c.value, Change::StopKanidm))
     };
     3 + s
         .scenario
@@ -170,9 +169,9 @@ pub fn groups_heaviest_first(scenarios: &[LoadedScenario]) -> Vec<Vec<usize>> {
 
 /// Scenario indexes per worker: chains ([`grouped`]) assigned heaviest first to the least
 /// loaded worker; within each of several workers, chains heaviest first too (ties in order
-/// of first appearance; one worker keeps the given order), so the longest one — the key rotation, mostly waits for the API server's
-/// token cache — starts at once and its waits overlap the other workers' set-ups instead
-/// of ending the run. Chains are independent; within one, its dirty end never comes before
+/// of first appearance; one worker keeps the given order), so the longest one — Kanidm
+/// stopped and started, mostly waits — starts at once and its waits overlap the other
+/// workers' set-ups instead of ending the run. Chains are independent; within one, its dirty end never comes before
 /// its clean scenarios.
 pub fn partition(scenarios: &[LoadedScenario], jobs: usize) -> Vec<Vec<usize>> {
     let groups = grouped(scenarios);
@@ -291,8 +290,8 @@ mod tests {
         let w = partition(&all, 3);
         assert_eq!(w.len(), 3, "{w:?}");
         assert_each_once(&w, names.len());
-        let signing = w.iter().find(|x| x.contains(&4)).unwrap();
-        assert!(signing.len() <= 2, "the 30 s one shares little: {w:?}");
+        let down = w.iter().find(|x| x.contains(&2)).unwrap();
+        assert!(down.len() <= 2, "the 18 s one shares little: {w:?}");
     }
 
     #[test]
@@ -322,7 +321,7 @@ mod tests {
     fn a_shared_queue_hands_out_whole_groups_heaviest_first() {
         let all: Vec<LoadedScenario> = [
             "post2-as-written",
-            "lifecycle-signing-keys",
+            "lifecycle-kanidm-down",
             "post2-fix-signing-algs",
             "post1-structured",
         ]
@@ -330,11 +329,7 @@ mod tests {
         .map(|n| load(n))
         .collect();
         let g = groups_heaviest_first(&all);
-        assert_eq!(
-            g[0],
-            vec![1],
-            "the key rotation scenario is the heaviest: {g:?}"
-        );
+        assert_eq!(g[0], vec![1], "stopping Kanidm is the heaviest: {g:?}");
         assert_eq!(g.last(), Some(&vec![0, 2]), "flags last: {g:?}");
         let mut seen: Vec<usize> = g.iter().flatten().copied().collect();
         seen.sort_unstable();
@@ -390,18 +385,23 @@ mod tests {
             .map(|p| crate::scenario::load_file(&p).unwrap())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        let keys = all
+        let down = all
             .iter()
-            .position(|s| s.name == "lifecycle-signing-keys")
+            .position(|s| s.name == "lifecycle-kanidm-down")
             .unwrap();
         for jobs in [2, 3, 4] {
             let w = partition(&all, jobs);
             assert_each_once(&w, all.len());
-            let mine = w.iter().find(|x| x.contains(&keys)).unwrap();
-            assert_eq!(mine[0], keys, "jobs {jobs}: {w:?}");
-            // Every worker's list is whole chains, heaviest first.
+            // Every worker's list is whole chains, heaviest first: the heaviest chain of
+            // all (the one that stops Kanidm is among the heavy ones) starts its worker's.
             let chains = grouped(&all);
             let chain_of = |i: usize| chains.iter().position(|c| c.contains(&i)).unwrap();
+            let heaviest = (0..chains.len())
+                .max_by_key(|&c| (group_cost(&all, &chains[c]), std::cmp::Reverse(c)))
+                .unwrap();
+            assert!(group_cost(&all, &chains[chain_of(down)]) >= 12 + 3);
+            let mine = w.iter().find(|x| x.contains(&chains[heaviest][0])).unwrap();
+            assert_eq!(chain_of(mine[0]), heaviest, "jobs {jobs}: {w:?}");
             for list in &w {
                 let mut order: Vec<usize> = list.iter().map(|&i| chain_of(i)).collect();
                 order.dedup();
