@@ -485,7 +485,7 @@ async fn e2e(args: E2eArgs, bench: bool) -> Result<ExitCode> {
     let places = harness::tools::Places::from_env();
     let backend = match args.backend {
         Some(b) => b,
-        None if !harness::tools::local_minors(&places).await.is_empty() => Backend::Local,
+        None if harness::tools::local_control_plane_present(&places) => Backend::Local,
         None if harness::tools::KIND.find().is_some() => Backend::Kind,
         None if !args.no_download => Backend::Local,
         None => bail!(
