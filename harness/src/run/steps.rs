@@ -136,6 +136,7 @@ pub(super) async fn run_steps<C: ClusterBackend>(
     let dir = s.path.parent().unwrap_or(std::path::Path::new("."));
     let reloads = ctx.cluster.reloaded_in_place();
     let wanted = steps::spare_tokens(&plans, reloads);
+    let may_change = steps::kept_answers_may_change(&plans, reloads);
     let mut kept = Kept {
         spares: mint_spares(
             s,
@@ -152,7 +153,6 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         renames: Vec::new(),
     };
     let mut results = Vec::new();
-    let mut keys_changed = false;
     for (i, p) in plans.iter().enumerate() {
         let name = &p.step.name.value;
         let t = Instant::now();
@@ -207,11 +207,10 @@ pub(super) async fn run_steps<C: ClusterBackend>(
         )
         .await?;
         kept.spares.extend(spares);
-        keys_changed |= steps::changes_keys(p);
         let presented = kept_tokens(p, &mut kept)?;
         // Only a kept token the API server has seen can be answered from its success cache.
         let seen_before = presented.values().any(|t| t.outcome.is_some() && !t.unseen);
-        if seen_before && steps::kept_answers_may_change(p, keys_changed, reloads) {
+        if seen_before && may_change[i] {
             wait_token_cache(
                 k,
                 "kept tokens are checked again",

@@ -323,7 +323,7 @@ pub fn scenario_at(s: &super::LoadedScenario, p: &StepPlan<'_>) -> super::Loaded
 
 /// Whether a step changes the signing keys or secrets of a client: from then on, any fresh
 /// token may make the API server refetch the JWKS, and a kept token's answer may change.
-pub fn changes_keys(p: &StepPlan<'_>) -> bool {
+fn changes_keys(p: &StepPlan<'_>) -> bool {
     p.events.iter().any(|e| {
         matches!(
             e,
@@ -332,16 +332,19 @@ pub fn changes_keys(p: &StepPlan<'_>) -> bool {
     })
 }
 
-/// Whether a step's kept tokens must not be answered from the API server's 10 s success
-/// cache: once signing keys changed in this scenario (`keys_changed`: in this step or an
-/// earlier one), or after a config reloaded in place. Group, scope-map and account changes
-/// cannot change a kept token's answer.
-pub fn kept_answers_may_change(
-    p: &StepPlan<'_>,
-    keys_changed: bool,
-    reloads_in_place: bool,
-) -> bool {
-    keys_changed || (p.api_server_changes && reloads_in_place)
+/// Per step: whether its kept tokens must not be answered from the API server's 10 s
+/// success cache: once signing keys changed in this scenario (in this step or an earlier
+/// one), or after a config reloaded in place. Group, scope-map and account changes cannot
+/// change a kept token's answer.
+pub fn kept_answers_may_change(plans: &[StepPlan<'_>], reloads_in_place: bool) -> Vec<bool> {
+    let mut keys_changed = false;
+    plans
+        .iter()
+        .map(|p| {
+            keys_changed |= changes_keys(p);
+            keys_changed || (p.api_server_changes && reloads_in_place)
+        })
+        .collect()
 }
 
 /// Tokens to issue at a point beyond the one its expectations present, so that each later
@@ -367,10 +370,9 @@ pub fn spare_tokens(
     if names_jti {
         return out;
     }
-    let mut keys_changed = false;
+    let may_change = kept_answers_may_change(plans, reloads_in_place);
     for (j, p) in plans.iter().enumerate() {
-        keys_changed |= changes_keys(p);
-        if !kept_answers_may_change(p, keys_changed, reloads_in_place) {
+        if !may_change[j] {
             continue;
         }
         let mut seen = std::collections::BTreeSet::new();
